@@ -1,0 +1,91 @@
+"""progress-sync's pipeline: producers → buffered update queue → export store → subscribers.
+
+Never imports ``server``. The public names are re-exported here; the modules that hold them
+are private.
+"""
+
+from ._buffer import DEFAULT_CAPACITY as DEFAULT_CAPACITY
+from ._buffer import DEFAULT_FLUSH_INTERVAL as DEFAULT_FLUSH_INTERVAL
+from ._buffer import UpdateBuffer as UpdateBuffer
+from ._buffer import open_update_buffer as open_update_buffer
+from ._demo import DEMO_KIND as DEMO_KIND
+from ._demo import DemoJobError as DemoJobError
+from ._demo import DemoParams as DemoParams
+from ._direct import DirectSync as DirectSync
+from ._direct import open_direct_sync as open_direct_sync
+from ._errors import BufferClosedError as BufferClosedError
+from ._errors import InvalidUpdateError as InvalidUpdateError
+from ._errors import JobExistsError as JobExistsError
+from ._errors import JobFinishedError as JobFinishedError
+from ._errors import JobNotFoundError as JobNotFoundError
+from ._errors import ProgressSyncError as ProgressSyncError
+from ._errors import RegistrationTimeoutError as RegistrationTimeoutError
+from ._errors import StoreUnavailableError as StoreUnavailableError
+from ._errors import UnknownStatusError as UnknownStatusError
+from ._memory_store import MemoryStore as MemoryStore
+from ._modes import open_update_sink as open_update_sink
+from ._runner import DEFAULT_MAX_CONCURRENT_JOBS as DEFAULT_MAX_CONCURRENT_JOBS
+from ._runner import JobKind as JobKind
+from ._runner import JobReporter as JobReporter
+from ._runner import JobRunner as JobRunner
+from ._runner import open_job_runner as open_job_runner
+from ._sink import SinkStatistics as SinkStatistics
+from ._sink import SyncMode as SyncMode
+from ._sink import UpdateSink as UpdateSink
+from ._snapshot import JOB_ID_PATTERN as JOB_ID_PATTERN
+from ._snapshot import MAX_MESSAGE_LENGTH as MAX_MESSAGE_LENGTH
+from ._snapshot import MAX_STAGE_LENGTH as MAX_STAGE_LENGTH
+from ._snapshot import JobSnapshot as JobSnapshot
+from ._snapshot import ProgressUpdate as ProgressUpdate
+from ._snapshot import check_job_id as check_job_id
+from ._status import TERMINAL_STATUSES as TERMINAL_STATUSES
+from ._status import JobStatus as JobStatus
+from ._status import parse_status as parse_status
+from ._store import BatchResult as BatchResult
+from ._store import ExportStore as ExportStore
+from ._store import StoreStatistics as StoreStatistics
+from ._subscription import Subscription as Subscription
+
+__all__ = [
+    "DEFAULT_CAPACITY",
+    "DEFAULT_FLUSH_INTERVAL",
+    "DEFAULT_MAX_CONCURRENT_JOBS",
+    "DEMO_KIND",
+    "JOB_ID_PATTERN",
+    "MAX_MESSAGE_LENGTH",
+    "MAX_STAGE_LENGTH",
+    "TERMINAL_STATUSES",
+    "BatchResult",
+    "BufferClosedError",
+    "DemoJobError",
+    "DemoParams",
+    "DirectSync",
+    "ExportStore",
+    "InvalidUpdateError",
+    "JobExistsError",
+    "JobFinishedError",
+    "JobKind",
+    "JobNotFoundError",
+    "JobReporter",
+    "JobRunner",
+    "JobSnapshot",
+    "JobStatus",
+    "MemoryStore",
+    "ProgressSyncError",
+    "ProgressUpdate",
+    "RegistrationTimeoutError",
+    "SinkStatistics",
+    "StoreStatistics",
+    "StoreUnavailableError",
+    "Subscription",
+    "SyncMode",
+    "UnknownStatusError",
+    "UpdateBuffer",
+    "UpdateSink",
+    "check_job_id",
+    "open_direct_sync",
+    "open_job_runner",
+    "open_update_buffer",
+    "open_update_sink",
+    "parse_status",
+]

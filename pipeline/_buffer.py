@@ -1,0 +1,333 @@
+"""The buffered update queue: report without blocking, coalesce per job, write once per interval."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import trio
+
+from ._errors import BufferClosedError, InvalidUpdateError, StoreUnavailableError
+from ._sink import SinkStatistics
+from ._snapshot import MAX_STAGE_LENGTH, JobSnapshot, ProgressUpdate, check_progress
+from ._status import JobStatus, parse_status
+from ._store import ExportStore
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_FLUSH_INTERVAL = 0.5
+"""Seconds between two flushes of the update buffer."""
+
+DEFAULT_CAPACITY = 8192
+"""Reports the buffer's memory channel holds before reports go to the overflow map.
+
+8192 reports are about 1 MiB: room for 100 jobs at 100 reports/s for most of a 0.5 s
+interval. A full channel costs nothing but a dict write per report, never a lost state.
+"""
+
+DEFAULT_SHUTDOWN_TIMEOUT = 10.0
+"""Seconds the final flush may take when the buffer closes, even if it is being cancelled."""
+
+# The fast path of report_nowait takes a float percent and no message; anything else goes
+# through the full check.
+_new_update = ProgressUpdate.__new__
+
+
+class UpdateBuffer:
+    """Producers report into a bounded trio memory channel; a background task writes it out.
+
+    Every ``flush_interval`` seconds the drain task takes everything in the channel (and the
+    overflow map), keeps the latest report per job (*coalescing*) and applies the batch to the
+    store in one ``ExportStore.apply_progress`` call. Make one with ``open_update_buffer``,
+    which owns that task.
+
+    Not thread-safe: call it from trio tasks of the run that opened it.
+    """
+
+    def __init__(
+        self,
+        store: ExportStore,
+        *,
+        flush_interval: float = DEFAULT_FLUSH_INTERVAL,
+        capacity: int = DEFAULT_CAPACITY,
+        shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
+    ) -> None:
+        if not (isinstance(flush_interval, int | float) and 0 < flush_interval < math.inf):
+            raise ValueError(
+                f"flush_interval must be a positive number of seconds, not {flush_interval!r}"
+            )
+        if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 1:
+            raise ValueError(f"capacity must be a whole number of reports >= 1, not {capacity!r}")
+        if not (isinstance(shutdown_timeout, int | float) and 0 < shutdown_timeout < math.inf):
+            raise ValueError(
+                f"shutdown_timeout must be a positive number of seconds, not {shutdown_timeout!r}"
+            )
+        self.store = store
+        self.flush_interval = float(flush_interval)
+        self.capacity = capacity
+        self.shutdown_timeout = float(shutdown_timeout)
+        self._send, self._receive = trio.open_memory_channel[ProgressUpdate](capacity)
+        self._overflow: dict[str, ProgressUpdate] = {}
+        self._pending: dict[str, ProgressUpdate] = {}
+        self._flush_lock = trio.Lock()
+        self._closed = False
+        self._reports_received = 0
+        self._coalesced = 0
+        self._overflowed = 0
+        self._flushes = 0
+        self._store_writes = 0
+        self._terminal_writes = 0
+        self._failed_writes = 0
+        self._last_flush_duration = 0.0
+
+    def report_nowait(
+        self, job_id: str, percent: float, stage: str, message: str | None = None
+    ) -> None:
+        """Report a job's progress. Never blocks and never fails because the buffer is full.
+
+        The report reaches the store at the next flush, at most ``flush_interval`` seconds
+        later; a later report for the same job before then replaces it. When the channel is
+        full the report goes to an overflow map that keeps the latest report per job, so the
+        latest progress of every job always reaches the store.
+
+        Args:
+            job_id: the job's id (a job registered in the store; updates for unknown jobs are
+                dropped at the flush and counted by the store).
+            percent: progress in percent, a finite number from 0 to 100.
+            stage: what the job is doing (at most ``MAX_STAGE_LENGTH`` characters).
+            message: optional free text (at most ``MAX_MESSAGE_LENGTH`` characters).
+
+        Raises:
+            InvalidUpdateError: a field is malformed (the message names it).
+            BufferClosedError: the buffer has been closed.
+        """
+        if self._closed:
+            raise BufferClosedError(
+                "the update buffer is closed; report inside its async with block"
+            )
+        if not (
+            type(percent) is float
+            and 0.0 <= percent <= 100.0
+            and type(stage) is str
+            and len(stage) <= MAX_STAGE_LENGTH
+            and message is None
+        ):
+            percent = check_progress(percent, stage, message)
+        if type(job_id) is not str or not job_id:
+            raise InvalidUpdateError("jobId", "must be a non-empty string")
+        update = _new_update(ProgressUpdate, job_id, percent, stage, message, time.time())
+        self._reports_received += 1
+        try:
+            self._send.send_nowait(update)
+        except trio.WouldBlock:
+            self._overflowed += 1
+            if job_id in self._overflow:
+                self._coalesced += 1
+            self._overflow[job_id] = update
+
+    async def finish(
+        self,
+        job_id: str,
+        status: JobStatus | str,
+        *,
+        error: str | None = None,
+        result: Any = None,
+    ) -> JobSnapshot:
+        """Write a terminal state now, bypassing the buffer.
+
+        Returns once the terminal state is in the store and the job's subscribers are told.
+        The job's latest buffered progress goes into the same write (so a failed job shows
+        where it stopped), and no progress reported before this call can land after it.
+
+        Args:
+            job_id: the job's id.
+            status: ``completed``, ``failed`` or ``cancelled`` (or an alias, see
+                ``parse_status``).
+            error: why a failed job failed.
+            result: the JSON-able result of a completed job.
+
+        Returns:
+            The job's terminal snapshot (an earlier one if the job had ended already).
+
+        Raises:
+            UnknownStatusError: ``status`` is no known state.
+            InvalidUpdateError: ``status`` is not terminal, or ``error``/``result`` is malformed.
+            JobNotFoundError: the job is not registered.
+            StoreUnavailableError: the store could not be reached; nothing was written.
+            BufferClosedError: the buffer has been closed.
+        """
+        if self._closed:
+            raise BufferClosedError(
+                "the update buffer is closed; finish jobs inside its async with block"
+            )
+        status = parse_status(status)
+        if not status.is_terminal:
+            raise InvalidUpdateError(
+                "status", f"finish takes completed, failed or cancelled, not {status.value}"
+            )
+        # Holding the flush lock lets a batch already on its way land first, so the terminal
+        # snapshot carries the job's latest progress and nothing lands after it.
+        async with self._flush_lock:
+            self._collect()
+            last_progress = self._pending.pop(job_id, None)
+            try:
+                snapshot = await self.store.finish(
+                    job_id, status, error=error, result=result, last_progress=last_progress
+                )
+            except BaseException:
+                if last_progress is not None:
+                    self._keep_latest(last_progress)
+                raise
+        self._terminal_writes += 1
+        return snapshot
+
+    async def flush(self) -> None:
+        """Write everything buffered to the store now, in one write.
+
+        The drain task calls this every ``flush_interval`` seconds; call it yourself to make
+        reports visible sooner. When the store is unavailable the batch is kept (latest per
+        job) for the next flush and the error is logged and counted, not raised.
+        """
+        async with self._flush_lock:
+            self._collect()
+            if not self._pending:
+                return
+            batch, self._pending = self._pending, {}
+            started = time.perf_counter()
+            try:
+                await self.store.apply_progress(list(batch.values()))
+            except StoreUnavailableError as exc:
+                self._failed_writes += 1
+                for update in batch.values():
+                    self._keep_latest(update)
+                logger.warning(
+                    "store unavailable, %d job states kept for retry: %s", len(batch), exc
+                )
+                return
+            except BaseException:
+                # Cancelled mid-write, or a bug: keep the batch so a later flush can write it.
+                for update in batch.values():
+                    self._keep_latest(update)
+                raise
+            self._last_flush_duration = time.perf_counter() - started
+            self._flushes += 1
+            self._store_writes += 1
+
+    def statistics(self) -> SinkStatistics:
+        """Return the buffer's counters now (see ``SinkStatistics``)."""
+        return SinkStatistics(
+            reports_received=self._reports_received,
+            coalesced=self._coalesced,
+            overflowed=self._overflowed,
+            flushes=self._flushes,
+            store_writes=self._store_writes,
+            terminal_writes=self._terminal_writes,
+            failed_writes=self._failed_writes,
+            pending=(
+                self._send.statistics().current_buffer_used
+                + len(self._overflow)
+                + len(self._pending)
+            ),
+            last_flush_duration=self._last_flush_duration,
+        )
+
+    def _collect(self) -> None:
+        """Move the channel, then the overflow map, into ``_pending``, latest per job.
+
+        Runs with no checkpoint, so nothing is reported in between: every report in the
+        overflow map came after every report in the channel.
+        """
+        pending = self._pending
+        receive_nowait = self._receive.receive_nowait
+        coalesced = 0
+        while True:
+            try:
+                update = receive_nowait()
+            except trio.WouldBlock:
+                break
+            if update.job_id in pending:
+                coalesced += 1
+            pending[update.job_id] = update
+        if self._overflow:
+            for update in self._overflow.values():
+                if update.job_id in pending:
+                    coalesced += 1
+                pending[update.job_id] = update
+            self._overflow.clear()
+        self._coalesced += coalesced
+
+    def _keep_latest(self, update: ProgressUpdate) -> None:
+        """Put ``update`` back in ``_pending`` unless a newer one for its job is there."""
+        current = self._pending.get(update.job_id)
+        if current is None or current.reported_at < update.reported_at:
+            self._pending[update.job_id] = update
+
+    async def _drain(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        task_status.started()
+        next_flush = trio.current_time() + self.flush_interval
+        while True:
+            await trio.sleep_until(next_flush)
+            await self.flush()
+            # Keep a fixed schedule; after an overrun, start again one interval from now.
+            next_flush += self.flush_interval
+            now = trio.current_time()
+            if next_flush <= now:
+                next_flush = now + self.flush_interval
+
+    async def _final_flush(self) -> None:
+        # Nothing buffered is lost on shutdown, even when we are being cancelled.
+        with trio.CancelScope(shield=True) as scope:
+            scope.deadline = trio.current_time() + self.shutdown_timeout
+            await self.flush()
+        if scope.cancelled_caught:
+            logger.error(
+                "final flush did not finish within %g s; %d job states were not written",
+                self.shutdown_timeout,
+                len(self._pending),
+            )
+
+
+@asynccontextmanager
+async def open_update_buffer(
+    store: ExportStore,
+    *,
+    flush_interval: float = DEFAULT_FLUSH_INTERVAL,
+    capacity: int = DEFAULT_CAPACITY,
+    shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
+) -> AsyncIterator[UpdateBuffer]:
+    """Open an ``UpdateBuffer`` whose drain task lives in a nursery owned by this block.
+
+    ``async with open_update_buffer(store) as buffer:`` starts the drain task; leaving the
+    block (normally, by an error or by cancellation) flushes everything buffered before it
+    returns, so nothing reported inside the block is lost.
+
+    Args:
+        store: the export store to write to.
+        flush_interval: seconds between flushes (default 0.5). An update reaches the store at
+            most this long after it was reported.
+        capacity: reports the memory channel holds (default ``DEFAULT_CAPACITY``); beyond it
+            the latest report per job is kept in an overflow map, never dropped.
+        shutdown_timeout: seconds the final flush may take (default 10).
+
+    Raises:
+        ValueError: a setting is out of range (the message names it).
+    """
+    buffer = UpdateBuffer(
+        store, flush_interval=flush_interval, capacity=capacity, shutdown_timeout=shutdown_timeout
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(buffer._drain)
+        try:
+            yield buffer
+        finally:
+            # Everything inside the block (a job runner, say) has finished by now, so nothing
+            # can be reported after this flush.
+            buffer._closed = True
+            nursery.cancel_scope.cancel()
+            await buffer._final_flush()

@@ -1,0 +1,114 @@
+"""Direct sync: every report written to the store on its own, the baseline for benchmarks."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import trio
+
+from ._errors import BufferClosedError, InvalidUpdateError
+from ._sink import SinkStatistics
+from ._snapshot import JobSnapshot, ProgressUpdate, check_progress
+from ._status import JobStatus, parse_status
+from ._store import ExportStore
+
+
+class DirectSync:
+    """The same interface as ``UpdateBuffer``, with no buffer: one store write per report.
+
+    ``report_nowait`` starts a task in the owning nursery that writes the one update (what the
+    design note's fire-and-forget ``UpdateJobProgressAsync`` did, but owned, so a failed write
+    is raised, not lost). Nothing is coalesced, so the store does one write and one
+    notification per report; the number of write tasks in flight is not bounded. Make one
+    with ``open_direct_sync``.
+    """
+
+    def __init__(self, store: ExportStore, nursery: trio.Nursery) -> None:
+        self.store = store
+        self._nursery = nursery
+        self._closed = False
+        self._reports_received = 0
+        self._store_writes = 0
+        self._terminal_writes = 0
+        self._in_flight = 0
+
+    def report_nowait(
+        self, job_id: str, percent: float, stage: str, message: str | None = None
+    ) -> None:
+        """Start writing this report to the store; returns before the write is done.
+
+        Raises:
+            InvalidUpdateError: a field is malformed (the message names it).
+            BufferClosedError: the direct sync has been closed.
+        """
+        if self._closed:
+            raise BufferClosedError("direct sync is closed; report inside its async with block")
+        percent = check_progress(percent, stage, message)
+        if type(job_id) is not str or not job_id:
+            raise InvalidUpdateError("jobId", "must be a non-empty string")
+        self._reports_received += 1
+        self._in_flight += 1
+        update = ProgressUpdate(job_id, percent, stage, message, time.time())
+        self._nursery.start_soon(self._write, update)
+
+    async def finish(
+        self,
+        job_id: str,
+        status: JobStatus | str,
+        *,
+        error: str | None = None,
+        result: Any = None,
+    ) -> JobSnapshot:
+        """Write a terminal state now; returns once it is stored and subscribers are told.
+
+        Raises:
+            UnknownStatusError: ``status`` is no known state.
+            InvalidUpdateError: ``status`` is not terminal, or ``error``/``result`` is malformed.
+            JobNotFoundError: the job is not registered.
+            BufferClosedError: the direct sync has been closed.
+        """
+        if self._closed:
+            raise BufferClosedError(
+                "direct sync is closed; finish jobs inside its async with block"
+            )
+        status = parse_status(status)
+        if not status.is_terminal:
+            raise InvalidUpdateError(
+                "status", f"finish takes completed, failed or cancelled, not {status.value}"
+            )
+        snapshot = await self.store.finish(job_id, status, error=error, result=result)
+        self._terminal_writes += 1
+        return snapshot
+
+    def statistics(self) -> SinkStatistics:
+        """Return the counters now; ``pending`` is the number of writes in flight."""
+        return SinkStatistics(
+            reports_received=self._reports_received,
+            store_writes=self._store_writes,
+            terminal_writes=self._terminal_writes,
+            pending=self._in_flight,
+        )
+
+    async def _write(self, update: ProgressUpdate) -> None:
+        try:
+            await self.store.apply_progress([update])
+            self._store_writes += 1
+        finally:
+            self._in_flight -= 1
+
+
+@asynccontextmanager
+async def open_direct_sync(store: ExportStore) -> AsyncIterator[DirectSync]:
+    """Open a ``DirectSync`` whose write tasks live in a nursery owned by this block.
+
+    Leaving the block waits for the writes in flight, so nothing reported is lost.
+    """
+    async with trio.open_nursery() as nursery:
+        sync = DirectSync(store, nursery)
+        try:
+            yield sync
+        finally:
+            sync._closed = True

@@ -1,0 +1,290 @@
+"""The in-memory export store: the embedded default, for one server process."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import trio
+
+from ._errors import InvalidUpdateError, JobExistsError, JobNotFoundError, RegistrationTimeoutError
+from ._snapshot import (
+    JobSnapshot,
+    ProgressUpdate,
+    check_job_id,
+    check_json,
+    check_progress,
+    check_text,
+)
+from ._status import JobStatus
+from ._store import BatchResult, ExportStore, StoreStatistics
+from ._subscription import Subscription
+
+DEFAULT_RETENTION = 3600.0
+"""How long a terminal job stays in the store, in seconds (one hour)."""
+
+
+@dataclass(eq=False, slots=True)
+class _Job:
+    snapshot: JobSnapshot
+    subscribers: set[Subscription] = field(default_factory=set)
+
+
+class MemoryStore(ExportStore):
+    """An ``ExportStore`` in this process's memory (see ``ExportStore`` for the rules).
+
+    Every operation completes without a checkpoint between reading and writing, so each one
+    is atomic with respect to other trio tasks, and subscribing reads the current snapshot and
+    starts listening in one step. Not thread-safe: call it from the trio thread (threads
+    report through ``trio.from_thread``).
+
+    Args:
+        retention: how long a job stays after its terminal state, in seconds (default one
+            hour); older terminal jobs are dropped when new jobs are registered.
+        clock: the wall clock used for ``createdAt`` / ``updatedAt``, seconds since the Unix
+            epoch (``time.time`` by default; tests may pass a fake).
+
+    Raises:
+        ValueError: ``retention`` is negative or not finite.
+    """
+
+    def __init__(self, *, retention: float = DEFAULT_RETENTION, clock: Any = time.time) -> None:
+        if not 0 <= retention < float("inf"):
+            raise ValueError(
+                f"retention must be a finite number of seconds >= 0, not {retention!r}"
+            )
+        self._retention = retention
+        self._clock = clock
+        self._jobs: dict[str, _Job] = {}
+        self._finished: deque[tuple[float, str]] = deque()
+        self._registration_waiters: dict[str, trio.Event] = {}
+        self._subscribers = 0
+        self._writes = 0
+        self._updates_applied = 0
+        self._ignored_terminal = 0
+        self._ignored_stale = 0
+        self._unknown_job_updates = 0
+        self._notifications = 0
+
+    async def register(
+        self,
+        job_id: str,
+        *,
+        status: JobStatus = JobStatus.QUEUED,
+        stage: str = "",
+        message: str | None = None,
+        kind: str | None = None,
+    ) -> JobSnapshot:
+        await trio.lowlevel.checkpoint()
+        check_job_id(job_id)
+        if status.is_terminal:
+            raise InvalidUpdateError(
+                "status", f"a job is registered as queued or running, not {status.value}"
+            )
+        check_progress(0.0, stage, message)
+        if job_id in self._jobs:
+            raise JobExistsError(job_id)
+        self._expire_finished()
+        now = self._clock()
+        snapshot = JobSnapshot(
+            job_id=job_id,
+            status=status,
+            percent=0.0,
+            stage=stage,
+            message=message,
+            seq=1,
+            created_at=now,
+            updated_at=now,
+            reported_at=now,
+            kind=kind,
+        )
+        self._jobs[job_id] = _Job(snapshot)
+        self._writes += 1
+        waiter = self._registration_waiters.pop(job_id, None)
+        if waiter is not None:
+            waiter.set()
+        return snapshot
+
+    async def apply_progress(self, updates: Sequence[ProgressUpdate]) -> BatchResult:
+        await trio.lowlevel.checkpoint()
+        for update in updates:
+            check_progress(update.percent, update.stage, update.message)
+        applied = ignored_terminal = ignored_stale = 0
+        unknown: list[str] = []
+        changed: dict[str, _Job] = {}
+        now = self._clock()
+        for update in updates:
+            job = self._jobs.get(update.job_id)
+            if job is None:
+                unknown.append(update.job_id)
+                continue
+            current = job.snapshot
+            if current.status.is_terminal:
+                ignored_terminal += 1
+                continue
+            if update.reported_at < current.reported_at:
+                ignored_stale += 1
+                continue
+            job.snapshot = replace(
+                current,
+                status=JobStatus.RUNNING,
+                percent=float(update.percent),
+                stage=update.stage,
+                message=update.message,
+                seq=current.seq + 1,
+                updated_at=now,
+                reported_at=update.reported_at,
+            )
+            applied += 1
+            changed[update.job_id] = job
+        for job in changed.values():
+            self._notify(job)
+        self._writes += 1
+        self._updates_applied += applied
+        self._ignored_terminal += ignored_terminal
+        self._ignored_stale += ignored_stale
+        self._unknown_job_updates += len(unknown)
+        return BatchResult(applied, ignored_terminal, ignored_stale, tuple(unknown))
+
+    async def finish(
+        self,
+        job_id: str,
+        status: JobStatus,
+        *,
+        error: str | None = None,
+        result: Any = None,
+        last_progress: ProgressUpdate | None = None,
+    ) -> JobSnapshot:
+        await trio.lowlevel.checkpoint()
+        if not status.is_terminal:
+            raise InvalidUpdateError(
+                "status", f"must be completed, failed or cancelled, not {status.value}"
+            )
+        if error is not None:
+            check_text("error", error)
+        if result is not None:
+            check_json("result", result)
+        if last_progress is not None:
+            check_progress(last_progress.percent, last_progress.stage, last_progress.message)
+        job = self._jobs.get(job_id)
+        if job is None:
+            raise JobNotFoundError(job_id)
+        current = job.snapshot
+        if current.status.is_terminal:
+            self._ignored_terminal += 1
+            return current
+        now = self._clock()
+        percent, stage, message = current.percent, current.stage, current.message
+        if last_progress is not None and last_progress.reported_at >= current.reported_at:
+            percent, stage, message = (
+                last_progress.percent,
+                last_progress.stage,
+                last_progress.message,
+            )
+        if status is JobStatus.COMPLETED:
+            percent = 100.0
+        job.snapshot = replace(
+            current,
+            status=status,
+            percent=float(percent),
+            stage=stage,
+            message=message,
+            seq=current.seq + 1,
+            updated_at=now,
+            reported_at=max(now, current.reported_at),
+            error=error if status is JobStatus.FAILED else None,
+            result=result if status is JobStatus.COMPLETED else None,
+        )
+        self._writes += 1
+        self._finished.append((now, job_id))
+        self._notify(job)
+        return job.snapshot
+
+    async def get(self, job_id: str) -> JobSnapshot:
+        await trio.lowlevel.checkpoint()
+        job = self._jobs.get(job_id)
+        if job is None:
+            raise JobNotFoundError(job_id)
+        return job.snapshot
+
+    async def list_jobs(
+        self, *, status: JobStatus | None = None, offset: int = 0, limit: int = 100
+    ) -> tuple[list[JobSnapshot], int]:
+        await trio.lowlevel.checkpoint()
+        if offset < 0 or limit < 0:
+            raise ValueError("offset and limit must be >= 0")
+        matching = [
+            job.snapshot
+            for job in reversed(self._jobs.values())
+            if status is None or job.snapshot.status is status
+        ]
+        return matching[offset : offset + limit], len(matching)
+
+    @asynccontextmanager
+    async def subscribe(self, job_id: str) -> AsyncIterator[Subscription]:
+        await trio.lowlevel.checkpoint()
+        job = self._jobs.get(job_id)
+        if job is None:
+            raise JobNotFoundError(job_id)
+
+        def leave() -> None:
+            job.subscribers.discard(subscription)
+            self._subscribers -= 1
+
+        # Reading the snapshot and joining the subscriber set happen with no checkpoint in
+        # between, so no change can slip between them.
+        subscription = Subscription(job_id, job.snapshot, leave)
+        job.subscribers.add(subscription)
+        self._subscribers += 1
+        try:
+            yield subscription
+        finally:
+            subscription.close()
+
+    async def wait_registered(self, job_id: str, timeout: float) -> JobSnapshot:  # noqa: ASYNC109
+        job = self._jobs.get(job_id)
+        if job is not None:
+            await trio.lowlevel.checkpoint()
+            return job.snapshot
+        waiter = self._registration_waiters.setdefault(job_id, trio.Event())
+        try:
+            with trio.move_on_after(timeout):
+                await waiter.wait()
+        finally:
+            # Drop the waiter if nobody else shares it, so unknown ids leave nothing behind.
+            if not waiter.is_set() and waiter.statistics().tasks_waiting == 0:
+                self._registration_waiters.pop(job_id, None)
+        job = self._jobs.get(job_id)
+        if job is None:
+            raise RegistrationTimeoutError(job_id, timeout)
+        return job.snapshot
+
+    def statistics(self) -> StoreStatistics:
+        return StoreStatistics(
+            jobs=len(self._jobs),
+            subscribers=self._subscribers,
+            writes=self._writes,
+            updates_applied=self._updates_applied,
+            ignored_terminal=self._ignored_terminal,
+            ignored_stale=self._ignored_stale,
+            unknown_job_updates=self._unknown_job_updates,
+            notifications=self._notifications,
+        )
+
+    def _notify(self, job: _Job) -> None:
+        snapshot = job.snapshot
+        for subscriber in job.subscribers:
+            subscriber.offer(snapshot)
+        self._notifications += len(job.subscribers)
+
+    def _expire_finished(self) -> None:
+        cutoff = self._clock() - self._retention
+        while self._finished and self._finished[0][0] <= cutoff:
+            _, job_id = self._finished.popleft()
+            job = self._jobs.get(job_id)
+            if job is not None and job.snapshot.is_terminal:
+                del self._jobs[job_id]

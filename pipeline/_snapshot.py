@@ -1,0 +1,193 @@
+"""Job snapshots, progress updates and the validation rules they share."""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+from ._errors import InvalidUpdateError
+from ._status import JobStatus
+
+MAX_STAGE_LENGTH = 200
+"""Longest ``stage`` accepted, in characters."""
+
+MAX_MESSAGE_LENGTH = 2000
+"""Longest ``message`` or ``error`` accepted, in characters."""
+
+
+JOB_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+"""A job id: 1 to 128 characters of letters, digits, ``.``, ``_``, ``:`` and ``-``, starting
+with a letter or digit, so it is safe in URLs, Redis keys and SSE fields."""
+
+
+def check_job_id(job_id: object) -> str:
+    """Check a job id against ``JOB_ID_PATTERN``.
+
+    Raises:
+        InvalidUpdateError: naming ``jobId`` when it does not match.
+    """
+    if type(job_id) is not str or JOB_ID_PATTERN.fullmatch(job_id) is None:
+        raise InvalidUpdateError(
+            "jobId",
+            "must be 1-128 letters, digits, '.', '_', ':' or '-', starting with a letter or digit",
+        )
+    return job_id
+
+
+class ProgressUpdate(NamedTuple):
+    """One progress report for one job, as it travels from producer to store.
+
+    Attributes:
+        job_id: the job's id.
+        percent: progress in percent, a finite number from 0 to 100.
+        stage: a short name of what the job is doing (at most ``MAX_STAGE_LENGTH`` characters).
+        message: optional free text (at most ``MAX_MESSAGE_LENGTH`` characters).
+        reported_at: when the producer reported it, in seconds since the Unix epoch
+            (``time.time()``). The store ignores an update older than the one it holds, and
+            report-to-client latency is measured from it.
+    """
+
+    job_id: str
+    percent: float
+    stage: str
+    message: str | None
+    reported_at: float
+
+
+def check_progress(percent: object, stage: object, message: object) -> float:
+    """Validate the fields of a progress report.
+
+    Args:
+        percent: must be an int or float, finite, from 0 to 100 (bool is refused).
+        stage: must be a str of at most ``MAX_STAGE_LENGTH`` characters.
+        message: must be None or a str of at most ``MAX_MESSAGE_LENGTH`` characters.
+
+    Returns:
+        ``percent`` as a float.
+
+    Raises:
+        InvalidUpdateError: naming the field and the reason.
+    """
+    if type(percent) is not float:
+        if isinstance(percent, bool) or not isinstance(percent, int | float):
+            raise InvalidUpdateError(
+                "percent", f"must be a number from 0 to 100, not {type(percent).__name__}"
+            )
+        percent = float(percent)
+    # NaN fails both comparisons, so this one test also refuses NaN and the infinities.
+    if not 0.0 <= percent <= 100.0:
+        raise InvalidUpdateError(
+            "percent", f"must be a finite number from 0 to 100, not {percent!r}"
+        )
+    if type(stage) is not str:
+        raise InvalidUpdateError("stage", f"must be a string, not {type(stage).__name__}")
+    if len(stage) > MAX_STAGE_LENGTH:
+        raise InvalidUpdateError("stage", f"must be at most {MAX_STAGE_LENGTH} characters")
+    if message is not None:
+        check_text("message", message)
+    return percent
+
+
+def check_text(field: str, value: object) -> str:
+    """Check that ``value`` is a str of at most ``MAX_MESSAGE_LENGTH`` characters.
+
+    Raises:
+        InvalidUpdateError: naming ``field`` when it is not.
+    """
+    if type(value) is not str:
+        raise InvalidUpdateError(field, f"must be a string, not {type(value).__name__}")
+    if len(value) > MAX_MESSAGE_LENGTH:
+        raise InvalidUpdateError(field, f"must be at most {MAX_MESSAGE_LENGTH} characters")
+    return value
+
+
+def check_json(field: str, value: object) -> None:
+    """Check that ``value`` can be encoded as JSON (finite numbers only).
+
+    Raises:
+        InvalidUpdateError: naming ``field`` when it cannot.
+    """
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidUpdateError(field, f"must be JSON-encodable: {exc}") from exc
+
+
+def isoformat(epoch_s: float) -> str:
+    """Format seconds since the Unix epoch as ISO-8601 UTC with milliseconds (``...Z``)."""
+    stamp = datetime.fromtimestamp(epoch_s, UTC).isoformat(timespec="milliseconds")
+    return stamp.replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobSnapshot:
+    """The state of one job at one version, as the store holds it and subscribers see it.
+
+    Attributes:
+        job_id: the job's id.
+        status: the job's state.
+        percent: progress in percent, 0 to 100.
+        stage: what the job is doing now.
+        message: optional free text from the producer.
+        seq: the job's version, 1 at registration and strictly increasing with every change;
+            it is the SSE ``id`` of the event that carries this snapshot.
+        created_at: when the job was registered, seconds since the Unix epoch.
+        updated_at: when the store applied the latest change, seconds since the Unix epoch.
+        reported_at: when the producer reported the latest applied update (or the store
+            registered or finished the job), seconds since the Unix epoch.
+        kind: the job kind the runner runs, or None for an external job.
+        error: the error message of a failed job, else None.
+        result: the JSON-able result of a completed job, else None.
+    """
+
+    job_id: str
+    status: JobStatus
+    percent: float
+    stage: str
+    message: str | None
+    seq: int
+    created_at: float
+    updated_at: float
+    reported_at: float
+    kind: str | None = None
+    error: str | None = None
+    result: Any = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The snapshot as the JSON object clients see: camelCase keys, ISO-8601 UTC times.
+
+        Keys: ``jobId``, ``status``, ``percent``, ``stage``, ``message``, ``seq``, ``createdAt``,
+        ``updatedAt``, ``reportedAt`` (float seconds since the epoch, for latency), ``kind``,
+        ``error``, ``result``.
+        """
+        return {
+            "jobId": self.job_id,
+            "status": self.status.value,
+            "percent": self.percent,
+            "stage": self.stage,
+            "message": self.message,
+            "seq": self.seq,
+            "createdAt": isoformat(self.created_at),
+            "updatedAt": isoformat(self.updated_at),
+            "reportedAt": self.reported_at,
+            "kind": self.kind,
+            "error": self.error,
+            "result": self.result,
+        }
+
+    @functools.cached_property
+    def json_text(self) -> str:
+        """``to_dict()`` as one line of compact JSON, encoded once and cached.
+
+        One snapshot goes to every subscriber of its job, so it is encoded once, not once each.
+        """
+        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
+
+    @property
+    def is_terminal(self) -> bool:
+        """True when the job is ``completed``, ``failed`` or ``cancelled``."""
+        return self.status.is_terminal

@@ -1,0 +1,198 @@
+"""The export store interface: job snapshots with subscriptions, and the rules every store keeps."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Any
+
+from ._snapshot import JobSnapshot, ProgressUpdate
+from ._status import JobStatus
+from ._subscription import Subscription
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """What one ``ExportStore.apply_progress`` call did.
+
+    Attributes:
+        applied: updates that changed a job (one new snapshot and one notification each).
+        ignored_terminal: updates for jobs in a terminal state, ignored.
+        ignored_stale: updates older (by ``reported_at``) than the job's stored state, ignored.
+        unknown_jobs: ids of jobs not registered in the store; their updates were dropped.
+    """
+
+    applied: int = 0
+    ignored_terminal: int = 0
+    ignored_stale: int = 0
+    unknown_jobs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStatistics:
+    """Counters of an export store since it was opened.
+
+    Attributes:
+        jobs: jobs held now (terminal ones are dropped after the retention time).
+        subscribers: subscriptions open now.
+        writes: write operations (register, one batch of progress, one terminal state); a
+            batch counts once however many jobs it changes.
+        updates_applied: progress updates that changed a job.
+        ignored_terminal: progress updates and terminal states that arrived after the job's
+            terminal state, ignored (the first terminal state wins).
+        ignored_stale: progress updates older than the stored state, ignored.
+        unknown_job_updates: progress updates for jobs that are not registered, dropped.
+        notifications: snapshots offered to subscribers.
+    """
+
+    jobs: int
+    subscribers: int
+    writes: int
+    updates_applied: int
+    ignored_terminal: int
+    ignored_stale: int
+    unknown_job_updates: int
+    notifications: int
+
+
+class ExportStore(abc.ABC):
+    """Job snapshots with subscriptions: where progress is written and where streams read it.
+
+    Every store enforces these rules, whatever the caller does:
+
+    - ``seq`` starts at 1 when a job is registered and grows by one with every change.
+    - After a terminal state nothing changes the job: the first terminal state wins, and later
+      progress or terminal states are ignored and counted (``ignored_terminal``).
+    - A progress update older (by ``reported_at``) than the stored state is ignored and counted.
+    - A progress update on a ``queued`` job moves it to ``running``.
+    - Malformed values (percent outside 0-100, NaN or infinite, over-long text) are rejected with
+      ``InvalidUpdateError`` before anything is written, so a bad update never half-applies.
+    - A subscriber first gets the snapshot current when it subscribed, then every later change,
+      conflated to the latest; no change can fall between the two.
+    """
+
+    @abc.abstractmethod
+    async def register(
+        self,
+        job_id: str,
+        *,
+        status: JobStatus = JobStatus.QUEUED,
+        stage: str = "",
+        message: str | None = None,
+        kind: str | None = None,
+    ) -> JobSnapshot:
+        """Register a new job with its real initial status.
+
+        Args:
+            job_id: the job's id.
+            status: ``queued`` (default) or ``running``; use ``parse_status`` to map an
+                external name.
+            stage: the initial stage text.
+            message: optional initial message.
+            kind: the job kind the runner runs, or None for an external job.
+
+        Returns:
+            The job's first snapshot (``seq`` 1, ``percent`` 0).
+
+        Raises:
+            JobExistsError: a job with that id is registered already.
+            InvalidUpdateError: ``status`` is terminal, or a field is malformed.
+        """
+
+    @abc.abstractmethod
+    async def apply_progress(self, updates: Sequence[ProgressUpdate]) -> BatchResult:
+        """Apply a batch of progress updates in one write, one notification per changed job.
+
+        The batch should hold at most one update per job (the buffer coalesces); if a job
+        appears twice, the later one wins as if applied in order.
+
+        Raises:
+            InvalidUpdateError: an update is malformed; nothing in the batch was applied.
+        """
+
+    @abc.abstractmethod
+    async def finish(
+        self,
+        job_id: str,
+        status: JobStatus,
+        *,
+        error: str | None = None,
+        result: Any = None,
+        last_progress: ProgressUpdate | None = None,
+    ) -> JobSnapshot:
+        """Write a terminal state and tell the job's subscribers before returning.
+
+        Args:
+            job_id: the job's id.
+            status: ``completed``, ``failed`` or ``cancelled``.
+            error: the error message of a failed job (at most ``MAX_MESSAGE_LENGTH``
+                characters).
+            result: the JSON-able result of a completed job.
+            last_progress: the job's latest progress not yet written (the buffer passes it),
+                applied in the same write so a failed job shows where it stopped.
+
+        Returns:
+            The job's terminal snapshot: this one, or the earlier one if the job had ended
+            already (the first terminal state wins).
+
+        Raises:
+            JobNotFoundError: the job is not registered.
+            InvalidUpdateError: ``status`` is not terminal, ``result`` is not JSON-able, or
+                ``error`` is malformed.
+        """
+
+    @abc.abstractmethod
+    async def get(self, job_id: str) -> JobSnapshot:
+        """Return the job's current snapshot.
+
+        Raises:
+            JobNotFoundError: the job is not registered.
+        """
+
+    @abc.abstractmethod
+    async def list_jobs(
+        self, *, status: JobStatus | None = None, offset: int = 0, limit: int = 100
+    ) -> tuple[list[JobSnapshot], int]:
+        """List jobs, newest first.
+
+        Args:
+            status: only jobs in this state, or all.
+            offset: how many matching jobs to skip.
+            limit: at most this many jobs.
+
+        Returns:
+            ``(page, total)``: the snapshots of the page and how many jobs match in all.
+        """
+
+    @abc.abstractmethod
+    def subscribe(self, job_id: str) -> AbstractAsyncContextManager[Subscription]:
+        """Open a subscription to one job: ``async with store.subscribe(job_id) as sub:``.
+
+        The subscription first holds the current snapshot, then every later change (conflated);
+        it is closed, and leaves the store, when the block exits.
+
+        Raises:
+            JobNotFoundError: on entering, when the job is not registered (see
+                ``wait_registered``).
+        """
+
+    @abc.abstractmethod
+    async def wait_registered(self, job_id: str, timeout: float) -> JobSnapshot:  # noqa: ASYNC109
+        """Wait until the job is registered and return its current snapshot.
+
+        Args:
+            job_id: the job's id.
+            timeout: how long to wait, in seconds (trio's clock, so virtual time in tests).
+
+        Raises:
+            RegistrationTimeoutError: the job was not registered within ``timeout`` seconds.
+        """
+
+    @abc.abstractmethod
+    def statistics(self) -> StoreStatistics:
+        """Return the store's counters now."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, nothing to do by default
+        """Release the store's resources. The in-memory store holds none."""

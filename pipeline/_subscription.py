@@ -1,0 +1,111 @@
+"""A subscriber's view of one job: the latest snapshot, conflated, never a backlog."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import trio
+
+from ._snapshot import JobSnapshot
+
+
+class Subscription:
+    """Receives the snapshots of one job through a conflating slot, not a queue.
+
+    The store puts the current snapshot in the slot when the subscription is made, then every
+    new snapshot of the job. A snapshot not yet received is replaced by the next one (it is
+    *conflated*), so a subscriber that cannot keep up gets only the latest state and its
+    memory does not grow with the update rate. Since nothing changes a job after its terminal
+    state, the terminal snapshot is always the last one received; iteration ends after it.
+
+    Made by ``ExportStore.subscribe``; use it as ``async with store.subscribe(job_id) as sub:
+    async for snapshot in sub: ...``.
+
+    Attributes:
+        job_id: the job this subscription follows.
+        received: how many snapshots this subscriber has received.
+        conflated: how many snapshots were replaced by a newer one before being received.
+    """
+
+    def __init__(self, job_id: str, initial: JobSnapshot, on_close: Callable[[], None]) -> None:
+        self.job_id = job_id
+        self.received = 0
+        self.conflated = 0
+        self._pending: JobSnapshot | None = initial
+        self._latest = initial
+        self._lot = trio.lowlevel.ParkingLot()
+        self._ended = False
+        self._closed = False
+        self._on_close = on_close
+
+    @property
+    def latest(self) -> JobSnapshot:
+        """The newest snapshot offered to this subscriber (received or not)."""
+        return self._latest
+
+    def offer(self, snapshot: JobSnapshot) -> None:
+        """Put ``snapshot`` in the slot, replacing one not yet received. Called by the store."""
+        if self._closed or snapshot.seq <= self._latest.seq:
+            return
+        if self._pending is not None:
+            self.conflated += 1
+        self._pending = snapshot
+        self._latest = snapshot
+        self._lot.unpark_all()
+
+    def receive_nowait(self) -> JobSnapshot:
+        """Take the pending snapshot without waiting.
+
+        Raises:
+            trio.WouldBlock: no new snapshot since the last one received.
+            trio.EndOfChannel: the terminal snapshot was received already.
+            trio.ClosedResourceError: the subscription was closed.
+        """
+        if self._closed:
+            raise trio.ClosedResourceError("the subscription was closed")
+        snapshot = self._pending
+        if snapshot is None:
+            if self._ended:
+                raise trio.EndOfChannel
+            raise trio.WouldBlock
+        self._pending = None
+        self.received += 1
+        if snapshot.status.is_terminal:
+            self._ended = True
+        return snapshot
+
+    async def receive(self) -> JobSnapshot:
+        """Wait for the next snapshot of the job and return it.
+
+        Returns at once with the pending snapshot if there is one.
+
+        Raises:
+            trio.EndOfChannel: the terminal snapshot was received already.
+            trio.ClosedResourceError: the subscription was closed.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while True:
+            try:
+                snapshot = self.receive_nowait()
+            except trio.WouldBlock:
+                await self._lot.park()
+            else:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                return snapshot
+
+    def close(self) -> None:
+        """Stop receiving and leave the store's subscriber list. Idempotent; never blocks."""
+        if not self._closed:
+            self._closed = True
+            self._pending = None
+            self._lot.unpark_all()
+            self._on_close()
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> JobSnapshot:
+        try:
+            return await self.receive()
+        except trio.EndOfChannel:
+            raise StopAsyncIteration from None

@@ -1,0 +1,130 @@
+"""The Quart-Trio application: routes over the store, the update sink and the job runner."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from quart import Response, jsonify, make_response, url_for
+from quart_schema import QuartSchema, validate_request
+from quart_trio import QuartTrio
+
+from pipeline import ExportStore, JobRunner, UpdateSink, check_job_id
+
+from ._config import ServerConfig
+from ._errors import install_error_handlers
+from ._models import CreateJobRequest
+from ._sse import SSE_HEADERS, job_event_stream
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Services:
+    """What the app serves from; opened and owned by ``serve`` (or by a test).
+
+    Attributes:
+        config: the server's settings.
+        store: the export store.
+        sink: where reports go (the update buffer, or direct sync).
+        runner: the job runner.
+    """
+
+    config: ServerConfig
+    store: ExportStore
+    sink: UpdateSink
+    runner: JobRunner
+
+
+def create_app(services: Services) -> QuartTrio:
+    """Build the app. The services must stay open while it serves.
+
+    Routes:
+        ``POST /api/jobs``: start a job; 201 ``{jobId, status, statusUrl, streamUrl}``.
+        ``GET /api/jobs/{jobId}``: the job's snapshot (the polling fallback); 404 if unknown.
+        ``GET /api/jobs/{jobId}/progress/stream``: the job's SSE stream.
+        ``POST /api/jobs/{jobId}/cancel``: cancel; 202 with the ``cancelled`` snapshot.
+        ``GET /healthz``: liveness and the pipeline's counters.
+        ``GET /openapi.json``, ``/docs``: the OpenAPI document (quart-schema).
+    """
+    app = QuartTrio(__name__)
+    app.config["JSON_SORT_KEYS"] = False
+    QuartSchema(app, info={"title": "progress-sync", "version": "0.1.0"})
+    install_error_handlers(app)
+    config = services.config
+    store = services.store
+    runner = services.runner
+
+    @app.post("/api/jobs")
+    @validate_request(CreateJobRequest)
+    async def create_job(data: CreateJobRequest) -> tuple[Response, int, dict[str, str]]:
+        """Start a job of a known kind; 201 with where to follow it."""
+        if data.job_id is not None:
+            check_job_id(data.job_id)
+        snapshot = await runner.submit(data.kind, data.params, job_id=data.job_id)
+        status_url = url_for("get_job", job_id=snapshot.job_id)
+        body = {
+            "jobId": snapshot.job_id,
+            "status": snapshot.status.value,
+            "statusUrl": status_url,
+            "streamUrl": url_for("stream_job", job_id=snapshot.job_id),
+        }
+        return jsonify(body), 201, {"Location": status_url}
+
+    @app.get("/api/jobs/<job_id>")
+    async def get_job(job_id: str) -> Response:
+        """The job's current snapshot: the polling fallback."""
+        check_job_id(job_id)
+        snapshot = await store.get(job_id)
+        return jsonify(snapshot.to_dict())
+
+    @app.get("/api/jobs/<job_id>/progress/stream")
+    async def stream_job(job_id: str) -> Response:
+        """The job's progress as server-sent events (see ``job_event_stream``)."""
+        check_job_id(job_id)
+        events = job_event_stream(
+            store,
+            job_id,
+            registration_timeout=config.registration_timeout,
+            retry_ms=config.retry_ms,
+            heartbeat_interval=config.heartbeat_interval,
+        )
+        response: Response = await make_response(events, 200, SSE_HEADERS)
+        # Quart cuts responses after RESPONSE_TIMEOUT (60 s) unless told otherwise.
+        response.timeout = None
+        return response
+
+    @app.post("/api/jobs/<job_id>/cancel")
+    async def cancel_job(job_id: str) -> tuple[Response, int]:
+        """Cancel a queued or running job; 202 once it is stored ``cancelled``."""
+        check_job_id(job_id)
+        snapshot = await runner.cancel(job_id)
+        return jsonify(snapshot.to_dict()), 202
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        """``{"status": "ok", "syncMode", "store": {...}, "sink": {...}}``."""
+        store_stats = store.statistics()
+        sink_stats = services.sink.statistics()
+        return jsonify(
+            {
+                "status": "ok",
+                "syncMode": config.sync_mode.value,
+                "activeJobs": runner.active_jobs,
+                "store": {
+                    "jobs": store_stats.jobs,
+                    "subscribers": store_stats.subscribers,
+                    "writes": store_stats.writes,
+                    "ignoredTerminal": store_stats.ignored_terminal,
+                },
+                "sink": {
+                    "reportsReceived": sink_stats.reports_received,
+                    "coalesced": sink_stats.coalesced,
+                    "overflowed": sink_stats.overflowed,
+                    "storeWrites": sink_stats.store_writes,
+                    "pending": sink_stats.pending,
+                },
+            }
+        )
+
+    return app

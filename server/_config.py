@@ -1,0 +1,69 @@
+"""The server's settings: one frozen, keyword-only value object with its defaults."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from pipeline import DEFAULT_CAPACITY, DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_CONCURRENT_JOBS, SyncMode
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+DEFAULT_REGISTRATION_TIMEOUT = 20.0
+"""Seconds a stream waits for its job to be registered before it ends with ``job-error``."""
+DEFAULT_RETRY_MS = 2000
+"""The SSE ``retry:`` field sent at stream start, in milliseconds."""
+DEFAULT_HEARTBEAT_INTERVAL = 15.0
+"""Seconds of silence after which a stream sends a ``:`` comment line (a heartbeat)."""
+DEFAULT_GRACEFUL_TIMEOUT = 5.0
+"""Seconds Hypercorn gives open connections to finish when the server shuts down."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerConfig:
+    """Settings of ``progress-sync serve``.
+
+    Attributes:
+        host: the address to listen on (default ``127.0.0.1``).
+        port: the TCP port (default 8000; 0 picks a free one).
+        sync_mode: ``batched`` (default) or ``direct``.
+        flush_interval: seconds between buffer flushes (default 0.5).
+        buffer_capacity: reports the buffer's channel holds (default 8192).
+        max_concurrent_jobs: jobs the runner runs at once (default 4).
+        registration_timeout: seconds a stream waits for its job to be registered (default 20).
+        retry_ms: the SSE ``retry:`` value in milliseconds (default 2000).
+        heartbeat_interval: seconds of silence before a heartbeat comment (default 15).
+        graceful_timeout: seconds open connections get to finish at shutdown (default 5).
+
+    Raises:
+        ValueError: a setting is out of range; the message names it.
+    """
+
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    sync_mode: SyncMode = SyncMode.BATCHED
+    flush_interval: float = DEFAULT_FLUSH_INTERVAL
+    buffer_capacity: int = DEFAULT_CAPACITY
+    max_concurrent_jobs: int = DEFAULT_MAX_CONCURRENT_JOBS
+    registration_timeout: float = DEFAULT_REGISTRATION_TIMEOUT
+    retry_ms: int = DEFAULT_RETRY_MS
+    heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
+    graceful_timeout: float = DEFAULT_GRACEFUL_TIMEOUT
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sync_mode", SyncMode(self.sync_mode))
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be from 0 to 65535, not {self.port!r}")
+        for name in (
+            "flush_interval",
+            "registration_timeout",
+            "heartbeat_interval",
+            "graceful_timeout",
+        ):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and 0 < value < math.inf):
+                raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
+        for name in ("buffer_capacity", "max_concurrent_jobs", "retry_ms"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a whole number >= 1, not {value!r}")

@@ -1,0 +1,82 @@
+"""Every error becomes a JSON body ``{"error", "detail", "field"}`` with a 4xx or 5xx status."""
+
+from __future__ import annotations
+
+import logging
+
+import pydantic
+from quart import Quart, Response, jsonify
+from quart_schema import RequestSchemaValidationError
+from werkzeug.exceptions import HTTPException
+
+from pipeline import (
+    InvalidUpdateError,
+    JobExistsError,
+    JobFinishedError,
+    JobNotFoundError,
+    UnknownStatusError,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def error_response(status: int, error: str, detail: str, field: str | None = None) -> Response:
+    """Build the JSON error response ``{"error": ..., "detail": ..., "field": ...}``."""
+    response = jsonify({"error": error, "detail": detail, "field": field})
+    response.status_code = status
+    return response
+
+
+def _validation_detail(exc: RequestSchemaValidationError) -> tuple[str, str]:
+    cause = exc.validation_error
+    if isinstance(cause, pydantic.ValidationError):
+        first = cause.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "body"
+        return field, f"{field}: {first['msg']}"
+    return "body", f"body: the request body must be a JSON object ({cause})"
+
+
+def install_error_handlers(app: Quart) -> None:
+    """Register the handlers that turn every error into a JSON response."""
+
+    @app.errorhandler(RequestSchemaValidationError)
+    async def schema_error(exc: RequestSchemaValidationError) -> Response:
+        field, detail = _validation_detail(exc)
+        return error_response(400, "invalid request", detail, field)
+
+    @app.errorhandler(InvalidUpdateError)
+    async def invalid_update(exc: InvalidUpdateError) -> Response:
+        return error_response(400, "invalid request", str(exc), exc.field)
+
+    @app.errorhandler(UnknownStatusError)
+    async def unknown_status(exc: UnknownStatusError) -> Response:
+        return error_response(400, "invalid request", f"status: {exc}", "status")
+
+    @app.errorhandler(JobNotFoundError)
+    async def job_not_found(exc: JobNotFoundError) -> Response:
+        return error_response(404, "job not found", f"no job with id {exc.job_id!r}", "jobId")
+
+    @app.errorhandler(JobExistsError)
+    async def job_exists(exc: JobExistsError) -> Response:
+        return error_response(409, "job exists", str(exc), "jobId")
+
+    @app.errorhandler(JobFinishedError)
+    async def job_finished(exc: JobFinishedError) -> Response:
+        return error_response(409, "job finished", str(exc), "jobId")
+
+    @app.errorhandler(HTTPException)
+    async def http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        name = (exc.name or "error").lower()
+        field = "body" if status in (400, 413, 415) else None
+        response = error_response(status, name, exc.description or name, field)
+        if status == 405 and exc.valid_methods:  # type: ignore[attr-defined]
+            response.headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
+        return response
+
+    @app.errorhandler(Exception)
+    async def unexpected(exc: Exception) -> Response:
+        logger.exception("unexpected error while handling a request", exc_info=exc)
+        return error_response(
+            500, "internal error", "an unexpected error occurred; see the server log"
+        )
