@@ -44,6 +44,7 @@ from ._status import parse_status as parse_status
 from ._store import BatchResult as BatchResult
 from ._store import ExportStore as ExportStore
 from ._store import StoreStatistics as StoreStatistics
+from ._subscription import MultiSubscription as MultiSubscription
 from ._subscription import Subscription as Subscription
 
 __all__ = [
@@ -71,6 +72,7 @@ __all__ = [
     "JobSnapshot",
     "JobStatus",
     "MemoryStore",
+    "MultiSubscription",
     "ProgressSyncError",
     "ProgressUpdate",
     "RegistrationTimeoutError",

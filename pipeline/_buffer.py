@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -45,6 +45,10 @@ class UpdateBuffer:
     store in one ``ExportStore.apply_progress`` call. Make one with ``open_update_buffer``,
     which owns that task.
 
+    A flush that fails never stops the drain task: the batch is kept (latest per job) for the
+    next flush, the error is logged with its traceback, and ``statistics().last_error`` says
+    why until a flush succeeds again.
+
     Not thread-safe: call it from trio tasks of the run that opened it.
     """
 
@@ -55,6 +59,7 @@ class UpdateBuffer:
         flush_interval: float = DEFAULT_FLUSH_INTERVAL,
         capacity: int = DEFAULT_CAPACITY,
         shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
+        on_flush: Callable[[float], None] | None = None,
     ) -> None:
         if not (isinstance(flush_interval, int | float) and 0 < flush_interval < math.inf):
             raise ValueError(
@@ -70,6 +75,7 @@ class UpdateBuffer:
         self.flush_interval = float(flush_interval)
         self.capacity = capacity
         self.shutdown_timeout = float(shutdown_timeout)
+        self._on_flush = on_flush
         self._send, self._receive = trio.open_memory_channel[ProgressUpdate](capacity)
         self._overflow: dict[str, ProgressUpdate] = {}
         self._pending: dict[str, ProgressUpdate] = {}
@@ -83,6 +89,8 @@ class UpdateBuffer:
         self._terminal_writes = 0
         self._failed_writes = 0
         self._last_flush_duration = 0.0
+        self._last_error: str | None = None
+        self._draining = False
 
     def report_nowait(
         self, job_id: str, percent: float, stage: str, message: str | None = None
@@ -191,6 +199,10 @@ class UpdateBuffer:
         The drain task calls this every ``flush_interval`` seconds; call it yourself to make
         reports visible sooner. When the store is unavailable the batch is kept (latest per
         job) for the next flush and the error is logged and counted, not raised.
+
+        Raises:
+            Exception: whatever the store raised other than ``StoreUnavailableError`` (a bug);
+                the batch is kept for the next flush and the failure counted first.
         """
         async with self._flush_lock:
             self._collect()
@@ -202,20 +214,28 @@ class UpdateBuffer:
                 await self.store.apply_progress(list(batch.values()))
             except StoreUnavailableError as exc:
                 self._failed_writes += 1
+                self._last_error = f"{type(exc).__name__}: {exc}"
                 for update in batch.values():
                     self._keep_latest(update)
                 logger.warning(
                     "store unavailable, %d job states kept for retry: %s", len(batch), exc
                 )
                 return
-            except BaseException:
+            except BaseException as exc:
                 # Cancelled mid-write, or a bug: keep the batch so a later flush can write it.
                 for update in batch.values():
                     self._keep_latest(update)
+                if isinstance(exc, Exception):
+                    self._failed_writes += 1
+                    self._last_error = f"{type(exc).__name__}: {exc}"
                 raise
-            self._last_flush_duration = time.perf_counter() - started
+            duration = time.perf_counter() - started
+            self._last_flush_duration = duration
+            self._last_error = None
             self._flushes += 1
             self._store_writes += 1
+            if self._on_flush is not None:
+                self._on_flush(duration)
 
     def statistics(self) -> SinkStatistics:
         """Return the buffer's counters now (see ``SinkStatistics``)."""
@@ -233,6 +253,8 @@ class UpdateBuffer:
                 + len(self._pending)
             ),
             last_flush_duration=self._last_flush_duration,
+            last_error=self._last_error,
+            draining=self._draining,
         )
 
     def _collect(self) -> None:
@@ -269,16 +291,29 @@ class UpdateBuffer:
     async def _drain(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
+        self._draining = True
         task_status.started()
-        next_flush = trio.current_time() + self.flush_interval
-        while True:
-            await trio.sleep_until(next_flush)
-            await self.flush()
-            # Keep a fixed schedule; after an overrun, start again one interval from now.
-            next_flush += self.flush_interval
-            now = trio.current_time()
-            if next_flush <= now:
-                next_flush = now + self.flush_interval
+        try:
+            next_flush = trio.current_time() + self.flush_interval
+            while True:
+                await trio.sleep_until(next_flush)
+                try:
+                    await self.flush()
+                except Exception:
+                    # Never stop delivering because of one bad flush: the batch is kept, the
+                    # failure is logged and shown by statistics() (and the server's health).
+                    logger.exception(
+                        "flush of the update buffer failed; its updates are kept and retried "
+                        "in %g s",
+                        self.flush_interval,
+                    )
+                # Keep a fixed schedule; after an overrun, start again one interval from now.
+                next_flush += self.flush_interval
+                now = trio.current_time()
+                if next_flush <= now:
+                    next_flush = now + self.flush_interval
+        finally:
+            self._draining = False
 
     async def _final_flush(self) -> None:
         # Nothing buffered is lost on shutdown, even when we are being cancelled.
@@ -300,6 +335,7 @@ async def open_update_buffer(
     flush_interval: float = DEFAULT_FLUSH_INTERVAL,
     capacity: int = DEFAULT_CAPACITY,
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
+    on_flush: Callable[[float], None] | None = None,
 ) -> AsyncIterator[UpdateBuffer]:
     """Open an ``UpdateBuffer`` whose drain task lives in a nursery owned by this block.
 
@@ -314,12 +350,18 @@ async def open_update_buffer(
         capacity: reports the memory channel holds (default ``DEFAULT_CAPACITY``); beyond it
             the latest report per job is kept in an overflow map, never dropped.
         shutdown_timeout: seconds the final flush may take (default 10).
+        on_flush: called after each flush that wrote a batch, with the duration of its store
+            write in seconds (for a histogram); it must not block or raise.
 
     Raises:
         ValueError: a setting is out of range (the message names it).
     """
     buffer = UpdateBuffer(
-        store, flush_interval=flush_interval, capacity=capacity, shutdown_timeout=shutdown_timeout
+        store,
+        flush_interval=flush_interval,
+        capacity=capacity,
+        shutdown_timeout=shutdown_timeout,
+        on_flush=on_flush,
     )
     async with trio.open_nursery() as nursery:
         await nursery.start(buffer._drain)

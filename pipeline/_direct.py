@@ -34,6 +34,7 @@ class DirectSync:
         self._store_writes = 0
         self._terminal_writes = 0
         self._in_flight = 0
+        self._idle = trio.lowlevel.ParkingLot()
 
     def report_nowait(
         self, job_id: str, percent: float, stage: str, message: str | None = None
@@ -83,6 +84,12 @@ class DirectSync:
         self._terminal_writes += 1
         return snapshot
 
+    async def flush(self) -> None:
+        """Return once every write started so far has finished (nothing is buffered here)."""
+        await trio.lowlevel.checkpoint()
+        while self._in_flight:
+            await self._idle.park()
+
     def statistics(self) -> SinkStatistics:
         """Return the counters now; ``pending`` is the number of writes in flight."""
         return SinkStatistics(
@@ -98,6 +105,8 @@ class DirectSync:
             self._store_writes += 1
         finally:
             self._in_flight -= 1
+            if not self._in_flight:
+                self._idle.unpark_all()
 
 
 @asynccontextmanager

@@ -184,6 +184,20 @@ class JobRunner:
         await job.done.wait()
         return job.final if job.final is not None else await self.store.get(job_id)
 
+    async def cancel_all(self) -> None:
+        """Cancel every queued and running job; return once each one is stored ``cancelled``.
+
+        The server calls this when it shuts down, so that streams following these jobs get
+        their terminal event before they end. Jobs submitted meanwhile are cancelled too.
+        """
+        await trio.lowlevel.checkpoint()
+        while self._jobs:
+            jobs = list(self._jobs.values())
+            for job in jobs:
+                job.scope.cancel()
+            for job in jobs:
+                await job.done.wait()
+
     async def _run_job(self, job: _Job) -> None:
         reporter = JobReporter(self.sink, job.job_id)
         outcome: tuple[JobStatus, str | None, Any] = (

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from quart import Response, jsonify, make_response, url_for
+from quart import Response, jsonify, url_for
 from quart_schema import QuartSchema, validate_request
 from quart_trio import QuartTrio
 
 from pipeline import ExportStore, JobRunner, UpdateSink, check_job_id
 
 from ._config import ServerConfig
+from ._cors import install_cors
 from ._errors import install_error_handlers
+from ._guard import ConnectionGuard
+from ._hub import StreamHub
+from ._metrics import Metrics
 from ._models import CreateJobRequest
-from ._sse import SSE_HEADERS, job_event_stream
+from ._ops_routes import install_ops_routes
+from ._read_routes import install_read_routes
+from ._stream_routes import install_stream_routes
 
 logger = logging.getLogger(__name__)
 
@@ -28,12 +34,16 @@ class Services:
         store: the export store.
         sink: where reports go (the update buffer, or direct sync).
         runner: the job runner.
+        streams: the server's open SSE streams (admission, shutdown).
+        metrics: the server's Prometheus metrics.
     """
 
     config: ServerConfig
     store: ExportStore
     sink: UpdateSink
     runner: JobRunner
+    streams: StreamHub = field(default_factory=StreamHub)
+    metrics: Metrics = field(default_factory=Metrics)
 
 
 def create_app(services: Services) -> QuartTrio:
@@ -41,18 +51,25 @@ def create_app(services: Services) -> QuartTrio:
 
     Routes:
         ``POST /api/jobs``: start a job; 201 ``{jobId, status, statusUrl, streamUrl}``.
-        ``GET /api/jobs/{jobId}``: the job's snapshot (the polling fallback); 404 if unknown.
-        ``GET /api/jobs/{jobId}/progress/stream``: the job's SSE stream.
+        ``GET /api/jobs``: the jobs, a page at a time (``_read_routes``).
+        ``GET /api/jobs/{jobId}``: the job's snapshot with an ETag (``_read_routes``).
+        ``GET /api/jobs/{jobId}/progress/stream``: the job's SSE stream (``_stream_routes``).
+        ``GET /api/progress/stream?jobIds=a,b``: several jobs' SSE stream (``_stream_routes``).
         ``POST /api/jobs/{jobId}/cancel``: cancel; 202 with the ``cancelled`` snapshot.
-        ``GET /healthz``: liveness and the pipeline's counters.
+        ``GET /healthz``, ``GET /metrics``: health and Prometheus metrics (``_ops_routes``).
         ``GET /openapi.json``, ``/docs``: the OpenAPI document (quart-schema).
+
+    Every request body is limited to ``config.max_body_bytes`` (413 beyond), every write to a
+    client to ``config.send_timeout`` seconds (``ConnectionGuard``), and cross-origin use to
+    ``config.cors_origins``.
     """
     app = QuartTrio(__name__)
     app.config["JSON_SORT_KEYS"] = False
+    config = services.config
+    app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     QuartSchema(app, info={"title": "progress-sync", "version": "0.1.0"})
     install_error_handlers(app)
-    config = services.config
-    store = services.store
+    install_cors(app, config.cors_origins)
     runner = services.runner
 
     @app.post("/api/jobs")
@@ -71,29 +88,6 @@ def create_app(services: Services) -> QuartTrio:
         }
         return jsonify(body), 201, {"Location": status_url}
 
-    @app.get("/api/jobs/<job_id>")
-    async def get_job(job_id: str) -> Response:
-        """The job's current snapshot: the polling fallback."""
-        check_job_id(job_id)
-        snapshot = await store.get(job_id)
-        return jsonify(snapshot.to_dict())
-
-    @app.get("/api/jobs/<job_id>/progress/stream")
-    async def stream_job(job_id: str) -> Response:
-        """The job's progress as server-sent events (see ``job_event_stream``)."""
-        check_job_id(job_id)
-        events = job_event_stream(
-            store,
-            job_id,
-            registration_timeout=config.registration_timeout,
-            retry_ms=config.retry_ms,
-            heartbeat_interval=config.heartbeat_interval,
-        )
-        response: Response = await make_response(events, 200, SSE_HEADERS)
-        # Quart cuts responses after RESPONSE_TIMEOUT (60 s) unless told otherwise.
-        response.timeout = None
-        return response
-
     @app.post("/api/jobs/<job_id>/cancel")
     async def cancel_job(job_id: str) -> tuple[Response, int]:
         """Cancel a queued or running job; 202 once it is stored ``cancelled``."""
@@ -101,30 +95,13 @@ def create_app(services: Services) -> QuartTrio:
         snapshot = await runner.cancel(job_id)
         return jsonify(snapshot.to_dict()), 202
 
-    @app.get("/healthz")
-    async def healthz() -> Response:
-        """``{"status": "ok", "syncMode", "store": {...}, "sink": {...}}``."""
-        store_stats = store.statistics()
-        sink_stats = services.sink.statistics()
-        return jsonify(
-            {
-                "status": "ok",
-                "syncMode": config.sync_mode.value,
-                "activeJobs": runner.active_jobs,
-                "store": {
-                    "jobs": store_stats.jobs,
-                    "subscribers": store_stats.subscribers,
-                    "writes": store_stats.writes,
-                    "ignoredTerminal": store_stats.ignored_terminal,
-                },
-                "sink": {
-                    "reportsReceived": sink_stats.reports_received,
-                    "coalesced": sink_stats.coalesced,
-                    "overflowed": sink_stats.overflowed,
-                    "storeWrites": sink_stats.store_writes,
-                    "pending": sink_stats.pending,
-                },
-            }
-        )
-
+    install_read_routes(app, services)
+    install_stream_routes(app, services)
+    install_ops_routes(app, services)
+    app.asgi_app = ConnectionGuard(  # type: ignore[method-assign]
+        app.asgi_app,
+        send_timeout=config.send_timeout,
+        hub=services.streams,
+        metrics=services.metrics,
+    )
     return app

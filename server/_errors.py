@@ -1,4 +1,12 @@
-"""Every error becomes a JSON body ``{"error", "detail", "field"}`` with a 4xx or 5xx status."""
+"""Every error becomes a JSON body ``{"error", "detail", "field"}`` with a 4xx or 5xx status.
+
+The server's own errors (the pipeline's are in ``pipeline._errors``)::
+
+    ProgressSyncError
+    └── ServiceUnavailableError       503 with Retry-After: come back later
+        ├── TooManySubscribersError   the server holds max_subscribers streams already
+        └── ShuttingDownError         the server is draining before it exits
+"""
 
 from __future__ import annotations
 
@@ -14,10 +22,42 @@ from pipeline import (
     JobExistsError,
     JobFinishedError,
     JobNotFoundError,
+    ProgressSyncError,
     UnknownStatusError,
 )
 
 logger = logging.getLogger(__name__)
+
+
+class ServiceUnavailableError(ProgressSyncError):
+    """The server cannot take this request now; the client should retry after a while.
+
+    Attributes:
+        retry_after: whole seconds the client should wait (the ``Retry-After`` header).
+    """
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class TooManySubscribersError(ServiceUnavailableError):
+    """The server holds its maximum number of open streams (``max_subscribers``)."""
+
+    def __init__(self, limit: int, retry_after: int) -> None:
+        super().__init__(
+            f"this server holds its maximum of {limit} open streams; retry in {retry_after} s "
+            "(or raise --max-subscribers)",
+            retry_after,
+        )
+        self.limit = limit
+
+
+class ShuttingDownError(ServiceUnavailableError):
+    """The server is shutting down; the client should come back (to another instance)."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"the server is shutting down; retry in {retry_after} s", retry_after)
 
 
 def error_response(status: int, error: str, detail: str, field: str | None = None) -> Response:
@@ -63,6 +103,17 @@ def install_error_handlers(app: Quart) -> None:
     @app.errorhandler(JobFinishedError)
     async def job_finished(exc: JobFinishedError) -> Response:
         return error_response(409, "job finished", str(exc), "jobId")
+
+    @app.errorhandler(ServiceUnavailableError)
+    async def unavailable(exc: ServiceUnavailableError) -> Response:
+        error = (
+            "too many subscribers"
+            if isinstance(exc, TooManySubscribersError)
+            else ("shutting down")
+        )
+        response = error_response(503, error, str(exc))
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
 
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> Response:

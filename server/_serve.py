@@ -1,20 +1,40 @@
-"""Run the app under Hypercorn's trio worker, with the services it needs open around it."""
+"""Run the app under Hypercorn's trio worker, with the services it needs open around it.
+
+Shutdown (SIGTERM, SIGINT, or ``shutdown_trigger`` returning), within ``graceful_timeout``:
+
+1. Hypercorn stops accepting: its listener is closed, so new connections are refused; idle
+   keep-alive connections are closed; ``/healthz`` answers 503 ``draining`` and new stream
+   requests 503 with a spread ``Retry-After``.
+2. Jobs this server runs are cancelled; each one's ``cancelled`` state is stored, so streams
+   following it get their terminal event.
+3. The update buffer is flushed: no progress reported before the signal is lost.
+4. Every open stream sends what it has pending, then, if its job has not ended, a
+   ``reconnect`` event with a ``retry:`` drawn from ``retry_ms`` to ``retry_ms +
+   shutdown_retry_spread_ms``, and ends.
+5. Hypercorn waits for the connections to close, and cuts those still open when
+   ``graceful_timeout`` has passed since the signal; then the services close (final flush).
+"""
 
 from __future__ import annotations
 
 import logging
 import signal
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import hypercorn.config
-import hypercorn.trio
 import trio
+from hypercorn.config import Sockets
+from hypercorn.trio.run import worker_serve
+from hypercorn.utils import wrap_app
 
 from pipeline import DEMO_KIND, ExportStore, MemoryStore, open_job_runner, open_update_sink
 
 from ._app import Services, create_app
 from ._config import ServerConfig
+from ._hub import StreamHub
+from ._metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
@@ -29,18 +49,29 @@ async def open_services(
     what is buffered, so no report made before the exit is lost.
     """
     store = store if store is not None else MemoryStore()
+    metrics = Metrics()
+    streams = StreamHub()
     async with (
         open_update_sink(
             store,
             config.sync_mode,
             flush_interval=config.flush_interval,
             capacity=config.buffer_capacity,
+            on_flush=metrics.flush_duration.observe,
         ) as sink,
         open_job_runner(
             store, sink, kinds={"demo": DEMO_KIND}, max_concurrent=config.max_concurrent_jobs
         ) as runner,
     ):
-        yield Services(config=config, store=store, sink=sink, runner=runner)
+        metrics.watch(store, sink, streams)
+        yield Services(
+            config=config,
+            store=store,
+            sink=sink,
+            runner=runner,
+            streams=streams,
+            metrics=metrics,
+        )
 
 
 async def wait_for_shutdown_signal() -> None:
@@ -49,6 +80,94 @@ async def wait_for_shutdown_signal() -> None:
         async for signum in signals:
             logger.info("received %s, shutting down", signal.Signals(signum).name)
             return
+
+
+async def drain(services: Services) -> None:
+    """Steps 2-4 of a shutdown: cancel this server's jobs, flush, end every open stream.
+
+    Takes at most ``graceful_timeout`` seconds; what is not done by then is logged (and the
+    services' own exit still cancels the jobs and flushes the buffer).
+    """
+    config = services.config
+    services.streams.close()
+    with trio.move_on_after(config.graceful_timeout) as scope:
+        await services.runner.cancel_all()
+        await services.sink.flush()
+    services.streams.shutdown()
+    if scope.cancelled_caught:
+        logger.error(
+            "shutdown: jobs were not all cancelled and flushed within %g s",
+            config.graceful_timeout,
+        )
+    else:
+        logger.info(
+            "shutdown: jobs cancelled, buffer flushed, %d open streams told to reconnect or end",
+            services.streams.running,
+        )
+
+
+def listening_sockets(config: ServerConfig, hypercorn_config: hypercorn.config.Config) -> Sockets:
+    """Bind and listen on ``config.host:config.port``, with the send timeout set in the kernel.
+
+    ``TCP_USER_TIMEOUT`` (Linux; accepted sockets inherit it from the listener) makes the kernel
+    abort a connection whose peer has not taken data for ``send_timeout`` seconds. It is what
+    unblocks Hypercorn's HTTP/1.1 socket write, which Hypercorn shields from cancellation, when
+    a client stops reading (see ``ConnectionGuard``).
+
+    Raises:
+        OSError: the address could not be bound (port in use, say).
+    """
+    sockets = hypercorn_config.create_sockets()
+    timeout_ms = max(1, round(config.send_timeout * 1000))
+    for sock in sockets.insecure_sockets:
+        if hasattr(socket, "TCP_USER_TIMEOUT") and sock.family in (
+            socket.AF_INET,
+            socket.AF_INET6,
+        ):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, timeout_ms)
+        sock.listen(hypercorn_config.backlog)
+    return sockets
+
+
+async def serve_services(
+    services: Services,
+    *,
+    shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve the app over ``services`` until ``shutdown_trigger`` returns, then drain and stop.
+
+    Like ``serve``, for callers (tests, embedding code) that open the services themselves.
+
+    Raises:
+        OSError: the address could not be bound (port in use, say).
+    """
+    config = services.config
+    hypercorn_config = hypercorn.config.Config()
+    hypercorn_config.bind = [f"{config.host}:{config.port}"]
+    hypercorn_config.graceful_timeout = config.graceful_timeout
+    hypercorn_config.accesslog = None
+    sockets = listening_sockets(config, hypercorn_config)
+    app = wrap_app(create_app(services), hypercorn_config.wsgi_max_body_size, "asgi")
+    trigger = shutdown_trigger or wait_for_shutdown_signal
+    stop_accepting = trio.Event()
+
+    async def drain_when_triggered() -> None:
+        await trigger()
+        stop_accepting.set()
+        await drain(services)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(drain_when_triggered)
+        await worker_serve(
+            app,
+            hypercorn_config,
+            sockets=sockets,
+            shutdown_trigger=stop_accepting.wait,
+            task_status=task_status,
+        )
+        if not stop_accepting.is_set():
+            nursery.cancel_scope.cancel()
 
 
 async def serve(
@@ -61,7 +180,8 @@ async def serve(
     """Serve the API until ``shutdown_trigger`` returns, then shut down cleanly.
 
     Use ``await nursery.start(serve, config)`` to get the bound URLs (``["http://127.0.0.1:PORT"]``)
-    once the server accepts connections; with ``port=0`` the OS picks a free port.
+    once the server accepts connections; with ``port=0`` the OS picks a free port. The shutdown
+    is described in this module's docstring.
 
     Args:
         config: the server's settings.
@@ -73,16 +193,6 @@ async def serve(
     Raises:
         OSError: the address could not be bound (port in use, say).
     """
-    hypercorn_config = hypercorn.config.Config()
-    hypercorn_config.bind = [f"{config.host}:{config.port}"]
-    hypercorn_config.graceful_timeout = config.graceful_timeout
-    hypercorn_config.accesslog = None
     async with open_services(config, store) as services:
-        app = create_app(services)
-        await hypercorn.trio.serve(
-            app,
-            hypercorn_config,
-            shutdown_trigger=shutdown_trigger or wait_for_shutdown_signal,
-            task_status=task_status,
-        )
+        await serve_services(services, shutdown_trigger=shutdown_trigger, task_status=task_status)
     logger.info("server stopped; buffer flushed")

@@ -19,7 +19,7 @@ async def collect(server: RunningServer, job_id: str) -> list[tuple[str, str, di
     ) as source:
         assert source.response.status_code == 200
         assert source.response.headers["content-type"].startswith("text/event-stream")
-        assert source.response.headers["cache-control"] == "no-cache"
+        assert source.response.headers["cache-control"] == "no-cache, no-transform"
         assert source.response.headers["x-accel-buffering"] == "no"
         async for event in source.aiter_sse():
             if not event.data:
