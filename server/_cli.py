@@ -14,9 +14,17 @@ from rich.console import Console
 from pipeline import SyncMode
 
 from ._config import (
+    DEFAULT_GRACEFUL_TIMEOUT,
+    DEFAULT_HEARTBEAT_INTERVAL,
     DEFAULT_HOST,
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_STREAM_JOBS,
+    DEFAULT_MAX_SUBSCRIBERS,
     DEFAULT_PORT,
     DEFAULT_REGISTRATION_TIMEOUT,
+    DEFAULT_RETRY_MS,
+    DEFAULT_SEND_TIMEOUT,
+    DEFAULT_SHUTDOWN_RETRY_SPREAD_MS,
     ServerConfig,
 )
 from ._demo import run_demo
@@ -70,6 +78,79 @@ def _server_options(command: click.Command) -> click.Command:
             type=click.FloatRange(min=0, min_open=True),
             help="Seconds a stream waits for its job to be registered.",
         ),
+        click.option(
+            "--retry-ms",
+            default=DEFAULT_RETRY_MS,
+            show_default=True,
+            type=click.IntRange(min=1),
+            envvar="PROGRESS_SYNC_RETRY_MS",
+            help="The SSE retry: field sent at stream start (client reconnection delay, ms).",
+        ),
+        click.option(
+            "--heartbeat-interval",
+            default=DEFAULT_HEARTBEAT_INTERVAL,
+            show_default=True,
+            type=click.FloatRange(min=0, min_open=True),
+            envvar="PROGRESS_SYNC_HEARTBEAT_INTERVAL",
+            help="Seconds of silence after which a stream sends a ': heartbeat' comment.",
+        ),
+        click.option(
+            "--send-timeout",
+            default=DEFAULT_SEND_TIMEOUT,
+            show_default=True,
+            type=click.FloatRange(min=0, min_open=True),
+            envvar="PROGRESS_SYNC_SEND_TIMEOUT",
+            help="Seconds a client may take no data before it is dropped.",
+        ),
+        click.option(
+            "--graceful-timeout",
+            default=DEFAULT_GRACEFUL_TIMEOUT,
+            show_default=True,
+            type=click.FloatRange(min=0, min_open=True),
+            envvar="PROGRESS_SYNC_GRACEFUL_TIMEOUT",
+            help="Drain timeout: seconds from SIGTERM until the last connection is cut.",
+        ),
+        click.option(
+            "--shutdown-retry-spread-ms",
+            default=DEFAULT_SHUTDOWN_RETRY_SPREAD_MS,
+            show_default=True,
+            type=click.IntRange(min=0),
+            envvar="PROGRESS_SYNC_SHUTDOWN_RETRY_SPREAD_MS",
+            help="At shutdown, streams get a retry: from retry-ms to retry-ms + this (ms).",
+        ),
+        click.option(
+            "--max-subscribers",
+            default=DEFAULT_MAX_SUBSCRIBERS,
+            show_default=True,
+            type=click.IntRange(min=1),
+            envvar="PROGRESS_SYNC_MAX_SUBSCRIBERS",
+            help="Open SSE streams per server; more get 503 with Retry-After.",
+        ),
+        click.option(
+            "--max-stream-jobs",
+            default=DEFAULT_MAX_STREAM_JOBS,
+            show_default=True,
+            type=click.IntRange(min=1),
+            envvar="PROGRESS_SYNC_MAX_STREAM_JOBS",
+            help="Most jobIds in one multi-job stream.",
+        ),
+        click.option(
+            "--max-body-bytes",
+            default=DEFAULT_MAX_BODY_BYTES,
+            show_default=True,
+            type=click.IntRange(min=1),
+            envvar="PROGRESS_SYNC_MAX_BODY_BYTES",
+            help="Largest request body accepted; larger gets 413.",
+        ),
+        click.option(
+            "--cors-origin",
+            "cors_origins",
+            multiple=True,
+            envvar="PROGRESS_SYNC_CORS_ORIGINS",
+            help="An origin (https://app.example.com) allowed to use the API from a browser; "
+            "repeat it for more, or * for any. None by default. The environment variable "
+            "takes several, separated by spaces.",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
@@ -77,6 +158,13 @@ def _server_options(command: click.Command) -> click.Command:
 
 
 def _config(**options: object) -> ServerConfig:
+    try:
+        return _make_config(**options)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+def _make_config(**options: object) -> ServerConfig:
     return ServerConfig(
         host=str(options["host"]),
         port=int(options["port"]),  # type: ignore[call-overload]
@@ -84,6 +172,15 @@ def _config(**options: object) -> ServerConfig:
         sync_mode=SyncMode(options["sync_mode"]),
         max_concurrent_jobs=int(options["max_concurrent_jobs"]),  # type: ignore[call-overload]
         registration_timeout=float(options["registration_timeout"]),  # type: ignore[arg-type]
+        retry_ms=int(options["retry_ms"]),  # type: ignore[call-overload]
+        heartbeat_interval=float(options["heartbeat_interval"]),  # type: ignore[arg-type]
+        send_timeout=float(options["send_timeout"]),  # type: ignore[arg-type]
+        graceful_timeout=float(options["graceful_timeout"]),  # type: ignore[arg-type]
+        shutdown_retry_spread_ms=int(options["shutdown_retry_spread_ms"]),  # type: ignore[call-overload]
+        max_subscribers=int(options["max_subscribers"]),  # type: ignore[call-overload]
+        max_stream_jobs=int(options["max_stream_jobs"]),  # type: ignore[call-overload]
+        max_body_bytes=int(options["max_body_bytes"]),  # type: ignore[call-overload]
+        cors_origins=tuple(options["cors_origins"]),  # type: ignore[arg-type]
     )
 
 
