@@ -13,6 +13,7 @@ from ._demo import DemoJobError as DemoJobError
 from ._demo import DemoParams as DemoParams
 from ._direct import DirectSync as DirectSync
 from ._direct import open_direct_sync as open_direct_sync
+from ._errors import AuthenticationError as AuthenticationError
 from ._errors import BufferClosedError as BufferClosedError
 from ._errors import InvalidUpdateError as InvalidUpdateError
 from ._errors import JobExistsError as JobExistsError
@@ -20,6 +21,8 @@ from ._errors import JobFinishedError as JobFinishedError
 from ._errors import JobNotFoundError as JobNotFoundError
 from ._errors import ProgressSyncError as ProgressSyncError
 from ._errors import RegistrationTimeoutError as RegistrationTimeoutError
+from ._errors import ServerRejectedError as ServerRejectedError
+from ._errors import ServerUnavailableError as ServerUnavailableError
 from ._errors import StoreUnavailableError as StoreUnavailableError
 from ._errors import UnknownStatusError as UnknownStatusError
 from ._memory_store import MemoryStore as MemoryStore
@@ -38,6 +41,8 @@ from ._snapshot import MAX_STAGE_LENGTH as MAX_STAGE_LENGTH
 from ._snapshot import JobSnapshot as JobSnapshot
 from ._snapshot import ProgressUpdate as ProgressUpdate
 from ._snapshot import check_job_id as check_job_id
+from ._snapshot import check_progress as check_progress
+from ._snapshot import check_reported_at as check_reported_at
 from ._status import TERMINAL_STATUSES as TERMINAL_STATUSES
 from ._status import JobStatus as JobStatus
 from ._status import parse_status as parse_status
@@ -45,6 +50,11 @@ from ._store import BatchResult as BatchResult
 from ._store import ExportStore as ExportStore
 from ._store import StoreStatistics as StoreStatistics
 from ._subscription import Subscription as Subscription
+from ._threads import ThreadJobReporter as ThreadJobReporter
+from ._threads import ThreadReporter as ThreadReporter
+from ._threads import ThreadReporterStatistics as ThreadReporterStatistics
+from ._threads import open_thread_reporter as open_thread_reporter
+from ._tqdm import ReportingTqdm as ReportingTqdm
 
 __all__ = [
     "DEFAULT_CAPACITY",
@@ -55,6 +65,7 @@ __all__ = [
     "MAX_MESSAGE_LENGTH",
     "MAX_STAGE_LENGTH",
     "TERMINAL_STATUSES",
+    "AuthenticationError",
     "BatchResult",
     "BufferClosedError",
     "DemoJobError",
@@ -74,17 +85,26 @@ __all__ = [
     "ProgressSyncError",
     "ProgressUpdate",
     "RegistrationTimeoutError",
+    "ReportingTqdm",
+    "ServerRejectedError",
+    "ServerUnavailableError",
     "SinkStatistics",
     "StoreStatistics",
     "StoreUnavailableError",
     "Subscription",
     "SyncMode",
+    "ThreadJobReporter",
+    "ThreadReporter",
+    "ThreadReporterStatistics",
     "UnknownStatusError",
     "UpdateBuffer",
     "UpdateSink",
     "check_job_id",
+    "check_progress",
+    "check_reported_at",
     "open_direct_sync",
     "open_job_runner",
+    "open_thread_reporter",
     "open_update_buffer",
     "open_update_sink",
     "parse_status",

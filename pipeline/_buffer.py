@@ -13,7 +13,13 @@ import trio
 
 from ._errors import BufferClosedError, InvalidUpdateError, StoreUnavailableError
 from ._sink import SinkStatistics
-from ._snapshot import MAX_STAGE_LENGTH, JobSnapshot, ProgressUpdate, check_progress
+from ._snapshot import (
+    MAX_STAGE_LENGTH,
+    JobSnapshot,
+    ProgressUpdate,
+    check_progress,
+    check_reported_at,
+)
 from ._status import JobStatus, parse_status
 from ._store import ExportStore
 
@@ -85,7 +91,13 @@ class UpdateBuffer:
         self._last_flush_duration = 0.0
 
     def report_nowait(
-        self, job_id: str, percent: float, stage: str, message: str | None = None
+        self,
+        job_id: str,
+        percent: float,
+        stage: str,
+        message: str | None = None,
+        *,
+        reported_at: float | None = None,
     ) -> None:
         """Report a job's progress. Never blocks and never fails because the buffer is full.
 
@@ -100,6 +112,9 @@ class UpdateBuffer:
             percent: progress in percent, a finite number from 0 to 100.
             stage: what the job is doing (at most ``MAX_STAGE_LENGTH`` characters).
             message: optional free text (at most ``MAX_MESSAGE_LENGTH`` characters).
+            reported_at: when the producer made the report, in seconds since the Unix epoch
+                (``time.time()`` now by default). A thread or another process passes its own
+                time so that the store's staleness rule and latency use it.
 
         Raises:
             InvalidUpdateError: a field is malformed (the message names it).
@@ -119,7 +134,11 @@ class UpdateBuffer:
             percent = check_progress(percent, stage, message)
         if type(job_id) is not str or not job_id:
             raise InvalidUpdateError("jobId", "must be a non-empty string")
-        update = _new_update(ProgressUpdate, job_id, percent, stage, message, time.time())
+        if reported_at is None:
+            reported_at = time.time()
+        elif type(reported_at) is not float or not 0.0 <= reported_at < math.inf:
+            reported_at = check_reported_at(reported_at)
+        update = _new_update(ProgressUpdate, job_id, percent, stage, message, reported_at)
         self._reports_received += 1
         try:
             self._send.send_nowait(update)

@@ -11,7 +11,7 @@ import trio
 
 from ._errors import BufferClosedError, InvalidUpdateError
 from ._sink import SinkStatistics
-from ._snapshot import JobSnapshot, ProgressUpdate, check_progress
+from ._snapshot import JobSnapshot, ProgressUpdate, check_progress, check_reported_at
 from ._status import JobStatus, parse_status
 from ._store import ExportStore
 
@@ -36,9 +36,17 @@ class DirectSync:
         self._in_flight = 0
 
     def report_nowait(
-        self, job_id: str, percent: float, stage: str, message: str | None = None
+        self,
+        job_id: str,
+        percent: float,
+        stage: str,
+        message: str | None = None,
+        *,
+        reported_at: float | None = None,
     ) -> None:
         """Start writing this report to the store; returns before the write is done.
+
+        Args: as ``UpdateBuffer.report_nowait`` (``reported_at`` defaults to ``time.time()``).
 
         Raises:
             InvalidUpdateError: a field is malformed (the message names it).
@@ -51,7 +59,8 @@ class DirectSync:
             raise InvalidUpdateError("jobId", "must be a non-empty string")
         self._reports_received += 1
         self._in_flight += 1
-        update = ProgressUpdate(job_id, percent, stage, message, time.time())
+        reported_at = time.time() if reported_at is None else check_reported_at(reported_at)
+        update = ProgressUpdate(job_id, percent, stage, message, reported_at)
         self._nursery.start_soon(self._write, update)
 
     async def finish(
