@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
 
-from quart import Response, jsonify, make_response, url_for
+from quart import Response, jsonify, make_response
 from quart_schema import QuartSchema, validate_request
 from quart_trio import QuartTrio
 
-from pipeline import ExportStore, JobRunner, UpdateSink, check_job_id
+from pipeline import ExportStore, InvalidUpdateError, JobRunner, UpdateSink, check_job_id
 
+from ._auth import install_auth
 from ._config import ServerConfig
 from ._errors import install_error_handlers
+from ._ingest import created_response, install_ingest_routes, register_external_job
 from ._models import CreateJobRequest
 from ._sse import SSE_HEADERS, job_event_stream
 
@@ -40,12 +43,14 @@ def create_app(services: Services) -> QuartTrio:
     """Build the app. The services must stay open while it serves.
 
     Routes:
-        ``POST /api/jobs``: start a job; 201 ``{jobId, status, statusUrl, streamUrl}``.
+        ``POST /api/jobs``: start a job (with ``kind``) or register an external job (without);
+            201 ``{jobId, status, statusUrl, streamUrl}`` (+ ``subscribeToken``).
         ``GET /api/jobs/{jobId}``: the job's snapshot (the polling fallback); 404 if unknown.
         ``GET /api/jobs/{jobId}/progress/stream``: the job's SSE stream.
         ``POST /api/jobs/{jobId}/cancel``: cancel; 202 with the ``cancelled`` snapshot.
         ``GET /healthz``: liveness and the pipeline's counters.
         ``GET /openapi.json``, ``/docs``: the OpenAPI document (quart-schema).
+        The ingest routes of ``install_ingest_routes``; authentication by ``install_auth``.
     """
     app = QuartTrio(__name__)
     app.config["JSON_SORT_KEYS"] = False
@@ -54,22 +59,22 @@ def create_app(services: Services) -> QuartTrio:
     config = services.config
     store = services.store
     runner = services.runner
+    auth = install_auth(app, config)
+    install_ingest_routes(app, services, auth)
 
     @app.post("/api/jobs")
     @validate_request(CreateJobRequest)
     async def create_job(data: CreateJobRequest) -> tuple[Response, int, dict[str, str]]:
-        """Start a job of a known kind; 201 with where to follow it."""
-        if data.job_id is not None:
-            check_job_id(data.job_id)
-        snapshot = await runner.submit(data.kind, data.params, job_id=data.job_id)
-        status_url = url_for("get_job", job_id=snapshot.job_id)
-        body = {
-            "jobId": snapshot.job_id,
-            "status": snapshot.status.value,
-            "statusUrl": status_url,
-            "streamUrl": url_for("stream_job", job_id=snapshot.job_id),
-        }
-        return jsonify(body), 201, {"Location": status_url}
+        """Start a job of a known kind, or register an external one; 201 with where to follow it."""
+        job_id = check_job_id(data.job_id) if data.job_id is not None else uuid.uuid4().hex
+        if data.kind is None:
+            snapshot = await register_external_job(store, data, job_id=job_id)
+        else:
+            for name in ("status", "stage", "message"):
+                if name in data.model_fields_set:
+                    raise InvalidUpdateError(name, "only external jobs (without kind) take it")
+            snapshot = await runner.submit(data.kind, data.params, job_id=job_id)
+        return created_response(snapshot, auth)
 
     @app.get("/api/jobs/<job_id>")
     async def get_job(job_id: str) -> Response:

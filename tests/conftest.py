@@ -58,7 +58,9 @@ async def running_server(
     """A real Hypercorn server on 127.0.0.1 (ephemeral port) inside the test's nursery."""
     store = MemoryStore()
     stop = trio.Event()
-    urls = await nursery.start(partial(serve, server_config, store=store, shutdown_trigger=stop.wait))
+    urls = await nursery.start(
+        partial(serve, server_config, store=store, shutdown_trigger=stop.wait)
+    )
     yield RunningServer(urls[0], store, stop)
     stop.set()
 
@@ -66,3 +68,14 @@ async def running_server(
 def with_config(config: ServerConfig, **changes: object) -> ServerConfig:
     """A copy of ``config`` with ``changes`` applied."""
     return replace(config, **changes)  # type: ignore[arg-type]
+
+
+async def start_server(nursery: trio.Nursery, config: ServerConfig) -> RunningServer:
+    """Start a real server with ``config`` in ``nursery``; stop it with ``server.stop.set()``.
+
+    For tests that need settings the ``running_server`` fixture does not have (tokens, say).
+    """
+    store = MemoryStore()
+    stop = trio.Event()
+    urls = await nursery.start(partial(serve, config, store=store, shutdown_trigger=stop.wait))
+    return RunningServer(urls[0], store, stop)
