@@ -11,12 +11,16 @@ import click
 import trio
 from rich.console import Console
 
-from pipeline import SyncMode
+from pipeline import ProgressSyncError, SyncMode
+from pipeline.client import run_command
 
 from ._config import (
     DEFAULT_HOST,
+    DEFAULT_MAX_BATCH_UPDATES,
+    DEFAULT_MAX_BODY_BYTES,
     DEFAULT_PORT,
     DEFAULT_REGISTRATION_TIMEOUT,
+    DEFAULT_SUBSCRIBE_TOKEN_TTL,
     ServerConfig,
 )
 from ._demo import run_demo
@@ -70,13 +74,99 @@ def _server_options(command: click.Command) -> click.Command:
             type=click.FloatRange(min=0, min_open=True),
             help="Seconds a stream waits for its job to be registered.",
         ),
+        *_auth_options(),
+        click.option(
+            "--max-batch-updates",
+            default=DEFAULT_MAX_BATCH_UPDATES,
+            show_default=True,
+            type=click.IntRange(min=1),
+            help="Updates one POST /api/progress may carry (more: 413).",
+        ),
+        click.option(
+            "--max-body-bytes",
+            default=DEFAULT_MAX_BODY_BYTES,
+            show_default=True,
+            type=click.IntRange(min=1),
+            help="Bytes a request body may hold (more: 413).",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
     return command
 
 
+def _auth_options() -> list:  # type: ignore[type-arg]
+    secret_file = click.Path(exists=True, dir_okay=False, readable=True)
+    return [
+        click.option(
+            "--producer-token",
+            envvar="PROGRESS_SYNC_PRODUCER_TOKEN",
+            show_envvar=True,
+            help="Bearer token producer endpoints require (prefer the environment variable "
+            "or --producer-token-file: command lines are visible to other users).",
+        ),
+        click.option(
+            "--producer-token-file",
+            envvar="PROGRESS_SYNC_PRODUCER_TOKEN_FILE",
+            show_envvar=True,
+            type=secret_file,
+            help="File holding the producer token.",
+        ),
+        click.option(
+            "--subscribe-secret",
+            envvar="PROGRESS_SYNC_SUBSCRIBE_SECRET",
+            show_envvar=True,
+            help="Secret that signs per-job subscribe tokens; when set, reading a job needs "
+            "its token (?token=). At least 16 characters.",
+        ),
+        click.option(
+            "--subscribe-secret-file",
+            envvar="PROGRESS_SYNC_SUBSCRIBE_SECRET_FILE",
+            show_envvar=True,
+            type=secret_file,
+            help="File holding the subscribe secret.",
+        ),
+        click.option(
+            "--subscribe-token-ttl",
+            default=DEFAULT_SUBSCRIBE_TOKEN_TTL,
+            show_default=True,
+            type=click.FloatRange(min=0, min_open=True),
+            help="Seconds a subscribe token stays valid.",
+        ),
+    ]
+
+
+def read_secret(value: object, path: object, option: str) -> str | None:
+    """The secret given directly or in a file (stripped), or None; never echoes it.
+
+    Raises:
+        click.UsageError: both are given, or the file is empty or unreadable.
+    """
+    if value is not None and path is not None:
+        raise click.UsageError(f"give --{option} or --{option}-file, not both")
+    if path is None:
+        return None if value is None else str(value)
+    try:
+        with open(str(path), encoding="utf-8") as file:
+            secret = file.read().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.UsageError(
+            f"--{option}-file {path}: cannot read it ({type(exc).__name__})"
+        ) from None
+    if not secret:
+        raise click.UsageError(f"--{option}-file {path} is empty")
+    return secret
+
+
 def _config(**options: object) -> ServerConfig:
+    try:
+        return _make_config(**options)
+    except ValueError as exc:
+        # ServerConfig's messages name the setting, never a secret's value.
+        raise click.UsageError(str(exc)) from exc
+
+
+def _make_config(**options: object) -> ServerConfig:
     return ServerConfig(
         host=str(options["host"]),
         port=int(options["port"]),  # type: ignore[call-overload]
@@ -84,6 +174,15 @@ def _config(**options: object) -> ServerConfig:
         sync_mode=SyncMode(options["sync_mode"]),
         max_concurrent_jobs=int(options["max_concurrent_jobs"]),  # type: ignore[call-overload]
         registration_timeout=float(options["registration_timeout"]),  # type: ignore[arg-type]
+        producer_token=read_secret(
+            options["producer_token"], options["producer_token_file"], "producer-token"
+        ),
+        subscribe_secret=read_secret(
+            options["subscribe_secret"], options["subscribe_secret_file"], "subscribe-secret"
+        ),
+        subscribe_token_ttl=float(options["subscribe_token_ttl"]),  # type: ignore[arg-type]
+        max_batch_updates=int(options["max_batch_updates"]),  # type: ignore[call-overload]
+        max_body_bytes=int(options["max_body_bytes"]),  # type: ignore[call-overload]
     )
 
 
@@ -132,4 +231,78 @@ def demo_command(linger: float, **options: object) -> None:
     config = _config(**options)
     console = Console()
     code = trio.run(partial(run_demo, config, console=console, linger=linger))
+    sys.exit(code)
+
+
+@main.command(
+    "run",
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+)
+@click.option(
+    "--server",
+    required=True,
+    envvar="PROGRESS_SYNC_SERVER",
+    show_envvar=True,
+    help="URL of the progress-sync server (http://127.0.0.1:8000).",
+)
+@click.option(
+    "--token",
+    envvar="PROGRESS_SYNC_PRODUCER_TOKEN",
+    show_envvar=True,
+    help="The server's producer token, if it needs one.",
+)
+@click.option(
+    "--token-file",
+    envvar="PROGRESS_SYNC_PRODUCER_TOKEN_FILE",
+    show_envvar=True,
+    type=click.Path(exists=True, dir_okay=False, readable=True),
+    help="File holding the producer token.",
+)
+@click.option("--job-id", help="Id of the job to register (default: the server picks one).")
+@click.option("--stage", help="Stage to report when the output names none (default: the program).")
+@click.option(
+    "--flush-interval",
+    default=0.5,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds between batches of progress sent to the server.",
+)
+@click.option("--quiet", is_flag=True, help="Do not print the job id and outcome on stderr.")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def run_cli(
+    server: str,
+    token: str | None,
+    token_file: str | None,
+    job_id: str | None,
+    stage: str | None,
+    flush_interval: float,
+    quiet: bool,
+    command: tuple[str, ...],
+) -> None:
+    """Run COMMAND as an external job and report the progress it prints, live.
+
+    Use it as: progress-sync run --server URL [--token T] [--job-id ID] -- CMD ARGS...
+
+    Progress is read from tqdm bars, plain NN% in a line, and ffmpeg's -progress pipe:1
+    output; the command's output still reaches the terminal. The job ends completed (exit
+    code 0), failed (the exit code and the tail of stderr) or cancelled (Ctrl-C); the exit
+    code is the command's.
+    """
+    logging.getLogger().setLevel(logging.WARNING)
+    secret = read_secret(token, token_file, "token")
+    try:
+        code = trio.run(
+            partial(
+                run_command,
+                list(command),
+                server=server,
+                token=secret,
+                job_id=job_id,
+                stage=stage,
+                flush_interval=flush_interval,
+                quiet=quiet,
+            )
+        )
+    except ProgressSyncError as exc:
+        raise click.ClickException(f"could not run the job: {exc}") from exc
     sys.exit(code)
