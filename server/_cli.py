@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import logging
 import sys
 from functools import partial
@@ -20,7 +19,7 @@ from ._config import (
     ServerConfig,
 )
 from ._demo import run_demo
-from ._serve import serve
+from ._serve import is_address_in_use, serve
 
 _LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -106,12 +105,12 @@ def serve_command(**options: object) -> None:
     config = _config(**options)
     try:
         trio.run(serve, config)
-    except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            raise click.ClickException(
-                f"{config.host}:{config.port} is in use; pick another --port (0 picks a free one)"
-            ) from exc
-        raise
+    except BaseExceptionGroup as group:
+        if not is_address_in_use(group):
+            raise
+        raise click.ClickException(
+            f"{config.host}:{config.port} is in use; pick another --port (0 picks a free one)"
+        ) from None
 
 
 @main.command("demo")
