@@ -250,15 +250,37 @@ def test_no_request_for_a_job_once_it_ended(start_server, open_page, transport):
     made = len(tab.requests_for(job_id))
     assert made >= (1 if transport == "sse" else 3)
 
-    # Ten minutes of the page's timers, at once; then a request of our own, which the browser
-    # sends after any request those timers made.
+    assert_quiet_after(tab, job_id, made)
+    assert tab.page.evaluate("window.__eventSources.length") >= 1
+
+
+def test_a_job_the_server_does_not_know_ends_unknown_and_quiet(start_server, open_page):
+    base_url = start_server(refuse_streams=True)
+    tab = open_page(base_url + "/?pollIntervalMs=100&sseRetryMs=300", clock=True)
+    # The server "forgets" every job: polls get 404 (as after a restart of an in-memory server).
+    forgotten = {"error": "job not found", "detail": "no such job", "field": "jobId"}
+    tab.page.route(
+        re.compile(r".*/api/jobs/[^/]+$"), lambda route: route.fulfill(status=404, json=forgotten)
+    )
+    job_id, job = start_job(tab.page, 30)
+
+    expect(status_of(job)).to_have_text("unknown")
+    expect(job.locator('[data-role="error"]')).to_have_text(re.compile("does not know this job"))
+    expect(transport_of(job)).to_have_text("Final")
+    expect(job.get_by_role("button", name=re.compile("Cancel"))).to_be_hidden()
+    assert_quiet_after(tab, job_id, len(tab.requests_for(job_id)))
+    httpx.post(f"{base_url}/api/jobs/{job_id}/cancel", timeout=10)
+
+
+def assert_quiet_after(tab: PageUnderTest, job_id: str, made: int) -> None:
+    """Run the page's timers ten minutes ahead; assert no request for ``job_id`` after ``made``
+    requests, and that every EventSource the page opened is closed."""
     tab.page.clock.run_for(10 * 60 * 1000)
+    # A request of our own, which the browser sends after any request those timers made.
     with tab.page.expect_request_finished(lambda r: r.url.endswith("/healthz")):
         tab.page.evaluate("fetch('/healthz')")
-
     assert tab.requests_for(job_id)[made:] == []
     assert tab.page.evaluate("window.__eventSources.every(s => s.readyState === 2)")
-    assert tab.page.evaluate("window.__eventSources.length") >= 1
 
 
 def test_keyboard_phone_sized_screen_and_accessibility(start_server, open_page):

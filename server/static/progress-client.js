@@ -5,7 +5,8 @@
 //   "connecting"   opening the job's stream, no event yet;
 //   "sse"          live: events arrive on the stream;
 //   "reconnecting" the stream dropped and the browser is reconnecting by itself;
-//   "polling"      GET /api/jobs/{jobId} every pollIntervalMs;
+//   "polling"      GET /api/jobs/{jobId} every pollIntervalMs (backing off, up to 30 s, while
+//                  the server cannot be reached);
 //   "ended"        the job reached a terminal state (or the server does not know it): the
 //                  stream is closed, no timer is left and no request is made any more.
 // It polls when the stream stays silent for sseTimeoutMs (no event, whatever the reason), when
@@ -41,6 +42,9 @@ export const DEFAULTS = Object.freeze({
    * leaves room for polls and for starting and cancelling jobs; the other jobs are polled. */
   maxStreams: 4,
 });
+
+/** Longest wait between two polls while the server cannot be reached (milliseconds). */
+export const MAX_POLL_BACKOFF_MS = 30000;
 
 /** Read the options from a page's query string (`?sseTimeoutMs=300&pollIntervalMs=200`). Values
  * that are not whole numbers >= 1 are ignored (the default stays). */
@@ -159,6 +163,7 @@ export class JobFollower {
   #polling = false;
   #pollTimer = null;
   #pollAbort = null;
+  #pollFailures = 0;
   #sseTriedAt = -Infinity;
   #lastSeq = -1;
   #transport = null;
@@ -290,6 +295,7 @@ export class JobFollower {
     const abort = new AbortController();
     this.#pollAbort = abort;
     let gone = false;
+    let failed = false;
     try {
       // "no-cache": revalidate each time, so an ETag from the server turns polls into 304s.
       const response = await fetch(jobUrl(this.#jobId), {
@@ -301,10 +307,13 @@ export class JobFollower {
         gone = true;
       } else if (response.ok) {
         this.#accept(await response.json(), "polling");
+      } else {
+        failed = true;
       }
     } catch (error) {
-      // A network error or an aborted poll: the next poll (if any) tries again.
-      if (error?.name !== "AbortError") console.warn("poll failed", error);
+      // A network error or an aborted poll: the next poll (if any) tries again, later each
+      // time while the server cannot be reached.
+      if (error?.name !== "AbortError") failed = true;
     } finally {
       if (this.#pollAbort === abort) this.#pollAbort = null;
     }
@@ -321,7 +330,12 @@ export class JobFollower {
     ) {
       this.#trySse();
     }
-    this.#pollTimer = setTimeout(() => this.#poll(), this.#options.pollIntervalMs);
+    this.#pollFailures = failed ? this.#pollFailures + 1 : 0;
+    const delay = Math.min(
+      this.#options.pollIntervalMs * 2 ** this.#pollFailures,
+      Math.max(this.#options.pollIntervalMs, MAX_POLL_BACKOFF_MS),
+    );
+    this.#pollTimer = setTimeout(() => this.#poll(), delay);
   }
 
   #accept(snapshot, via) {
