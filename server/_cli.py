@@ -69,6 +69,12 @@ def _server_options(command: click.Command) -> click.Command:
             type=click.FloatRange(min=0, min_open=True),
             help="Seconds a stream waits for its job to be registered.",
         ),
+        click.option(
+            "--refuse-streams",
+            is_flag=True,
+            default=False,
+            help="Testing: answer stream routes with 503 so clients fall back to polling.",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
@@ -83,6 +89,7 @@ def _config(**options: object) -> ServerConfig:
         sync_mode=SyncMode(options["sync_mode"]),
         max_concurrent_jobs=int(options["max_concurrent_jobs"]),  # type: ignore[call-overload]
         registration_timeout=float(options["registration_timeout"]),  # type: ignore[arg-type]
+        refuse_streams=bool(options["refuse_streams"]),
     )
 
 
