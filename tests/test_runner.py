@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import trio
 from trio.testing import wait_all_tasks_blocked
@@ -9,6 +11,7 @@ from trio.testing import wait_all_tasks_blocked
 from pipeline import (
     DEMO_KIND,
     InvalidUpdateError,
+    JobExistsError,
     JobFinishedError,
     JobKind,
     JobNotFoundError,
@@ -184,3 +187,27 @@ def test_demo_stages_are_weighted():
     assert demo_stage(30) == ("visuals", 0.0)
     assert demo_stage(95) == ("mux", 50.0)
     assert demo_stage(100) == ("mux", 100.0)
+
+
+async def test_registration_is_logged_and_a_failed_registration_loudly(
+    autojump_clock, store, caplog
+):
+    caplog.set_level(logging.INFO, logger="pipeline")
+    async with (
+        open_update_buffer(store) as buffer,
+        open_job_runner(store, buffer, kinds={"demo": DEMO_KIND}, max_concurrent=1) as runner,
+    ):
+        await runner.submit("demo", {"durationS": 60}, job_id="x")
+        await runner.submit("demo", {"durationS": 60}, job_id="y")
+        assert "job x (demo) registered in the store with status running" in caplog.text
+        assert "job y (demo) registered in the store with status queued" in caplog.text
+        with pytest.raises(JobExistsError):
+            await runner.submit("demo", job_id="x")
+        [record] = [r for r in caplog.records if r.levelno == logging.ERROR]
+        assert "FAILED to register job x in the store, so streams for it will not work" in (
+            record.getMessage()
+        )
+        await runner.cancel("x")
+        # The failed submission took no slot: y starts as soon as x is cancelled.
+        await wait_all_tasks_blocked()
+        assert (await store.get("y")).status is JobStatus.RUNNING
