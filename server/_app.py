@@ -18,6 +18,8 @@ from ._errors import install_error_handlers
 from ._ingest import created_response, install_ingest_routes, register_external_job
 from ._models import CreateJobRequest
 from ._sse import SSE_HEADERS, job_event_stream
+from ._stream_refusal import install_stream_refusal
+from ._web import install_web_routes
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +45,7 @@ def create_app(services: Services) -> QuartTrio:
     """Build the app. The services must stay open while it serves.
 
     Routes:
+        ``GET /``, ``/static/...``: the web page with live progress bars (see ``_web``).
         ``POST /api/jobs``: start a job (with ``kind``) or register an external job (without);
             201 ``{jobId, status, statusUrl, streamUrl}`` (+ ``subscribeToken``).
         ``GET /api/jobs/{jobId}``: the job's snapshot (the polling fallback); 404 if unknown.
@@ -56,6 +59,8 @@ def create_app(services: Services) -> QuartTrio:
     app.config["JSON_SORT_KEYS"] = False
     QuartSchema(app, info={"title": "progress-sync", "version": "0.1.0"})
     install_error_handlers(app)
+    install_web_routes(app)
+    install_stream_refusal(app, services.config)
     config = services.config
     store = services.store
     runner = services.runner

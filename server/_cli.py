@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import logging
 import sys
 from functools import partial
@@ -24,7 +23,7 @@ from ._config import (
     ServerConfig,
 )
 from ._demo import run_demo
-from ._serve import serve
+from ._serve import is_address_in_use, serve
 
 _LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -88,6 +87,12 @@ def _server_options(command: click.Command) -> click.Command:
             show_default=True,
             type=click.IntRange(min=1),
             help="Bytes a request body may hold (more: 413).",
+        ),
+        click.option(
+            "--refuse-streams",
+            is_flag=True,
+            default=False,
+            help="Testing: answer stream routes with 503 so clients fall back to polling.",
         ),
     ]
     for option in reversed(options):
@@ -183,6 +188,7 @@ def _make_config(**options: object) -> ServerConfig:
         subscribe_token_ttl=float(options["subscribe_token_ttl"]),  # type: ignore[arg-type]
         max_batch_updates=int(options["max_batch_updates"]),  # type: ignore[call-overload]
         max_body_bytes=int(options["max_body_bytes"]),  # type: ignore[call-overload]
+        refuse_streams=bool(options["refuse_streams"]),
     )
 
 
@@ -205,12 +211,12 @@ def serve_command(**options: object) -> None:
     config = _config(**options)
     try:
         trio.run(serve, config)
-    except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            raise click.ClickException(
-                f"{config.host}:{config.port} is in use; pick another --port (0 picks a free one)"
-            ) from exc
-        raise
+    except BaseExceptionGroup as group:
+        if not is_address_in_use(group):
+            raise
+        raise click.ClickException(
+            f"{config.host}:{config.port} is in use; pick another --port (0 picks a free one)"
+        ) from None
 
 
 @main.command("demo")

@@ -51,6 +51,8 @@ class ServerConfig:
         subscribe_token_ttl: seconds a subscribe token stays valid (default one day).
         max_batch_updates: updates one ``POST /api/progress`` may carry (default 10,000).
         max_body_bytes: bytes a request body may hold (default 4 MiB).
+        refuse_streams: a testing option: answer every SSE stream route with 503 and a JSON
+            error, so clients (the web page) must fall back to polling (default False).
 
     Raises:
         ValueError: a setting is out of range; the message names it.
@@ -71,6 +73,7 @@ class ServerConfig:
     subscribe_token_ttl: float = DEFAULT_SUBSCRIBE_TOKEN_TTL
     max_batch_updates: int = DEFAULT_MAX_BATCH_UPDATES
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    refuse_streams: bool = False
 
     @property
     def subscribe_tokens(self) -> bool:
@@ -115,3 +118,5 @@ class ServerConfig:
                 "characters; make one with: python3 -c 'import secrets; "
                 "print(secrets.token_urlsafe(32))'"
             )
+        if not isinstance(self.refuse_streams, bool):
+            raise ValueError(f"refuse_streams must be True or False, not {self.refuse_streams!r}")
