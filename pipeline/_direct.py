@@ -46,7 +46,13 @@ class DirectSync:
     ) -> None:
         """Start writing this report to the store; returns before the write is done.
 
-        Args: as ``UpdateBuffer.report_nowait`` (``reported_at`` defaults to ``time.time()``).
+        Args:
+            job_id: the job's id.
+            percent: progress in percent, a finite number from 0 to 100.
+            stage: what the job is doing.
+            message: optional free text.
+            reported_at: when the producer made the report, seconds since the Unix epoch
+                (``time.time()`` by default).
 
         Raises:
             InvalidUpdateError: a field is malformed (the message names it).

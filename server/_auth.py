@@ -33,6 +33,7 @@ SUBSCRIBE_TOKEN_SALT = "progress-sync.subscribe-token.v1"
 
 _BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="progress-sync"'}
 _READ_METHODS = frozenset({"GET", "HEAD"})
+_OPEN_METHODS = frozenset({"OPTIONS"})  # CORS preflights carry no credentials
 
 
 class SubscribeTokens:
@@ -216,7 +217,11 @@ def install_auth(app: Quart, config: ServerConfig) -> Auth:
     @app.before_request
     async def authenticate() -> None:
         # Unrouted requests (404, 405) pass, so they answer as they would without auth.
-        if request.url_rule is None or not request.path.startswith("/api/"):
+        if (
+            request.url_rule is None
+            or request.method in _OPEN_METHODS
+            or not request.path.startswith("/api/")
+        ):
             return
         auth.authenticate(
             request.method,

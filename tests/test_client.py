@@ -16,6 +16,7 @@ import trio
 
 from pipeline import (
     AuthenticationError,
+    BufferClosedError,
     InvalidUpdateError,
     JobExistsError,
     JobFinishedError,
@@ -162,7 +163,7 @@ async def test_a_refused_batch_raises_out_of_the_block(autojump_clock):
 async def test_reports_after_the_block_raise():
     async with open_progress_client("http://fake", transport=FakeServer().transport()) as client:
         pass
-    with pytest.raises(Exception, match="the progress client is closed"):
+    with pytest.raises(BufferClosedError, match="the progress client is closed"):
         client.report_nowait("j", 1.0, "s")
 
 

@@ -5,6 +5,7 @@ Buffered updates are awaited through a store subscription (event-driven), never 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -14,6 +15,7 @@ import trio
 from httpx_sse import aconnect_sse
 
 from pipeline import JobSnapshot, MemoryStore
+from server import ServerConfig, create_app, open_services
 from tests.conftest import RunningServer, start_server, with_config
 
 
@@ -418,3 +420,47 @@ async def test_cancel_of_an_external_job_is_synchronous(running_server):
     assert response.json()["status"] == "cancelled"
     assert (await running_server.store.get("c")).status.value == "cancelled"
     assert unknown.status_code == 404
+
+
+# --- edge cases through Quart's test client (no network) -------------------------------------
+
+
+async def test_reports_while_the_buffer_is_closed_get_503():
+    store = MemoryStore()
+    await store.register("late")
+    async with open_services(ServerConfig(), store) as services:
+        app = create_app(services)
+    # The buffer closed with the block: the server is shutting down.
+    response = await app.test_client().post("/api/jobs/late/progress", json={"percent": 1})
+    assert response.status_code == 503
+    body = await response.get_json()
+    assert body["error"] == "shutting down"
+    assert response.headers["Retry-After"] == "1"
+
+
+class FinishedElsewhere:
+    """A sink whose job is cancelled by someone else just before this request's finish lands."""
+
+    def __init__(self, sink) -> None:
+        self._sink = sink
+
+    def report_nowait(self, *args, **kwargs) -> None:
+        self._sink.report_nowait(*args, **kwargs)
+
+    async def finish(self, job_id, status, **outcome):
+        await self._sink.finish(job_id, "cancelled")
+        return await self._sink.finish(job_id, status, **outcome)
+
+    def statistics(self):
+        return self._sink.statistics()
+
+
+async def test_a_finish_that_loses_the_race_is_a_409():
+    store = MemoryStore()
+    await store.register("raced")
+    async with open_services(ServerConfig(), store) as services:
+        app = create_app(dataclasses.replace(services, sink=FinishedElsewhere(services.sink)))
+        response = await app.test_client().post("/api/jobs/raced/complete")
+    assert response.status_code == 409
+    assert "ended already with status 'cancelled'" in (await response.get_json())["detail"]
+    assert (await store.get("raced")).status.value == "cancelled"

@@ -8,12 +8,13 @@ import pathlib
 import pytest
 
 import pipeline
+import pipeline.client
 import server
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("package", [pipeline, server])
+@pytest.mark.parametrize("package", [pipeline, pipeline.client, server])
 def test_all_lists_exactly_the_public_names(package):
     public = {name for name in vars(package) if not name.startswith("_")}
     modules = {name for name in public if type(getattr(package, name)).__name__ == "module"}
