@@ -129,6 +129,11 @@ class _Segments:
         self._partial = parts.pop()[-MAX_LINE:]
         return [part for part in parts if part], self._partial
 
+    def finish(self) -> str:
+        """The stream ended: return the unfinished rest and forget it."""
+        rest, self._partial = self._partial + self._decoder.decode(b"", final=True), ""
+        return rest
+
 
 class OutputProgressParser:
     """Finds the progress of one command in its stdout and stderr.
@@ -170,8 +175,7 @@ class OutputProgressParser:
         Returns:
             The progress found in it, or None.
         """
-        segments = self._streams[stream]
-        rest, segments._partial = segments._partial + segments._decoder.decode(b"", final=True), ""
+        rest = self._streams[stream].finish()
         found = self._segment(rest, complete=True) if rest else None
         if found is not None:
             self.latest = found

@@ -8,6 +8,7 @@ import shlex
 import signal
 import subprocess
 import sys
+from collections.abc import AsyncIterator, Callable
 from typing import BinaryIO
 
 import trio
@@ -31,6 +32,8 @@ ERROR_TAIL_LINES = 10
 """Lines of stderr (the last ones) in a failed job's error message."""
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+Notice = Callable[[str], None]
 
 
 class _Output:
@@ -133,8 +136,9 @@ async def run_command(
                 )
             except OSError as exc:
                 code = 127 if isinstance(exc, FileNotFoundError) else 126
-                await _finish(client, job.job_id, "fail", f"could not start {program}: {exc}")
-                notice(f"could not start {program}: {exc}")
+                reason = f"could not start {program}: {exc}"
+                await _finish(client, job.job_id, "fail", reason, notice)
+                notice(reason)
                 return code
             interrupted, returncode, tail = await _supervise(
                 process,
@@ -148,17 +152,17 @@ async def run_command(
             )
             if interrupted is not None:
                 name = signal.Signals(interrupted).name
-                await _finish(client, job.job_id, "cancel", None)
+                await _finish(client, job.job_id, "cancel", None, notice)
                 notice(f"job {job.job_id} cancelled ({name})")
                 return 128 + interrupted
             if returncode == 0:
-                await _finish(client, job.job_id, "complete", {"exitCode": 0})
+                await _finish(client, job.job_id, "complete", {"exitCode": 0}, notice)
                 notice(f"job {job.job_id} completed")
                 return 0
             error = exit_description(returncode)
             if tail:
                 error = f"{error}: {tail}"
-            await _finish(client, job.job_id, "fail", error)
+            await _finish(client, job.job_id, "fail", error, notice)
             notice(f"job {job.job_id} failed ({exit_description(returncode)})")
             return returncode if returncode > 0 else 128 - returncode
 
@@ -169,7 +173,7 @@ async def _supervise(
     job_id: str,
     default_stage: str,
     parser: OutputProgressParser,
-    signals: trio.abc.ReceiveChannel[int] | object,
+    signals: AsyncIterator[int],
     out: BinaryIO,
     err: BinaryIO,
 ) -> tuple[int | None, int, str]:
@@ -205,7 +209,7 @@ async def _supervise(
 
     async def watch(nursery: trio.Nursery) -> None:
         nonlocal interrupted
-        async for signum in signals:  # type: ignore[attr-defined]
+        async for signum in signals:
             if interrupted is None:
                 interrupted = signum
                 nursery.start_soon(stop, signum)
@@ -228,7 +232,9 @@ async def _supervise(
     return interrupted, returncode, tail
 
 
-async def _finish(client: AsyncProgressClient, job_id: str, action: str, value: object) -> None:
+async def _finish(
+    client: AsyncProgressClient, job_id: str, action: str, value: object, notice: Notice
+) -> None:
     """End the job; one that has ended already (cancelled by someone else) is left as it is."""
     try:
         if action == "complete":
@@ -238,4 +244,4 @@ async def _finish(client: AsyncProgressClient, job_id: str, action: str, value: 
         else:
             await client.cancel(job_id)
     except (JobFinishedError, JobNotFoundError) as exc:
-        sys.stderr.write(f"progress-sync: {exc}\n")
+        notice(f"job not ended by this run: {exc}")
