@@ -13,7 +13,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -148,7 +148,7 @@ class RedisStore(ExportStore):
         prefix: str = DEFAULT_REDIS_PREFIX,
         retention: float = DEFAULT_RETENTION,
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
-        clock: Any = time.time,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         for name, value in (("retention", retention), ("idle_timeout", idle_timeout)):
             if not (isinstance(value, int | float) and 0 <= value < math.inf):
@@ -516,6 +516,7 @@ async def open_redis_store(
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
     connect_timeout: float = 2.0,
     stream_timeout: float = 5.0,
+    clock: Callable[[], float] = time.time,
 ) -> AsyncIterator[RedisStore]:
     """Connect to Redis and open a ``RedisStore`` whose pub/sub listener this block owns.
 
@@ -533,6 +534,9 @@ async def open_redis_store(
             day).
         connect_timeout: seconds to wait for a connection to Redis.
         stream_timeout: seconds to wait for a reply from Redis.
+        clock: the wall clock for ``createdAt``/``updatedAt`` and expiry, seconds since the
+            Unix epoch (``time.time`` by default; tests may pass a fake). The key TTLs that
+            Redis applies use Redis's own clock.
 
     Raises:
         ValueError: the URL is not a Redis URL, or a setting is out of range.
@@ -554,7 +558,12 @@ async def open_redis_store(
         ),
     )
     store = RedisStore(
-        client, url=url, prefix=prefix, retention=retention, idle_timeout=idle_timeout
+        client,
+        url=url,
+        prefix=prefix,
+        retention=retention,
+        idle_timeout=idle_timeout,
+        clock=clock,
     )
     started = False
     try:

@@ -66,3 +66,24 @@ async def running_server(
 def with_config(config: ServerConfig, **changes: object) -> ServerConfig:
     """A copy of ``config`` with ``changes`` applied."""
     return replace(config, **changes)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The shared test Redis (127.0.0.1:6379, database 7); skips when it is not answering."""
+    from tests._redis import require_shared_redis
+
+    return require_shared_redis()
+
+
+@pytest.fixture
+async def redis_prefix(redis_url: str) -> AsyncIterator[str]:
+    """A key prefix of this test alone; its keys are deleted afterwards."""
+    from tests._redis import delete_prefix, unique_prefix
+
+    prefix = unique_prefix()
+    try:
+        yield prefix
+    finally:
+        with trio.CancelScope(shield=True):
+            await delete_prefix(redis_url, prefix)
