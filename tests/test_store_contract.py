@@ -385,7 +385,7 @@ async def test_a_subscriber_that_reads_now_and_then_sees_increasing_seqs(store: 
                 await trio.sleep(0.01)
         await store.finish("job-1", JobStatus.COMPLETED)
     assert seen == sorted(set(seen))
-    assert seen[0] == 1
+    assert len(seen) >= 4
     assert seen[-1] == 22
 
 
