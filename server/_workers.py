@@ -57,6 +57,9 @@ def run_workers(config: ServerConfig, *, log_level: int = logging.INFO, log_form
     settings = hypercorn_config(config)
     sockets = settings.create_sockets()
     try:
+        # Listen at once: connections wait in the backlog until a worker accepts them.
+        for sock in (*sockets.secure_sockets, *sockets.insecure_sockets):
+            sock.listen(settings.backlog)
         context = multiprocessing.get_context("spawn")
         shutdown_event = context.Event()
         processes = [

@@ -103,7 +103,8 @@ class PrivateRedis:
             stderr=subprocess.DEVNULL,
         )
         with trio.fail_after(10):
-            while not await trio.to_thread.run_sync(redis_answers, "127.0.0.1", self.port):
+            # Polls another process: there is no event to wait for.
+            while not await trio.to_thread.run_sync(redis_answers, "127.0.0.1", self.port):  # noqa: ASYNC110
                 await trio.sleep(0.05)
 
     async def stop(self) -> None:
@@ -118,11 +119,16 @@ class PrivateRedis:
         self._process = None
 
 
+def require_redis_server() -> None:
+    """Skip (or fail when required) if the ``redis-server`` program is not installed."""
+    if not Path(REDIS_SERVER).exists() and shutil.which("redis-server") is None:
+        missing("the redis-server program", "apt-get install redis-server")
+
+
 @asynccontextmanager
 async def private_redis(directory: Path) -> AsyncIterator[PrivateRedis]:
     """Start a private Redis for the block and stop it afterwards, whatever happens."""
-    if not Path(REDIS_SERVER).exists() and shutil.which("redis-server") is None:
-        missing("the redis-server program", "apt-get install redis-server")
+    require_redis_server()
     server = PrivateRedis(directory)
     await server.start()
     try:

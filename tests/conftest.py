@@ -58,7 +58,9 @@ async def running_server(
     """A real Hypercorn server on 127.0.0.1 (ephemeral port) inside the test's nursery."""
     store = MemoryStore()
     stop = trio.Event()
-    urls = await nursery.start(partial(serve, server_config, store=store, shutdown_trigger=stop.wait))
+    urls = await nursery.start(
+        partial(serve, server_config, store=store, shutdown_trigger=stop.wait)
+    )
     yield RunningServer(urls[0], store, stop)
     stop.set()
 
