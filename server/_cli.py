@@ -20,7 +20,7 @@ from ._config import (
     ServerConfig,
 )
 from ._demo import run_demo
-from ._serve import serve
+from ._serve import is_address_in_use, serve
 from ._workers import run_workers
 
 _LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -72,6 +72,12 @@ def _server_options(command: click.Command) -> click.Command:
             help="Seconds a stream waits for its job to be registered.",
         ),
         click.option(
+            "--refuse-streams",
+            is_flag=True,
+            default=False,
+            help="Testing: answer stream routes with 503 so clients fall back to polling.",
+        ),
+        click.option(
             "--store",
             default="memory",
             show_default=True,
@@ -107,6 +113,7 @@ def _config(**options: object) -> ServerConfig:
         sync_mode=SyncMode(options["sync_mode"]),
         max_concurrent_jobs=int(options["max_concurrent_jobs"]),  # type: ignore[call-overload]
         registration_timeout=float(options["registration_timeout"]),  # type: ignore[arg-type]
+        refuse_streams=bool(options["refuse_streams"]),
         store=str(options["store"]),
         store_prefix=str(options["store_prefix"]),
         job_retention=float(options["job_retention"]),  # type: ignore[arg-type]
@@ -160,12 +167,18 @@ def serve_command(**options: object) -> None:
             trio.run(serve, config)
     except StoreUnavailableError as exc:
         raise click.ClickException(str(exc)) from exc
-    except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            raise click.ClickException(
-                f"{config.host}:{config.port} is in use; pick another --port (0 picks a free one)"
-            ) from exc
-        raise
+    except OSError as exc:  # run_workers binds in this process, outside any nursery
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        raise click.ClickException(_in_use(config)) from exc
+    except BaseExceptionGroup as group:
+        if not is_address_in_use(group):
+            raise
+        raise click.ClickException(_in_use(config)) from None
+
+
+def _in_use(config: ServerConfig) -> str:
+    return f"{config.host}:{config.port} is in use; pick another --port (0 picks a free one)"
 
 
 @main.command("demo")

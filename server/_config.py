@@ -43,6 +43,8 @@ class ServerConfig:
         retry_ms: the SSE ``retry:`` value in milliseconds (default 2000).
         heartbeat_interval: seconds of silence before a heartbeat comment (default 15).
         graceful_timeout: seconds open connections get to finish at shutdown (default 5).
+        refuse_streams: a testing option: answer every SSE stream route with 503 and a JSON
+            error, so clients (the web page) must fall back to polling (default False).
         store: the export store: ``memory`` (default, one process) or a Redis URL
             (``redis://host:port/db``), shared by every process and machine that uses it.
         store_prefix: the Redis key prefix (default ``progress-sync:``).
@@ -65,6 +67,7 @@ class ServerConfig:
     retry_ms: int = DEFAULT_RETRY_MS
     heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
     graceful_timeout: float = DEFAULT_GRACEFUL_TIMEOUT
+    refuse_streams: bool = False
     store: str = MEMORY_STORE_URL
     store_prefix: str = DEFAULT_REDIS_PREFIX
     job_retention: float = DEFAULT_RETENTION
@@ -87,6 +90,8 @@ class ServerConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a whole number >= 1, not {value!r}")
+        if not isinstance(self.refuse_streams, bool):
+            raise ValueError(f"refuse_streams must be True or False, not {self.refuse_streams!r}")
         if not (isinstance(self.job_retention, int | float) and 0 <= self.job_retention < math.inf):
             raise ValueError(
                 f"job_retention must be a finite number of seconds >= 0, not {self.job_retention!r}"

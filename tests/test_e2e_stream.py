@@ -14,9 +14,10 @@ TERMINAL_EVENTS = {"job-completed", "job-failed", "job-cancelled"}
 async def collect(server: RunningServer, job_id: str) -> list[tuple[str, str, dict]]:
     """Follow a job's stream to its end; returns (event, id, data) for each event."""
     events = []
-    async with server.client() as client, aconnect_sse(
-        client, "GET", f"/api/jobs/{job_id}/progress/stream"
-    ) as source:
+    async with (
+        server.client() as client,
+        aconnect_sse(client, "GET", f"/api/jobs/{job_id}/progress/stream") as source,
+    ):
         assert source.response.status_code == 200
         assert source.response.headers["content-type"].startswith("text/event-stream")
         assert source.response.headers["cache-control"] == "no-cache"
@@ -57,7 +58,10 @@ async def test_failing_job_streams_job_failed_with_its_message(running_server):
     async with running_server.client() as client:
         response = await client.post(
             "/api/jobs",
-            json={"kind": "demo", "params": {"durationS": 0.5, "updatesPerS": 40, "failAtPercent": 50}},
+            json={
+                "kind": "demo",
+                "params": {"durationS": 0.5, "updatesPerS": 40, "failAtPercent": 50},
+            },
         )
     events = await collect(running_server, response.json()["jobId"])
     name, _, final = events[-1]
@@ -74,39 +78,52 @@ async def test_unknown_job_stream_ends_with_job_error_after_registration_timeout
     assert "not registered within 1 s" in events[0][2]["detail"]
 
 
-async def test_stream_opened_before_registration_gets_the_job_once_registered(running_server, nursery):
-    async with running_server.client() as client:
-        # The stream is opened first; the job is created while it waits.
-        results = []
-
-        async def follow():
-            results.extend(await collect(running_server, "late-job"))
-
-        nursery.start_soon(follow)
-        response = await client.post(
-            "/api/jobs",
-            json={"kind": "demo", "jobId": "late-job", "params": {"durationS": 0.2, "updatesPerS": 20}},
-        )
-        assert response.status_code == 201
-    while not results:
-        import trio
-
-        await trio.sleep(0.01)
-    assert results[-1][0] == "job-completed"
-    assert results[0][2]["jobId"] == "late-job"
+async def test_stream_opened_before_registration_gets_the_job_once_registered(running_server):
+    events = []
+    async with (
+        running_server.client() as client,
+        aconnect_sse(client, "GET", "/api/jobs/late-job/progress/stream") as source,
+    ):
+        async for event in source.aiter_sse():
+            if not event.data:
+                # The stream is open (its retry: field arrived) and the job does not exist yet.
+                assert event.retry == 2000
+                response = await client.post(
+                    "/api/jobs",
+                    json={
+                        "kind": "demo",
+                        "jobId": "late-job",
+                        "params": {"durationS": 0.2, "updatesPerS": 20},
+                    },
+                )
+                assert response.status_code == 201
+                continue
+            events.append((event.event, json.loads(event.data)))
+    assert events[0][1]["jobId"] == "late-job"
+    assert events[-1][0] == "job-completed"
 
 
 async def test_polling_fallback_returns_the_snapshot(running_server):
     async with running_server.client() as client:
-        created = await client.post("/api/jobs", json={"kind": "demo", "params": {"durationS": 0.2}})
+        created = await client.post(
+            "/api/jobs", json={"kind": "demo", "params": {"durationS": 0.2}}
+        )
         job_id = created.json()["jobId"]
         response = await client.get(f"/api/jobs/{job_id}")
         assert response.status_code == 200
         snapshot = response.json()
         assert snapshot["jobId"] == job_id
         assert set(snapshot) >= {
-            "jobId", "status", "percent", "stage", "message", "seq", "createdAt", "updatedAt",
-            "error", "result",
+            "jobId",
+            "status",
+            "percent",
+            "stage",
+            "message",
+            "seq",
+            "createdAt",
+            "updatedAt",
+            "error",
+            "result",
         }
         assert snapshot["createdAt"].endswith("Z")
         missing = await client.get("/api/jobs/nope")
