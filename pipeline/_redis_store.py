@@ -138,6 +138,18 @@ class RedisStore(ExportStore):
     queued and running jobs expire after ``idle_timeout`` seconds without a change.
 
     Not thread-safe: call it from the trio run that opened it.
+
+    Args:
+        client: an entered coredis client with ``decode_responses=True``.
+        url: the Redis URL, for messages (its password is not shown).
+        prefix: the key prefix (see ``open_redis_store``).
+        retention: seconds a job stays after its terminal state.
+        idle_timeout: seconds a queued or running job stays without any change.
+        clock: the wall clock, seconds since the Unix epoch.
+
+    Raises:
+        ValueError: ``retention`` or ``idle_timeout`` is negative or not finite, or ``prefix``
+            is empty.
     """
 
     def __init__(

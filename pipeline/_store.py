@@ -80,6 +80,9 @@ class ExportStore(abc.ABC):
       ``InvalidUpdateError`` before anything is written, so a bad update never half-applies.
     - A subscriber first gets the snapshot current when it subscribed, then every later change,
       conflated to the latest; no change can fall between the two.
+
+    A store that can be out of reach (``RedisStore``) raises ``StoreUnavailableError`` from any
+    operation while it is, and reports it in ``statistics().available``; writers retry.
     """
 
     @abc.abstractmethod
