@@ -482,8 +482,9 @@ class RedisStore(ExportStore):
                     ) from exc
                 if self._listening:
                     logger.warning("lost the connection to Redis at %s: %s", self.url, cause)
-                self._listening = False
                 self._available = False
+            # Not listening until subscribed again (and resynced): changes may be missed now.
+            self._listening = False
             await trio.sleep(delay)
             delay = min(delay * 2, longest)
 
