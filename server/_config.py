@@ -5,7 +5,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from pipeline import DEFAULT_CAPACITY, DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_CONCURRENT_JOBS, SyncMode
+from pipeline import (
+    DEFAULT_CAPACITY,
+    DEFAULT_FLUSH_INTERVAL,
+    DEFAULT_MAX_CONCURRENT_JOBS,
+    DEFAULT_REDIS_PREFIX,
+    DEFAULT_RETENTION,
+    MEMORY_STORE_URL,
+    SyncMode,
+    is_shared_store,
+)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -53,6 +62,13 @@ class ServerConfig:
         max_body_bytes: bytes a request body may hold (default 4 MiB).
         refuse_streams: a testing option: answer every SSE stream route with 503 and a JSON
             error, so clients (the web page) must fall back to polling (default False).
+        store: the export store: ``memory`` (default, one process) or a Redis URL
+            (``redis://host:port/db``), shared by every process and machine that uses it.
+        store_prefix: the Redis key prefix (default ``progress-sync:``).
+        job_retention: seconds a job stays in the store after its terminal state (default
+            3600).
+        workers: server processes sharing the listening socket (default 1); more than one
+            needs a shared store (Redis).
 
     Raises:
         ValueError: a setting is out of range; the message names it.
@@ -74,6 +90,10 @@ class ServerConfig:
     max_batch_updates: int = DEFAULT_MAX_BATCH_UPDATES
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     refuse_streams: bool = False
+    store: str = MEMORY_STORE_URL
+    store_prefix: str = DEFAULT_REDIS_PREFIX
+    job_retention: float = DEFAULT_RETENTION
+    workers: int = 1
 
     @property
     def subscribe_tokens(self) -> bool:
@@ -98,6 +118,7 @@ class ServerConfig:
             "buffer_capacity",
             "max_concurrent_jobs",
             "retry_ms",
+            "workers",
             "max_batch_updates",
             "max_body_bytes",
         ):
@@ -120,3 +141,17 @@ class ServerConfig:
             )
         if not isinstance(self.refuse_streams, bool):
             raise ValueError(f"refuse_streams must be True or False, not {self.refuse_streams!r}")
+        if not (isinstance(self.job_retention, int | float) and 0 <= self.job_retention < math.inf):
+            raise ValueError(
+                f"job_retention must be a finite number of seconds >= 0, not {self.job_retention!r}"
+            )
+        if not isinstance(self.store_prefix, str) or not self.store_prefix:
+            raise ValueError(f"store_prefix must be a non-empty string, not {self.store_prefix!r}")
+        shared = is_shared_store(self.store)  # a bad store URL is refused here, not later
+        if self.workers > 1 and not shared:
+            raise ValueError(
+                f"workers={self.workers} needs a shared store: the in-memory store lives inside "
+                "one process, so a job created or updated in one worker would be invisible to "
+                "the streams and polls of the others; use a Redis store "
+                "(--store redis://127.0.0.1:6379/0) or one worker"
+            )

@@ -79,3 +79,24 @@ async def start_server(nursery: trio.Nursery, config: ServerConfig) -> RunningSe
     stop = trio.Event()
     urls = await nursery.start(partial(serve, config, store=store, shutdown_trigger=stop.wait))
     return RunningServer(urls[0], store, stop)
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The shared test Redis (127.0.0.1:6379, database 7); skips when it is not answering."""
+    from tests._redis import require_shared_redis
+
+    return require_shared_redis()
+
+
+@pytest.fixture
+async def redis_prefix(redis_url: str) -> AsyncIterator[str]:
+    """A key prefix of this test alone; its keys are deleted afterwards."""
+    from tests._redis import delete_prefix, unique_prefix
+
+    prefix = unique_prefix()
+    try:
+        yield prefix
+    finally:
+        with trio.CancelScope(shield=True):
+            await delete_prefix(redis_url, prefix)
