@@ -22,6 +22,7 @@ from ._errors import ProgressSyncError as ProgressSyncError
 from ._errors import RegistrationTimeoutError as RegistrationTimeoutError
 from ._errors import StoreUnavailableError as StoreUnavailableError
 from ._errors import UnknownStatusError as UnknownStatusError
+from ._errors import WaitTimeoutError as WaitTimeoutError
 from ._memory_store import MemoryStore as MemoryStore
 from ._modes import open_update_sink as open_update_sink
 from ._runner import DEFAULT_MAX_CONCURRENT_JOBS as DEFAULT_MAX_CONCURRENT_JOBS
@@ -82,6 +83,7 @@ __all__ = [
     "UnknownStatusError",
     "UpdateBuffer",
     "UpdateSink",
+    "WaitTimeoutError",
     "check_job_id",
     "open_direct_sync",
     "open_job_runner",
