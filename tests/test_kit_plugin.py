@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib.metadata
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -89,3 +91,13 @@ def test_without_the_plugin_the_fixtures_are_missing(pytester: pytest.Pytester):
     result = pytester.runpytest_inprocess("-p", "no:server.testing", "test_backpressure.py")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*fixture 'progress_client' not found*"])
+
+
+def test_the_pipeline_half_does_not_import_the_server():
+    code = (
+        "import sys, pipeline.testing\n"
+        "loaded = sorted(m for m in sys.modules if m == 'server' or m.startswith('server.'))\n"
+        "print(loaded)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

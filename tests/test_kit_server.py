@@ -296,6 +296,33 @@ async def test_a_bad_job_id_over_real_http_raises_http_status_error(progress_ser
     assert caught.value.response.json()["field"] == "jobId"
 
 
+async def test_a_stream_left_early_over_real_http_closes_cleanly(progress_server):
+    # Leaving early closes the connection and runs the parser to its end: no async generator
+    # is left to the garbage collector (its ResourceWarning would fail this suite).
+    async with progress_server.client() as client:
+        created = await client.post("/api/jobs", json={"kind": "demo", "params": {"durationS": 60}})
+        async with open_event_stream(client, created.json()["jobId"]) as stream:
+            assert (await stream.receive()).seq == 1
+        assert not stream.ended
+        await stream.aclose()
+        response = await client.post(f"/api/jobs/{created.json()['jobId']}/cancel")
+        assert response.status_code == 202
+
+
+async def test_a_frozen_client_over_real_http_reads_once_thawed(progress_server):
+    async with progress_server.client() as client:
+        created = await client.post(
+            "/api/jobs", json={"kind": "demo", "params": {"durationS": 0.3, "updatesPerS": 50}}
+        )
+        job_id = created.json()["jobId"]
+        async with open_slow_sse_client(client, job_id, frozen=True) as slow:
+            final = await wait_terminal(progress_server.store, job_id)
+            assert slow.events == []
+            slow.thaw()
+            events = await slow.wait_finished()
+    assert assert_stream_well_formed(events).seq == final.seq
+
+
 async def test_two_servers_over_one_store_and_a_clean_stop(nursery):
     store = MemoryStore()
     first = await start_progress_server(nursery, store=store)
