@@ -42,7 +42,7 @@ from typing import Protocol, TypeVar
 import pytest
 import trio
 
-from ._buffer import open_update_buffer
+from ._buffer import UpdateBuffer, open_update_buffer
 from ._errors import RegistrationTimeoutError, WaitTimeoutError
 from ._memory_store import MemoryStore
 from ._snapshot import JobSnapshot
@@ -100,7 +100,7 @@ def progress_store() -> MemoryStore:
 @pytest.fixture
 async def progress_buffer(
     progress_store: MemoryStore, progress_flush_interval: float
-) -> AsyncIterator:
+) -> AsyncIterator[UpdateBuffer]:
     """An ``UpdateBuffer`` over ``progress_store`` with its drain task running.
 
     Reports reach the store at the next flush, ``progress_flush_interval`` seconds of trio's
@@ -114,7 +114,15 @@ async def progress_buffer(
 # --- waits ----------------------------------------------------------------------------------
 
 
-def _check_timeout(timeout: float) -> float:
+def check_timeout(timeout: float) -> float:
+    """Check a wait's timeout: a positive, finite number of seconds.
+
+    Returns:
+        ``timeout`` as a float.
+
+    Raises:
+        ValueError: it is not a positive, finite number (a bool is refused).
+    """
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
         raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
     if math.isinf(timeout):
@@ -150,7 +158,7 @@ async def collect_snapshots(
         WaitTimeoutError: the job was not registered, or did not reach a terminal state,
             within ``timeout``; its ``received`` holds the snapshots seen until then.
     """
-    timeout = _check_timeout(timeout)
+    timeout = check_timeout(timeout)
     received: list[JobSnapshot] = []
     with trio.move_on_after(timeout):
         if await _wait_registered(store, job_id, timeout):
@@ -195,7 +203,7 @@ async def wait_for_snapshot(
         AssertionError: the job reached its terminal state, which does not satisfy
             ``condition``, so the condition can never hold.
     """
-    timeout = _check_timeout(timeout)
+    timeout = check_timeout(timeout)
     received: list[JobSnapshot] = []
     with trio.move_on_after(timeout):
         if await _wait_registered(store, job_id, timeout):

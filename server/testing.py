@@ -54,6 +54,7 @@ from pipeline.testing import (
     assert_seq_increasing,
     assert_stream_well_formed,
     assert_terminal_last,
+    check_timeout,
     collect_snapshots,
     wait_for_snapshot,
 )
@@ -86,6 +87,7 @@ __all__ = [
     "assert_seq_increasing",
     "assert_stream_well_formed",
     "assert_terminal_last",
+    "check_timeout",
     "collect_events",
     "collect_snapshots",
     "open_event_stream",
@@ -119,7 +121,8 @@ class StreamEvent:
 
     Attributes:
         event: the ``event`` field (``job-progress``, ``job-completed``, ``job-error``, ...).
-        id: the ``id`` field (the snapshot's ``seq``), or None when the event had none.
+        id: the event's last event ID (the snapshot's ``seq``), or None when there is none;
+            as the SSE spec says, an event without an ``id`` field keeps the previous one.
         data: the ``data`` field as sent (lines joined by ``\\n``, per the SSE spec).
         retry: the ``retry`` field in milliseconds, when the event carried one.
         payload: ``data`` decoded as JSON (the snapshot's camelCase object), or None when
@@ -168,8 +171,9 @@ class StreamEvent:
 class EventStream:
     """An open SSE stream: iterate it (``async for event in stream``) for ``StreamEvent``.
 
-    Events without data (the stream's opening ``retry:``) are not yielded; their ``retry``
-    is kept in ``retry``. Comment lines (heartbeats) are skipped by the parser.
+    As a browser's ``EventSource`` does, events with empty data (the stream's opening
+    ``retry:``) are not dispatched (HTML standard, 9.2.6 "Interpreting an event stream"); the
+    ``retry`` value is kept in ``retry``. Comment lines (heartbeats) are skipped.
 
     Attributes:
         response: the HTTP response (status, headers); its body is the stream.
@@ -184,6 +188,7 @@ class EventStream:
         self.retry: int | None = None
         self.ended = False
         self._closed = False
+        self._started = False
         self._sse = EventSource(response).aiter_sse()
 
     async def receive(self) -> StreamEvent:
@@ -193,6 +198,7 @@ class EventStream:
             trio.EndOfChannel: the server ended the stream.
             httpx_sse.SSEError: the response is not ``text/event-stream``.
         """
+        self._started = True
         while True:
             try:
                 sse = await anext(self._sse)
@@ -201,7 +207,7 @@ class EventStream:
                 raise trio.EndOfChannel("the server ended the stream") from None
             if sse.retry is not None:
                 self.retry = sse.retry
-            if sse.data or sse.event != "message":
+            if sse.data:
                 event = StreamEvent.from_sse(sse)
                 self.events.append(event)
                 return event
@@ -229,11 +235,13 @@ class EventStream:
         with trio.CancelScope(shield=True) as scope:
             scope.deadline = trio.current_time() + DRAIN_TIMEOUT
             await self.response.aclose()
-            try:
-                async for _ in self._sse:
-                    pass
-            except (httpx.TransportError, httpx.StreamError):
-                pass  # the read that follows closing the connection ends this way
+            # A parser never started has no generators running (nothing to drain).
+            if self._started and not self.ended:
+                try:
+                    async for _ in self._sse:
+                        pass
+                except (httpx.TransportError, httpx.StreamError):
+                    pass  # the read that follows closing the connection ends this way
         await self._sse.aclose()
 
 
@@ -421,10 +429,7 @@ async def collect_events(
             the events read until then.
         httpx.HTTPStatusError: see ``open_event_stream``.
     """
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
-        raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
-    if math.isinf(timeout):
-        raise ValueError("timeout must be finite: a wait without a bound can hang the test run")
+    timeout = check_timeout(timeout)
     received: list[StreamEvent] = []
     with trio.move_on_after(timeout):
         async with open_event_stream(client, job_id, path=path, headers=headers) as stream:
@@ -492,8 +497,10 @@ class SlowSSEClient:
                 finishes: thaw it first.
 
         Raises:
+            ValueError: ``timeout`` is not a positive, finite number.
             WaitTimeoutError: the stream had not ended within ``timeout``.
         """
+        timeout = check_timeout(timeout)
         with trio.move_on_after(timeout):
             await self.finished.wait()
             return list(self.events)

@@ -101,3 +101,22 @@ def test_the_pipeline_half_does_not_import_the_server():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+PIPELINE_ONLY_TEST = """
+from pipeline.testing import collect_snapshots
+
+
+async def test_pipeline_half_alone(progress_store, progress_buffer, autojump_clock):
+    await progress_store.register("job")
+    progress_buffer.report_nowait("job", percent=50, stage="half")
+    await progress_buffer.finish("job", "completed")
+    assert [s.percent for s in await collect_snapshots(progress_store, "job")] == [100.0]
+"""
+
+
+def test_the_pipeline_half_is_a_plugin_of_its_own(pytester: pytest.Pytester):
+    pytester.makepyfile(test_pipeline_only=PIPELINE_ONLY_TEST)
+    pytester.makepyprojecttoml(TRIO_MODE)
+    result = pytester.runpytest_inprocess("-p", "no:server.testing", "-p", "pipeline.testing")
+    result.assert_outcomes(passed=1)

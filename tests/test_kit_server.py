@@ -226,6 +226,8 @@ async def test_a_slow_client_that_has_not_finished_says_how_it_reads(
     async with open_slow_sse_client(progress_client, "job", read_interval=2) as slow:
         with pytest.raises(WaitTimeoutError, match=r"\(reading every 2 s; 1 events read\)"):
             await slow.wait_finished(timeout=1)
+        with pytest.raises(ValueError, match="timeout must be finite"):
+            await slow.wait_finished(timeout=float("inf"))
 
 
 @pytest.mark.parametrize("read_interval", [-1, float("inf"), True, "1"])
@@ -395,3 +397,9 @@ async def test_a_slow_client_whose_reading_fails_raises_when_it_is_left(progress
     with pytest.RaisesGroup(pytest.RaisesExc(SSEError, match="text/event-stream")):
         async with open_slow_sse_client(progress_client, path="/healthz"):
             await trio.sleep_forever()
+
+
+async def test_a_stream_left_before_reading_closes_without_parsing(progress_client):
+    async with open_event_stream(progress_client, path="/healthz") as stream:
+        assert stream.response.status_code == 200
+    assert stream.events == []
