@@ -321,13 +321,20 @@ async def open_update_buffer(
     buffer = UpdateBuffer(
         store, flush_interval=flush_interval, capacity=capacity, shutdown_timeout=shutdown_timeout
     )
+    body_error: BaseException | None = None
     async with trio.open_nursery() as nursery:
         await nursery.start(buffer._drain)
         try:
             yield buffer
+        except BaseException as exc:
+            # Re-raised below, outside the nursery, so the caller sees its own exception
+            # rather than an ExceptionGroup.
+            body_error = exc
         finally:
             # Everything inside the block (a job runner, say) has finished by now, so nothing
             # can be reported after this flush.
             buffer._closed = True
             nursery.cancel_scope.cancel()
             await buffer._final_flush()
+    if body_error is not None:
+        raise body_error

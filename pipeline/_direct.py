@@ -106,9 +106,14 @@ async def open_direct_sync(store: ExportStore) -> AsyncIterator[DirectSync]:
 
     Leaving the block waits for the writes in flight, so nothing reported is lost.
     """
+    body_error: BaseException | None = None
     async with trio.open_nursery() as nursery:
         sync = DirectSync(store, nursery)
         try:
             yield sync
+        except BaseException as exc:
+            body_error = exc  # re-raised as itself, not inside an ExceptionGroup
         finally:
             sync._closed = True
+    if body_error is not None:
+        raise body_error

@@ -140,7 +140,8 @@ class JobSnapshot:
         reported_at: when the producer reported the latest applied update (or the store
             registered or finished the job), seconds since the Unix epoch.
         kind: the job kind the runner runs, or None for an external job.
-        error: the error message of a failed job, else None.
+        error: the error message of a failed job, or the reason a cancelled job was
+            cancelled (if one was given), else None.
         result: the JSON-able result of a completed job, else None.
     """
 

@@ -127,8 +127,8 @@ class ExportStore(abc.ABC):
         Args:
             job_id: the job's id.
             status: ``completed``, ``failed`` or ``cancelled``.
-            error: the error message of a failed job (at most ``MAX_MESSAGE_LENGTH``
-                characters).
+            error: why a failed job failed, or why a cancelled job was cancelled (at most
+                ``MAX_MESSAGE_LENGTH`` characters); ignored for a completed job.
             result: the JSON-able result of a completed job.
             last_progress: the job's latest progress not yet written (the buffer passes it),
                 applied in the same write so a failed job shows where it stopped.

@@ -15,6 +15,8 @@ from ._config import ServerConfig
 from ._errors import install_error_handlers
 from ._models import CreateJobRequest
 from ._sse import SSE_HEADERS, job_event_stream
+from ._stream_refusal import install_stream_refusal
+from ._web import install_web_routes
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +42,7 @@ def create_app(services: Services) -> QuartTrio:
     """Build the app. The services must stay open while it serves.
 
     Routes:
+        ``GET /``, ``/static/...``: the web page with live progress bars (see ``_web``).
         ``POST /api/jobs``: start a job; 201 ``{jobId, status, statusUrl, streamUrl}``.
         ``GET /api/jobs/{jobId}``: the job's snapshot (the polling fallback); 404 if unknown.
         ``GET /api/jobs/{jobId}/progress/stream``: the job's SSE stream.
@@ -51,6 +54,8 @@ def create_app(services: Services) -> QuartTrio:
     app.config["JSON_SORT_KEYS"] = False
     QuartSchema(app, info={"title": "progress-sync", "version": "0.1.0"})
     install_error_handlers(app)
+    install_web_routes(app)
+    install_stream_refusal(app, services.config)
     config = services.config
     store = services.store
     runner = services.runner

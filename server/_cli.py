@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import logging
 import sys
 from functools import partial
@@ -20,7 +19,7 @@ from ._config import (
     ServerConfig,
 )
 from ._demo import run_demo
-from ._serve import serve
+from ._serve import is_address_in_use, serve
 
 _LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -70,6 +69,12 @@ def _server_options(command: click.Command) -> click.Command:
             type=click.FloatRange(min=0, min_open=True),
             help="Seconds a stream waits for its job to be registered.",
         ),
+        click.option(
+            "--refuse-streams",
+            is_flag=True,
+            default=False,
+            help="Testing: answer stream routes with 503 so clients fall back to polling.",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
@@ -84,6 +89,7 @@ def _config(**options: object) -> ServerConfig:
         sync_mode=SyncMode(options["sync_mode"]),
         max_concurrent_jobs=int(options["max_concurrent_jobs"]),  # type: ignore[call-overload]
         registration_timeout=float(options["registration_timeout"]),  # type: ignore[arg-type]
+        refuse_streams=bool(options["refuse_streams"]),
     )
 
 
@@ -106,12 +112,12 @@ def serve_command(**options: object) -> None:
     config = _config(**options)
     try:
         trio.run(serve, config)
-    except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            raise click.ClickException(
-                f"{config.host}:{config.port} is in use; pick another --port (0 picks a free one)"
-            ) from exc
-        raise
+    except BaseExceptionGroup as group:
+        if not is_address_in_use(group):
+            raise
+        raise click.ClickException(
+            f"{config.host}:{config.port} is in use; pick another --port (0 picks a free one)"
+        ) from None
 
 
 @main.command("demo")

@@ -34,6 +34,8 @@ class ServerConfig:
         retry_ms: the SSE ``retry:`` value in milliseconds (default 2000).
         heartbeat_interval: seconds of silence before a heartbeat comment (default 15).
         graceful_timeout: seconds open connections get to finish at shutdown (default 5).
+        refuse_streams: a testing option: answer every SSE stream route with 503 and a JSON
+            error, so clients (the web page) must fall back to polling (default False).
 
     Raises:
         ValueError: a setting is out of range; the message names it.
@@ -49,6 +51,7 @@ class ServerConfig:
     retry_ms: int = DEFAULT_RETRY_MS
     heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
     graceful_timeout: float = DEFAULT_GRACEFUL_TIMEOUT
+    refuse_streams: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sync_mode", SyncMode(self.sync_mode))
@@ -67,3 +70,5 @@ class ServerConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a whole number >= 1, not {value!r}")
+        if not isinstance(self.refuse_streams, bool):
+            raise ValueError(f"refuse_streams must be True or False, not {self.refuse_streams!r}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -41,6 +42,15 @@ async def open_services(
         ) as runner,
     ):
         yield Services(config=config, store=store, sink=sink, runner=runner)
+
+
+def is_address_in_use(group: BaseExceptionGroup) -> bool:
+    """True when ``group`` holds an ``OSError`` EADDRINUSE (Hypercorn binds inside its nurseries,
+    so a taken port arrives inside an ExceptionGroup)."""
+    return (
+        group.subgroup(lambda exc: isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE)
+        is not None
+    )
 
 
 async def wait_for_shutdown_signal() -> None:
