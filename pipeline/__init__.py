@@ -23,8 +23,16 @@ from ._errors import RegistrationTimeoutError as RegistrationTimeoutError
 from ._errors import StoreUnavailableError as StoreUnavailableError
 from ._errors import UnknownStatusError as UnknownStatusError
 from ._errors import WaitTimeoutError as WaitTimeoutError
+from ._memory_store import DEFAULT_RETENTION as DEFAULT_RETENTION
 from ._memory_store import MemoryStore as MemoryStore
 from ._modes import open_update_sink as open_update_sink
+from ._open_store import MEMORY_STORE_URL as MEMORY_STORE_URL
+from ._open_store import is_shared_store as is_shared_store
+from ._open_store import open_export_store as open_export_store
+from ._redis_store import DEFAULT_IDLE_TIMEOUT as DEFAULT_IDLE_TIMEOUT
+from ._redis_store import DEFAULT_REDIS_PREFIX as DEFAULT_REDIS_PREFIX
+from ._redis_store import RedisStore as RedisStore
+from ._redis_store import open_redis_store as open_redis_store
 from ._runner import DEFAULT_MAX_CONCURRENT_JOBS as DEFAULT_MAX_CONCURRENT_JOBS
 from ._runner import JobKind as JobKind
 from ._runner import JobReporter as JobReporter
@@ -50,10 +58,14 @@ from ._subscription import Subscription as Subscription
 __all__ = [
     "DEFAULT_CAPACITY",
     "DEFAULT_FLUSH_INTERVAL",
+    "DEFAULT_IDLE_TIMEOUT",
     "DEFAULT_MAX_CONCURRENT_JOBS",
+    "DEFAULT_REDIS_PREFIX",
+    "DEFAULT_RETENTION",
     "DEMO_KIND",
     "JOB_ID_PATTERN",
     "MAX_MESSAGE_LENGTH",
+    "MEMORY_STORE_URL",
     "MAX_STAGE_LENGTH",
     "TERMINAL_STATUSES",
     "BatchResult",
@@ -74,6 +86,7 @@ __all__ = [
     "MemoryStore",
     "ProgressSyncError",
     "ProgressUpdate",
+    "RedisStore",
     "RegistrationTimeoutError",
     "SinkStatistics",
     "StoreStatistics",
@@ -85,8 +98,11 @@ __all__ = [
     "UpdateSink",
     "WaitTimeoutError",
     "check_job_id",
+    "is_shared_store",
     "open_direct_sync",
+    "open_export_store",
     "open_job_runner",
+    "open_redis_store",
     "open_update_buffer",
     "open_update_sink",
     "parse_status",

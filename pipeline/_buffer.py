@@ -32,6 +32,10 @@ interval. A full channel costs nothing but a dict write per report, never a lost
 DEFAULT_SHUTDOWN_TIMEOUT = 10.0
 """Seconds the final flush may take when the buffer closes, even if it is being cancelled."""
 
+MAX_RETRY_DELAY = 5.0
+"""Longest wait, in seconds, between two flushes while the store is unavailable: after a failed
+flush the drain task waits twice as long as before (from ``flush_interval``) up to this."""
+
 # The fast path of report_nowait takes a float percent and no message; anything else goes
 # through the full check.
 _new_update = ProgressUpdate.__new__
@@ -82,6 +86,7 @@ class UpdateBuffer:
         self._store_writes = 0
         self._terminal_writes = 0
         self._failed_writes = 0
+        self._consecutive_failures = 0
         self._last_flush_duration = 0.0
 
     def report_nowait(
@@ -190,7 +195,8 @@ class UpdateBuffer:
 
         The drain task calls this every ``flush_interval`` seconds; call it yourself to make
         reports visible sooner. When the store is unavailable the batch is kept (latest per
-        job) for the next flush and the error is logged and counted, not raised.
+        job) for the next flush and the error is logged and counted, not raised; the drain
+        task then retries with backoff (see ``MAX_RETRY_DELAY``).
         """
         async with self._flush_lock:
             self._collect()
@@ -202,6 +208,7 @@ class UpdateBuffer:
                 await self.store.apply_progress(list(batch.values()))
             except StoreUnavailableError as exc:
                 self._failed_writes += 1
+                self._consecutive_failures += 1
                 for update in batch.values():
                     self._keep_latest(update)
                 logger.warning(
@@ -214,6 +221,7 @@ class UpdateBuffer:
                     self._keep_latest(update)
                 raise
             self._last_flush_duration = time.perf_counter() - started
+            self._consecutive_failures = 0
             self._flushes += 1
             self._store_writes += 1
 
@@ -274,9 +282,14 @@ class UpdateBuffer:
         while True:
             await trio.sleep_until(next_flush)
             await self.flush()
+            now = trio.current_time()
+            if self._consecutive_failures:
+                # The store is unavailable: retry with exponential backoff.
+                delay = self.flush_interval * 2.0 ** min(self._consecutive_failures, 30)
+                next_flush = now + min(delay, max(MAX_RETRY_DELAY, self.flush_interval))
+                continue
             # Keep a fixed schedule; after an overrun, start again one interval from now.
             next_flush += self.flush_interval
-            now = trio.current_time()
             if next_flush <= now:
                 next_flush = now + self.flush_interval
 

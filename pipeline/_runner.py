@@ -196,9 +196,13 @@ class JobRunner:
                 if not job.holds_slot:
                     await self._limiter.acquire_on_behalf_of(job)
                     job.holds_slot = True
-                    await self.store.apply_progress(
-                        [ProgressUpdate(job.job_id, 0.0, "starting", None, time.time())]
-                    )
+                    try:
+                        await self.store.apply_progress(
+                            [ProgressUpdate(job.job_id, 0.0, "starting", None, time.time())]
+                        )
+                    except StoreUnavailableError:
+                        # The sink keeps it and writes it when the store is back.
+                        reporter.report(0.0, "starting")
                 try:
                     result = await job.kind.run(reporter, job.params)
                 except Exception as exc:

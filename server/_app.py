@@ -108,19 +108,28 @@ def create_app(services: Services) -> QuartTrio:
 
     @app.get("/healthz")
     async def healthz() -> Response:
-        """``{"status": "ok", "syncMode", "store": {...}, "sink": {...}}``."""
+        """``{"status": "ok"|"degraded", "syncMode", "store": {...}, "sink": {...}}``.
+
+        ``degraded`` (still 200: the process serves, streams keep their heartbeats) while the
+        store cannot be reached; ``store.available`` says the same, and
+        ``store.unavailableErrors`` counts the operations that failed because of it.
+        """
         store_stats = store.statistics()
         sink_stats = services.sink.statistics()
         return jsonify(
             {
-                "status": "ok",
+                "status": "ok" if store_stats.available else "degraded",
                 "syncMode": config.sync_mode.value,
                 "activeJobs": runner.active_jobs,
                 "store": {
+                    "backend": type(store).__name__,
+                    "available": store_stats.available,
                     "jobs": store_stats.jobs,
                     "subscribers": store_stats.subscribers,
                     "writes": store_stats.writes,
                     "ignoredTerminal": store_stats.ignored_terminal,
+                    "unavailableErrors": store_stats.unavailable_errors,
+                    "resyncs": store_stats.resyncs,
                 },
                 "sink": {
                     "reportsReceived": sink_stats.reports_received,
@@ -128,6 +137,7 @@ def create_app(services: Services) -> QuartTrio:
                     "overflowed": sink_stats.overflowed,
                     "storeWrites": sink_stats.store_writes,
                     "pending": sink_stats.pending,
+                    "failedWrites": sink_stats.failed_writes,
                 },
             }
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import sys
 from functools import partial
@@ -10,7 +11,7 @@ import click
 import trio
 from rich.console import Console
 
-from pipeline import SyncMode
+from pipeline import DEFAULT_REDIS_PREFIX, DEFAULT_RETENTION, StoreUnavailableError, SyncMode
 
 from ._config import (
     DEFAULT_HOST,
@@ -20,6 +21,7 @@ from ._config import (
 )
 from ._demo import run_demo
 from ._serve import is_address_in_use, serve
+from ._workers import run_workers
 
 _LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -75,6 +77,28 @@ def _server_options(command: click.Command) -> click.Command:
             default=False,
             help="Testing: answer stream routes with 503 so clients fall back to polling.",
         ),
+        click.option(
+            "--store",
+            default="memory",
+            show_default=True,
+            envvar="PROGRESS_SYNC_STORE",
+            help="Export store: 'memory' (one process) or a Redis URL such as "
+            "redis://127.0.0.1:6379/0, shared by every process and machine using it.",
+        ),
+        click.option(
+            "--store-prefix",
+            default=DEFAULT_REDIS_PREFIX,
+            show_default=True,
+            envvar="PROGRESS_SYNC_STORE_PREFIX",
+            help="Key prefix in Redis; processes sharing jobs use the same one.",
+        ),
+        click.option(
+            "--job-retention",
+            default=DEFAULT_RETENTION,
+            show_default=True,
+            type=click.FloatRange(min=0),
+            help="Seconds a job stays in the store after its terminal state.",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
@@ -90,7 +114,18 @@ def _config(**options: object) -> ServerConfig:
         max_concurrent_jobs=int(options["max_concurrent_jobs"]),  # type: ignore[call-overload]
         registration_timeout=float(options["registration_timeout"]),  # type: ignore[arg-type]
         refuse_streams=bool(options["refuse_streams"]),
+        store=str(options["store"]),
+        store_prefix=str(options["store_prefix"]),
+        job_retention=float(options["job_retention"]),  # type: ignore[arg-type]
+        workers=int(options.get("workers", 1)),  # type: ignore[call-overload]
     )
+
+
+def _checked_config(**options: object) -> ServerConfig:
+    try:
+        return _config(**options)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
 
 
 @click.group()
@@ -107,17 +142,43 @@ def main(log_level: str) -> None:
 
 @main.command("serve")
 @_server_options
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    envvar="PROGRESS_SYNC_WORKERS",
+    help="Server processes sharing the port (Hypercorn workers); more than 1 needs --store redis://...",
+)
 def serve_command(**options: object) -> None:
-    """Serve the API and the SSE streams on the embedded in-memory store until Ctrl-C/SIGTERM."""
-    config = _config(**options)
+    """Serve the API and the SSE streams until Ctrl-C/SIGTERM.
+
+    On the embedded in-memory store by default; with --store redis://host:port/db, several
+    workers and machines serve the same jobs.
+    """
+    config = _checked_config(**options)
     try:
-        trio.run(serve, config)
+        if config.workers > 1:
+            root = logging.getLogger()
+            code = run_workers(config, log_level=root.getEffectiveLevel(), log_format=_LOG_FORMAT)
+            if code:
+                raise click.ClickException(f"a worker stopped with exit code {code}; see its log")
+        else:
+            trio.run(serve, config)
+    except StoreUnavailableError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except OSError as exc:  # run_workers binds in this process, outside any nursery
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        raise click.ClickException(_in_use(config)) from exc
     except BaseExceptionGroup as group:
         if not is_address_in_use(group):
             raise
-        raise click.ClickException(
-            f"{config.host}:{config.port} is in use; pick another --port (0 picks a free one)"
-        ) from None
+        raise click.ClickException(_in_use(config)) from None
+
+
+def _in_use(config: ServerConfig) -> str:
+    return f"{config.host}:{config.port} is in use; pick another --port (0 picks a free one)"
 
 
 @main.command("demo")
@@ -135,7 +196,10 @@ def demo_command(linger: float, **options: object) -> None:
     Exits 0 when every stream got its terminal event and each job ended as expected.
     """
     logging.getLogger().setLevel(logging.WARNING)
-    config = _config(**options)
+    config = _checked_config(**options)
     console = Console()
-    code = trio.run(partial(run_demo, config, console=console, linger=linger))
+    try:
+        code = trio.run(partial(run_demo, config, console=console, linger=linger))
+    except* StoreUnavailableError as group:
+        raise click.ClickException(str(group.exceptions[0])) from group
     sys.exit(code)

@@ -5,7 +5,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from pipeline import DEFAULT_CAPACITY, DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_CONCURRENT_JOBS, SyncMode
+from pipeline import (
+    DEFAULT_CAPACITY,
+    DEFAULT_FLUSH_INTERVAL,
+    DEFAULT_MAX_CONCURRENT_JOBS,
+    DEFAULT_REDIS_PREFIX,
+    DEFAULT_RETENTION,
+    MEMORY_STORE_URL,
+    SyncMode,
+    is_shared_store,
+)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -36,6 +45,13 @@ class ServerConfig:
         graceful_timeout: seconds open connections get to finish at shutdown (default 5).
         refuse_streams: a testing option: answer every SSE stream route with 503 and a JSON
             error, so clients (the web page) must fall back to polling (default False).
+        store: the export store: ``memory`` (default, one process) or a Redis URL
+            (``redis://host:port/db``), shared by every process and machine that uses it.
+        store_prefix: the Redis key prefix (default ``progress-sync:``).
+        job_retention: seconds a job stays in the store after its terminal state (default
+            3600).
+        workers: server processes sharing the listening socket (default 1); more than one
+            needs a shared store (Redis).
 
     Raises:
         ValueError: a setting is out of range; the message names it.
@@ -52,6 +68,10 @@ class ServerConfig:
     heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
     graceful_timeout: float = DEFAULT_GRACEFUL_TIMEOUT
     refuse_streams: bool = False
+    store: str = MEMORY_STORE_URL
+    store_prefix: str = DEFAULT_REDIS_PREFIX
+    job_retention: float = DEFAULT_RETENTION
+    workers: int = 1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sync_mode", SyncMode(self.sync_mode))
@@ -66,9 +86,23 @@ class ServerConfig:
             value = getattr(self, name)
             if not (isinstance(value, int | float) and 0 < value < math.inf):
                 raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
-        for name in ("buffer_capacity", "max_concurrent_jobs", "retry_ms"):
+        for name in ("buffer_capacity", "max_concurrent_jobs", "retry_ms", "workers"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a whole number >= 1, not {value!r}")
         if not isinstance(self.refuse_streams, bool):
             raise ValueError(f"refuse_streams must be True or False, not {self.refuse_streams!r}")
+        if not (isinstance(self.job_retention, int | float) and 0 <= self.job_retention < math.inf):
+            raise ValueError(
+                f"job_retention must be a finite number of seconds >= 0, not {self.job_retention!r}"
+            )
+        if not isinstance(self.store_prefix, str) or not self.store_prefix:
+            raise ValueError(f"store_prefix must be a non-empty string, not {self.store_prefix!r}")
+        shared = is_shared_store(self.store)  # a bad store URL is refused here, not later
+        if self.workers > 1 and not shared:
+            raise ValueError(
+                f"workers={self.workers} needs a shared store: the in-memory store lives inside "
+                "one process, so a job created or updated in one worker would be invisible to "
+                "the streams and polls of the others; use a Redis store "
+                "(--store redis://127.0.0.1:6379/0) or one worker"
+            )

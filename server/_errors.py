@@ -14,6 +14,7 @@ from pipeline import (
     JobExistsError,
     JobFinishedError,
     JobNotFoundError,
+    StoreUnavailableError,
     UnknownStatusError,
 )
 
@@ -63,6 +64,15 @@ def install_error_handlers(app: Quart) -> None:
     @app.errorhandler(JobFinishedError)
     async def job_finished(exc: JobFinishedError) -> Response:
         return error_response(409, "job finished", str(exc), "jobId")
+
+    @app.errorhandler(StoreUnavailableError)
+    async def store_unavailable(exc: StoreUnavailableError) -> Response:
+        logger.warning("request failed, the store is unavailable: %s", exc)
+        response = error_response(
+            503, "store unavailable", "the job store cannot be reached now; try again shortly"
+        )
+        response.headers["Retry-After"] = "1"
+        return response
 
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> Response:

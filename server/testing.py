@@ -44,7 +44,13 @@ from httpx_sse import EventSource, ServerSentEvent
 from quart.testing import make_test_headers_path_and_query_string, make_test_scope
 from quart.typing import TestClientProtocol
 
-from pipeline import TERMINAL_STATUSES, ExportStore, MemoryStore, WaitTimeoutError
+from pipeline import (
+    MEMORY_STORE_URL,
+    TERMINAL_STATUSES,
+    ExportStore,
+    MemoryStore,
+    WaitTimeoutError,
+)
 from pipeline.testing import (
     DEFAULT_TEST_FLUSH_INTERVAL,
     DEFAULT_WAIT_TIMEOUT,
@@ -605,14 +611,15 @@ class ProgressServer:
 
     Attributes:
         base_url: where it listens, ``http://127.0.0.1:<port>``.
-        store: the export store it serves from.
+        store: the export store it serves from, or None when the server opened the one its
+            ``config.store`` names (a Redis URL) itself.
         config: its settings.
         stop: set it to start a graceful shutdown (the server stops accepting, streams are
             given ``graceful_timeout`` seconds, jobs are cancelled, the buffer flushed).
         stopped: set once the server has shut down.
     """
 
-    def __init__(self, base_url: str, store: ExportStore, config: ServerConfig) -> None:
+    def __init__(self, base_url: str, store: ExportStore | None, config: ServerConfig) -> None:
         self.base_url = base_url
         self.store = store
         self.config = config
@@ -649,7 +656,9 @@ async def start_progress_server(
     Args:
         nursery: the nursery to run it in (pytest-trio's ``nursery`` fixture, say).
         config: its settings; loopback, port 0 and the kit's flush interval by default.
-        store: the export store; a new ``MemoryStore`` by default.
+        store: the export store. By default a new ``MemoryStore`` when ``config.store`` is
+            ``memory``; else the server opens the store ``config.store`` names (a Redis
+            URL), as ``progress-sync serve`` does, so several servers share it.
 
     Returns:
         The running server; ``await server.aclose()`` stops it.
@@ -661,7 +670,8 @@ async def start_progress_server(
     """
     require_real_clock("start_progress_server")
     config = config if config is not None else _default_config(DEFAULT_TEST_FLUSH_INTERVAL)
-    store = store if store is not None else MemoryStore()
+    if store is None and config.store == MEMORY_STORE_URL:
+        store = MemoryStore()
     server = ProgressServer("", store, config)
 
     async def run(*, task_status: trio.TaskStatus[list[str]]) -> None:

@@ -11,9 +11,11 @@ whose install predates the entry point (the same name, so it is registered once)
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
+import trio
 
 from pipeline import MemoryStore
 from server import ServerConfig
@@ -62,3 +64,24 @@ def running_server(progress_server: ProgressServer) -> ProgressServer:
 def with_config(config: ServerConfig, **changes: object) -> ServerConfig:
     """A copy of ``config`` with ``changes`` applied."""
     return replace(config, **changes)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The shared test Redis (127.0.0.1:6379, database 7); skips when it is not answering."""
+    from tests._redis import require_shared_redis
+
+    return require_shared_redis()
+
+
+@pytest.fixture
+async def redis_prefix(redis_url: str) -> AsyncIterator[str]:
+    """A key prefix of this test alone; its keys are deleted afterwards."""
+    from tests._redis import delete_prefix, unique_prefix
+
+    prefix = unique_prefix()
+    try:
+        yield prefix
+    finally:
+        with trio.CancelScope(shield=True):
+            await delete_prefix(redis_url, prefix)

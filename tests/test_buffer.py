@@ -326,11 +326,15 @@ async def test_store_unavailable_keeps_the_latest_state_and_retries(autojump_clo
         await trio.sleep(0.5)
         await wait_all_tasks_blocked()
         buffer.report_nowait("a", 20.0, "x")
-        await trio.sleep(0.5)
+        # Retries back off: the next flush is 2 x 0.5 s after the failed one, then 4 x 0.5 s.
+        await trio.sleep(1.0)
         await wait_all_tasks_blocked()
         assert buffer.statistics().failed_writes == 2
         assert (await store.get("a")).percent == 0.0
-        await trio.sleep(0.5)
+        await trio.sleep(1.9)
+        await wait_all_tasks_blocked()
+        assert (await store.get("a")).percent == 0.0
+        await trio.sleep(0.1)
         await wait_all_tasks_blocked()
         assert (await store.get("a")).percent == 20.0
         assert buffer.statistics().pending == 0

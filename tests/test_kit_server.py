@@ -30,6 +30,7 @@ from server.testing import (
     require_real_clock,
     start_progress_server,
 )
+from tests.conftest import with_config
 
 
 async def start_demo(client, **params) -> str:
@@ -343,6 +344,23 @@ async def test_two_servers_over_one_store_and_a_clean_stop(nursery):
     async with first.client() as client:
         with pytest.raises(httpx.ConnectError):
             await client.get("/healthz")
+
+
+async def test_two_servers_over_the_redis_store_their_config_names(
+    nursery, server_config, redis_url, redis_prefix
+):
+    config = with_config(server_config, store=redis_url, store_prefix=redis_prefix)
+    first = await start_progress_server(nursery, config)
+    second = await start_progress_server(nursery, config)
+    assert first.store is None
+    async with first.client() as one, second.client() as two:
+        created = await one.post(
+            "/api/jobs", json={"kind": "demo", "params": {"durationS": 0.2, "updatesPerS": 20}}
+        )
+        events = await collect_events(two, created.json()["jobId"])
+    assert assert_stream_well_formed(events).event == "job-completed"
+    for server in (first, second):
+        await server.aclose()
 
 
 async def test_a_real_server_refuses_the_autojump_clock(autojump_clock):
