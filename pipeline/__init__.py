@@ -25,6 +25,7 @@ from ._errors import ServerRejectedError as ServerRejectedError
 from ._errors import ServerUnavailableError as ServerUnavailableError
 from ._errors import StoreUnavailableError as StoreUnavailableError
 from ._errors import UnknownStatusError as UnknownStatusError
+from ._errors import WaitTimeoutError as WaitTimeoutError
 from ._memory_store import DEFAULT_RETENTION as DEFAULT_RETENTION
 from ._memory_store import MemoryStore as MemoryStore
 from ._modes import open_update_sink as open_update_sink
@@ -112,6 +113,7 @@ __all__ = [
     "UnknownStatusError",
     "UpdateBuffer",
     "UpdateSink",
+    "WaitTimeoutError",
     "check_job_id",
     "check_progress",
     "check_reported_at",

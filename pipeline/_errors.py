@@ -11,6 +11,7 @@ The tree::
     ├── RegistrationTimeoutError          a job was not registered in time
     ├── BufferClosedError                 a report reached a buffer that was closed
     ├── StoreUnavailableError             the store could not be reached; try again
+    ├── WaitTimeoutError (TimeoutError)   a test-kit wait ended before its condition held
     ├── ServerUnavailableError            (client) the server could not be reached; try again
     └── ServerRejectedError               (client) the server answered with an error
         └── AuthenticationError           (client) 401/403: token missing, wrong or expired
@@ -91,6 +92,24 @@ class StoreUnavailableError(ProgressSyncError, ConnectionError):
 
     The update buffer keeps the latest state of each job and retries its writes after this.
     """
+
+
+class WaitTimeoutError(ProgressSyncError, TimeoutError):
+    """A wait of the test kit (``pipeline.testing``, ``server.testing``) timed out.
+
+    The job did not reach its terminal state, the condition did not hold, or the stream did
+    not end, within the time the test allowed.
+
+    Attributes:
+        timeout: how long the helper waited, in seconds (of trio's clock).
+        received: what arrived before the timeout (snapshots or stream events), oldest
+            first, so the failure shows how far the job got.
+    """
+
+    def __init__(self, message: str, *, timeout: float, received: tuple[object, ...]) -> None:
+        super().__init__(message)
+        self.timeout = timeout
+        self.received = received
 
 
 class ServerUnavailableError(ProgressSyncError, ConnectionError):

@@ -1,32 +1,22 @@
-"""End to end: a real Hypercorn server on a loopback port and a real SSE client (httpx-sse)."""
+"""End to end: a real Hypercorn server on a loopback port and a real SSE client (httpx-sse),
+through the test kit (``running_server`` is the kit's ``progress_server``)."""
 
 from __future__ import annotations
 
-import json
-
-from httpx_sse import aconnect_sse
-
+from server.testing import TERMINAL_EVENTS, assert_stream_well_formed, open_event_stream
 from tests.conftest import RunningServer
 
-TERMINAL_EVENTS = {"job-completed", "job-failed", "job-cancelled"}
+__all__ = ["TERMINAL_EVENTS", "collect"]
 
 
 async def collect(server: RunningServer, job_id: str) -> list[tuple[str, str, dict]]:
     """Follow a job's stream to its end; returns (event, id, data) for each event."""
-    events = []
-    async with (
-        server.client() as client,
-        aconnect_sse(client, "GET", f"/api/jobs/{job_id}/progress/stream") as source,
-    ):
-        assert source.response.status_code == 200
-        assert source.response.headers["content-type"].startswith("text/event-stream")
-        assert source.response.headers["cache-control"] == "no-cache"
-        assert source.response.headers["x-accel-buffering"] == "no"
-        async for event in source.aiter_sse():
-            if not event.data:
-                continue
-            events.append((event.event, event.id, json.loads(event.data)))
-    return events
+    async with server.client() as client, open_event_stream(client, job_id) as stream:
+        assert stream.response.status_code == 200
+        assert stream.response.headers["content-type"].startswith("text/event-stream")
+        assert stream.response.headers["cache-control"] == "no-cache"
+        assert stream.response.headers["x-accel-buffering"] == "no"
+        return [(event.event, event.id or "", event.payload) async for event in stream]
 
 
 async def test_demo_job_streams_increasing_progress_then_completed(running_server):
@@ -38,31 +28,25 @@ async def test_demo_job_streams_increasing_progress_then_completed(running_serve
     body = response.json()
     assert set(body) == {"jobId", "status", "statusUrl", "streamUrl"}
     assert body["status"] in ("queued", "running")
-    events = await collect(running_server, body["jobId"])
-    progress = [data["percent"] for name, _, data in events if name == "job-progress"]
-    assert progress == sorted(progress)
+    async with running_server.client() as client:
+        async with open_event_stream(client, body["jobId"]) as stream:
+            events = [event async for event in stream]
+        assert stream.retry == 2000
+    final = assert_stream_well_formed(events)
+    progress = [event.percent for event in events if event.event == "job-progress"]
     assert any(p >= 25 for p in progress)
     assert any(p >= 50 for p in progress)
     assert any(p >= 75 for p in progress)
-    ids = [int(event_id) for _, event_id, _ in events]
-    assert ids == sorted(set(ids))
-    name, _, final = events[-1]
-    assert name == "job-completed"
-    assert final["percent"] == 100
-    assert final["status"] == "completed"
-    assert final["result"]["output"] == f"{body['jobId']}.mp4"
-    assert [n for n, _, _ in events].count("job-completed") == 1
+    assert final.event == "job-completed"
+    assert final.percent == 100
+    assert final.status == "completed"
+    assert final.payload["result"]["output"] == f"{body['jobId']}.mp4"
 
 
 async def test_failing_job_streams_job_failed_with_its_message(running_server):
     async with running_server.client() as client:
-        response = await client.post(
-            "/api/jobs",
-            json={
-                "kind": "demo",
-                "params": {"durationS": 0.5, "updatesPerS": 40, "failAtPercent": 50},
-            },
-        )
+        params = {"durationS": 0.5, "updatesPerS": 40, "failAtPercent": 50}
+        response = await client.post("/api/jobs", json={"kind": "demo", "params": params})
     events = await collect(running_server, response.json()["jobId"])
     name, _, final = events[-1]
     assert name == "job-failed"
@@ -79,28 +63,20 @@ async def test_unknown_job_stream_ends_with_job_error_after_registration_timeout
 
 
 async def test_stream_opened_before_registration_gets_the_job_once_registered(running_server):
-    events = []
     async with (
         running_server.client() as client,
-        aconnect_sse(client, "GET", "/api/jobs/late-job/progress/stream") as source,
+        open_event_stream(client, "late-job") as stream,
     ):
-        async for event in source.aiter_sse():
-            if not event.data:
-                # The stream is open (its retry: field arrived) and the job does not exist yet.
-                assert event.retry == 2000
-                response = await client.post(
-                    "/api/jobs",
-                    json={
-                        "kind": "demo",
-                        "jobId": "late-job",
-                        "params": {"durationS": 0.2, "updatesPerS": 20},
-                    },
-                )
-                assert response.status_code == 201
-                continue
-            events.append((event.event, json.loads(event.data)))
-    assert events[0][1]["jobId"] == "late-job"
-    assert events[-1][0] == "job-completed"
+        # The stream is open (its headers arrived) before the job exists.
+        assert stream.response.status_code == 200
+        response = await client.post(
+            "/api/jobs",
+            json={"kind": "demo", "jobId": "late-job", "params": {"durationS": 0.2}},
+        )
+        assert response.status_code == 201
+        events = [event async for event in stream]
+    assert assert_stream_well_formed(events).event == "job-completed"
+    assert events[0].payload["jobId"] == "late-job"
 
 
 async def test_polling_fallback_returns_the_snapshot(running_server):
