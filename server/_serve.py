@@ -128,5 +128,7 @@ def hypercorn_config(config: ServerConfig) -> hypercorn.config.Config:
     settings.bind = [f"{config.host}:{config.port}"]
     settings.graceful_timeout = config.graceful_timeout
     settings.accesslog = None
+    # Hypercorn's own errorlog would add a second stderr handler; log through ours instead.
+    settings.errorlog = logging.getLogger("hypercorn.error")
     settings.workers = config.workers
     return settings
