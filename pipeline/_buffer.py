@@ -129,6 +129,8 @@ class UpdateBuffer:
             raise BufferClosedError(
                 "the update buffer is closed; report inside its async with block"
             )
+        # The common case (float percent, short stage, no message) is checked inline: this is
+        # the producers' hot path, and check_progress is the full check with the messages.
         if not (
             type(percent) is float
             and 0.0 <= percent <= 100.0

@@ -22,7 +22,7 @@ import trio
 from ._buffer import DEFAULT_FLUSH_INTERVAL
 from ._errors import BufferClosedError, InvalidUpdateError
 from ._sink import UpdateSink
-from ._snapshot import MAX_STAGE_LENGTH, JobSnapshot, check_progress
+from ._snapshot import JobSnapshot, check_progress
 from ._status import JobStatus
 
 _Pending = tuple[float, str, str | None, float]
@@ -94,14 +94,7 @@ class ThreadReporter:
                 calling thread.
             BufferClosedError: the reporter has been closed.
         """
-        if not (
-            type(percent) is float
-            and 0.0 <= percent <= 100.0
-            and type(stage) is str
-            and len(stage) <= MAX_STAGE_LENGTH
-            and message is None
-        ):
-            percent = check_progress(percent, stage, message)
+        percent = check_progress(percent, stage, message)
         if type(job_id) is not str or not job_id:
             raise InvalidUpdateError("jobId", "must be a non-empty string")
         entry = (percent, stage, message, time.time())

@@ -21,7 +21,7 @@ from .._errors import (
     ServerRejectedError,
     ServerUnavailableError,
 )
-from .._snapshot import MAX_STAGE_LENGTH, check_job_id, check_progress
+from .._snapshot import check_job_id, check_progress
 
 logger = logging.getLogger("pipeline.client")
 
@@ -107,14 +107,7 @@ class PendingReports:
         Raises:
             InvalidUpdateError: a field is malformed (the message names it).
         """
-        if not (
-            type(percent) is float
-            and 0.0 <= percent <= 100.0
-            and type(stage) is str
-            and len(stage) <= MAX_STAGE_LENGTH
-            and message is None
-        ):
-            percent = check_progress(percent, stage, message)
+        percent = check_progress(percent, stage, message)
         check_job_id(job_id)
         line: dict[str, Any] = {"jobId": job_id, "percent": percent, "stage": stage}
         if message is not None:
