@@ -40,8 +40,9 @@ class SinkStatistics:
             at the next flush.
         pending: reports waiting in the channel and overflow map now (the buffer depth).
         last_flush_duration: how long the latest flush's store write took, in seconds.
-        last_error: why the latest flush failed (``"ExceptionName: message"``), or None when
-            it succeeded. A server reports itself unhealthy while this is set.
+        last_error: why a flush failed by an unexpected error (``"ExceptionName: message"``),
+            until a flush succeeds again, else None. An unavailable store is not counted here
+            (the store's statistics say so). A server reports itself unhealthy while it is set.
         draining: True while the drain task runs (False before it starts, after the buffer
             closed, or if it died); direct sync has no drain task and always reports True.
     """
@@ -63,7 +64,13 @@ class UpdateSink(Protocol):
     """Where producers send progress: ``UpdateBuffer`` (batched) or ``DirectSync`` (direct)."""
 
     def report_nowait(
-        self, job_id: str, percent: float, stage: str, message: str | None = None
+        self,
+        job_id: str,
+        percent: float,
+        stage: str,
+        message: str | None = None,
+        *,
+        reported_at: float | None = None,
     ) -> None:
         """Report progress without blocking; see ``UpdateBuffer.report_nowait``."""
         ...

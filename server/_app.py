@@ -3,24 +3,29 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass, field
 
-from quart import Response, jsonify, url_for
+from quart import Response, jsonify
 from quart_schema import QuartSchema, validate_request
 from quart_trio import QuartTrio
 
-from pipeline import ExportStore, JobRunner, UpdateSink, check_job_id
+from pipeline import ExportStore, InvalidUpdateError, JobRunner, UpdateSink, check_job_id
 
+from ._auth import install_auth
 from ._config import ServerConfig
 from ._cors import install_cors
 from ._errors import install_error_handlers
 from ._guard import ConnectionGuard
 from ._hub import StreamHub
+from ._ingest import created_response, install_ingest_routes, register_external_job
 from ._metrics import Metrics
 from ._models import CreateJobRequest
 from ._ops_routes import install_ops_routes
 from ._read_routes import install_read_routes
+from ._stream_refusal import install_stream_refusal
 from ._stream_routes import install_stream_routes
+from ._web import install_web_routes
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +55,9 @@ def create_app(services: Services) -> QuartTrio:
     """Build the app. The services must stay open while it serves.
 
     Routes:
-        ``POST /api/jobs``: start a job; 201 ``{jobId, status, statusUrl, streamUrl}``.
+        ``GET /``, ``/static/...``: the web page with live progress bars (see ``_web``).
+        ``POST /api/jobs``: start a job (with ``kind``) or register an external job (without);
+            201 ``{jobId, status, statusUrl, streamUrl}`` (+ ``subscribeToken``).
         ``GET /api/jobs``: the jobs, a page at a time (``_read_routes``).
         ``GET /api/jobs/{jobId}``: the job's snapshot with an ETag (``_read_routes``).
         ``GET /api/jobs/{jobId}/progress/stream``: the job's SSE stream (``_stream_routes``).
@@ -58,6 +65,7 @@ def create_app(services: Services) -> QuartTrio:
         ``POST /api/jobs/{jobId}/cancel``: cancel; 202 with the ``cancelled`` snapshot.
         ``GET /healthz``, ``GET /metrics``: health and Prometheus metrics (``_ops_routes``).
         ``GET /openapi.json``, ``/docs``: the OpenAPI document (quart-schema).
+        The ingest routes of ``install_ingest_routes``; authentication by ``install_auth``.
 
     Every request body is limited to ``config.max_body_bytes`` (413 beyond), every write to a
     client to ``config.send_timeout`` seconds (``ConnectionGuard``), and cross-origin use to
@@ -66,27 +74,29 @@ def create_app(services: Services) -> QuartTrio:
     app = QuartTrio(__name__)
     app.config["JSON_SORT_KEYS"] = False
     config = services.config
-    app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     QuartSchema(app, info={"title": "progress-sync", "version": "0.1.0"})
     install_error_handlers(app)
     install_cors(app, config.cors_origins)
+    install_web_routes(app)
+    install_stream_refusal(app, config)
+    store = services.store
     runner = services.runner
+    auth = install_auth(app, config)
+    install_ingest_routes(app, services, auth)
 
     @app.post("/api/jobs")
     @validate_request(CreateJobRequest)
     async def create_job(data: CreateJobRequest) -> tuple[Response, int, dict[str, str]]:
-        """Start a job of a known kind; 201 with where to follow it."""
-        if data.job_id is not None:
-            check_job_id(data.job_id)
-        snapshot = await runner.submit(data.kind, data.params, job_id=data.job_id)
-        status_url = url_for("get_job", job_id=snapshot.job_id)
-        body = {
-            "jobId": snapshot.job_id,
-            "status": snapshot.status.value,
-            "statusUrl": status_url,
-            "streamUrl": url_for("stream_job", job_id=snapshot.job_id),
-        }
-        return jsonify(body), 201, {"Location": status_url}
+        """Start a job of a known kind, or register an external one; 201 with where to follow it."""
+        job_id = check_job_id(data.job_id) if data.job_id is not None else uuid.uuid4().hex
+        if data.kind is None:
+            snapshot = await register_external_job(store, data, job_id=job_id)
+        else:
+            for name in ("status", "stage", "message"):
+                if name in data.model_fields_set:
+                    raise InvalidUpdateError(name, "only external jobs (without kind) take it")
+            snapshot = await runner.submit(data.kind, data.params, job_id=job_id)
+        return created_response(snapshot, auth)
 
     @app.post("/api/jobs/<job_id>/cancel")
     async def cancel_job(job_id: str) -> tuple[Response, int]:

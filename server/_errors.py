@@ -1,11 +1,10 @@
 """Every error becomes a JSON body ``{"error", "detail", "field"}`` with a 4xx or 5xx status.
 
-The server's own errors (the pipeline's are in ``pipeline._errors``)::
+Errors raised by the HTTP layer itself (the pipeline's are in ``pipeline._errors``)::
 
-    ProgressSyncError
-    └── ServiceUnavailableError       503 with Retry-After: come back later
-        ├── TooManySubscribersError   the server holds max_subscribers streams already
-        └── ShuttingDownError         the server is draining before it exits
+    ApiError                       answer with this status and JSON body
+    ├── TooManySubscribersError    503 + Retry-After: the server holds max_subscribers streams
+    └── ShuttingDownError          503 + Retry-After: the server is draining before it exits
 """
 
 from __future__ import annotations
@@ -22,42 +21,76 @@ from pipeline import (
     JobExistsError,
     JobFinishedError,
     JobNotFoundError,
-    ProgressSyncError,
+    StoreUnavailableError,
     UnknownStatusError,
 )
 
 logger = logging.getLogger(__name__)
 
 
-class ServiceUnavailableError(ProgressSyncError):
-    """The server cannot take this request now; the client should retry after a while.
+class ApiError(Exception):
+    """Answer the request with this JSON error (for checks made in the HTTP layer).
+
+    Attributes:
+        status: the HTTP status (4xx or 5xx).
+        error: a short name of the error (``"unauthorized"``).
+        detail: what is wrong and what to do, without secrets.
+        field: the field, header or query parameter at fault, or None.
+        headers: extra response headers (``WWW-Authenticate``).
+    """
+
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        detail: str,
+        field: str | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(f"{status} {error}: {detail}")
+        self.status = status
+        self.error = error
+        self.detail = detail
+        self.field = field
+        self.headers = headers or {}
+
+
+class TooManySubscribersError(ApiError):
+    """The server holds its maximum number of open streams (``max_subscribers``): 503.
+
+    Attributes:
+        limit: the maximum.
+        retry_after: whole seconds the client should wait (the ``Retry-After`` header).
+    """
+
+    def __init__(self, limit: int, retry_after: int) -> None:
+        super().__init__(
+            503,
+            "too many subscribers",
+            f"this server holds its maximum of {limit} open streams; retry in {retry_after} s "
+            "(or raise --max-subscribers)",
+            headers={"Retry-After": str(retry_after)},
+        )
+        self.limit = limit
+        self.retry_after = retry_after
+
+
+class ShuttingDownError(ApiError):
+    """The server is shutting down: 503; the client should come back (to another instance).
 
     Attributes:
         retry_after: whole seconds the client should wait (the ``Retry-After`` header).
     """
 
-    def __init__(self, message: str, retry_after: int) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class TooManySubscribersError(ServiceUnavailableError):
-    """The server holds its maximum number of open streams (``max_subscribers``)."""
-
-    def __init__(self, limit: int, retry_after: int) -> None:
-        super().__init__(
-            f"this server holds its maximum of {limit} open streams; retry in {retry_after} s "
-            "(or raise --max-subscribers)",
-            retry_after,
-        )
-        self.limit = limit
-
-
-class ShuttingDownError(ServiceUnavailableError):
-    """The server is shutting down; the client should come back (to another instance)."""
-
     def __init__(self, retry_after: int) -> None:
-        super().__init__(f"the server is shutting down; retry in {retry_after} s", retry_after)
+        super().__init__(
+            503,
+            "shutting down",
+            f"the server is shutting down; retry in {retry_after} s",
+            headers={"Retry-After": str(retry_after)},
+        )
+        self.retry_after = retry_after
 
 
 def error_response(status: int, error: str, detail: str, field: str | None = None) -> Response:
@@ -78,6 +111,12 @@ def _validation_detail(exc: RequestSchemaValidationError) -> tuple[str, str]:
 
 def install_error_handlers(app: Quart) -> None:
     """Register the handlers that turn every error into a JSON response."""
+
+    @app.errorhandler(ApiError)
+    async def api_error(exc: ApiError) -> Response:
+        response = error_response(exc.status, exc.error, exc.detail, exc.field)
+        response.headers.update(exc.headers)
+        return response
 
     @app.errorhandler(RequestSchemaValidationError)
     async def schema_error(exc: RequestSchemaValidationError) -> Response:
@@ -104,15 +143,13 @@ def install_error_handlers(app: Quart) -> None:
     async def job_finished(exc: JobFinishedError) -> Response:
         return error_response(409, "job finished", str(exc), "jobId")
 
-    @app.errorhandler(ServiceUnavailableError)
-    async def unavailable(exc: ServiceUnavailableError) -> Response:
-        error = (
-            "too many subscribers"
-            if isinstance(exc, TooManySubscribersError)
-            else ("shutting down")
+    @app.errorhandler(StoreUnavailableError)
+    async def store_unavailable(exc: StoreUnavailableError) -> Response:
+        logger.warning("request failed, the store is unavailable: %s", exc)
+        response = error_response(
+            503, "store unavailable", "the job store cannot be reached now; try again shortly"
         )
-        response = error_response(503, error, str(exc))
-        response.headers["Retry-After"] = str(exc.retry_after)
+        response.headers["Retry-After"] = "1"
         return response
 
     @app.errorhandler(HTTPException)

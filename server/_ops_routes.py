@@ -25,20 +25,32 @@ def install_ops_routes(app: QuartTrio, services: Services) -> None:
     async def healthz() -> tuple[Response, int]:
         """Health and the pipeline's counters.
 
-        200 ``{"status": "ok", ...}``; 503 ``{"status": "unhealthy", "reason", ...}`` while
-        the update buffer cannot deliver (its latest flush failed, or its drain task is not
-        running), and 503 ``{"status": "draining"}`` once a shutdown has begun, so a load
-        balancer stops sending new clients.
+        ``status`` is ``ok`` (200); ``degraded`` (still 200: the process serves, streams keep
+        their heartbeats) while the store cannot be reached (``store.available``);
+        ``unhealthy`` (503, with ``reason``) while the update buffer cannot deliver: a flush
+        failed by an unexpected error (logged with its traceback) or its drain task is not
+        running; ``draining`` (503) once a shutdown has begun, so a load balancer stops
+        sending new clients.
         """
         store_stats = store.statistics()
         sink_stats = services.sink.statistics()
-        status, reason = "ok", None
+        status, reason, code = "ok", None, 200
         if sink_stats.last_error is not None:
-            status, reason = "unhealthy", f"the latest flush failed: {sink_stats.last_error}"
+            status, reason, code = (
+                "unhealthy",
+                f"a flush of the update buffer failed: {sink_stats.last_error}",
+                503,
+            )
         elif not sink_stats.draining:
-            status, reason = "unhealthy", "the update buffer's drain task is not running"
+            status, reason, code = (
+                "unhealthy",
+                "the update buffer's drain task is not running",
+                503,
+            )
         elif hub.stopping:
-            status, reason = "draining", "the server is shutting down"
+            status, reason, code = "draining", "the server is shutting down", 503
+        elif not store_stats.available:
+            status, reason = "degraded", "the store cannot be reached; retrying"
         body = {
             "status": status,
             "reason": reason,
@@ -46,22 +58,26 @@ def install_ops_routes(app: QuartTrio, services: Services) -> None:
             "activeJobs": runner.active_jobs,
             "openStreams": hub.admitted,
             "store": {
+                "backend": type(store).__name__,
+                "available": store_stats.available,
                 "jobs": store_stats.jobs,
                 "subscribers": store_stats.subscribers,
                 "writes": store_stats.writes,
                 "ignoredTerminal": store_stats.ignored_terminal,
+                "unavailableErrors": store_stats.unavailable_errors,
+                "resyncs": store_stats.resyncs,
             },
             "sink": {
                 "reportsReceived": sink_stats.reports_received,
                 "coalesced": sink_stats.coalesced,
                 "overflowed": sink_stats.overflowed,
                 "storeWrites": sink_stats.store_writes,
-                "failedWrites": sink_stats.failed_writes,
                 "pending": sink_stats.pending,
+                "failedWrites": sink_stats.failed_writes,
                 "lastError": sink_stats.last_error,
             },
         }
-        return jsonify(body), 200 if status == "ok" else 503
+        return jsonify(body), code
 
     @app.get("/metrics")
     async def metrics() -> Response:

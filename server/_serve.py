@@ -17,19 +17,19 @@ Shutdown (SIGTERM, SIGINT, or ``shutdown_trigger`` returning), within ``graceful
 
 from __future__ import annotations
 
+import errno
 import logging
 import signal
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import hypercorn.config
+import hypercorn.trio.run
+import hypercorn.utils
 import trio
-from hypercorn.config import Sockets
-from hypercorn.trio.run import worker_serve
-from hypercorn.utils import wrap_app
 
-from pipeline import DEMO_KIND, ExportStore, MemoryStore, open_job_runner, open_update_sink
+from pipeline import DEMO_KIND, ExportStore, open_export_store, open_job_runner, open_update_sink
 
 from ._app import Services, create_app
 from ._config import ServerConfig
@@ -43,12 +43,30 @@ logger = logging.getLogger(__name__)
 async def open_services(
     config: ServerConfig, store: ExportStore | None = None
 ) -> AsyncIterator[Services]:
-    """Open the update sink and the job runner over ``store`` (a new ``MemoryStore`` by default).
+    """Open the update sink and the job runner over ``store``.
+
+    By default the store ``config.store`` names is opened too (a new ``MemoryStore`` for
+    ``memory``, a ``RedisStore`` for a Redis URL) and closed on exit.
 
     On exit the runner cancels its jobs (each is written ``cancelled``), then the sink flushes
     what is buffered, so no report made before the exit is lost.
+
+    Raises:
+        StoreUnavailableError: the configured Redis could not be reached.
     """
-    store = store if store is not None else MemoryStore()
+    async with AsyncExitStack() as stack:
+        if store is None:
+            store = await stack.enter_async_context(
+                open_export_store(
+                    config.store, retention=config.job_retention, prefix=config.store_prefix
+                )
+            )
+        async with _open_pipeline(config, store) as services:
+            yield services
+
+
+@asynccontextmanager
+async def _open_pipeline(config: ServerConfig, store: ExportStore) -> AsyncIterator[Services]:
     metrics = Metrics()
     streams = StreamHub()
     async with (
@@ -72,6 +90,15 @@ async def open_services(
             streams=streams,
             metrics=metrics,
         )
+
+
+def is_address_in_use(group: BaseExceptionGroup) -> bool:
+    """True when ``group`` holds an ``OSError`` EADDRINUSE (Hypercorn binds inside its nurseries,
+    so a taken port arrives inside an ExceptionGroup)."""
+    return (
+        group.subgroup(lambda exc: isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE)
+        is not None
+    )
 
 
 async def wait_for_shutdown_signal() -> None:
@@ -106,26 +133,35 @@ async def drain(services: Services) -> None:
         )
 
 
-def listening_sockets(config: ServerConfig, hypercorn_config: hypercorn.config.Config) -> Sockets:
-    """Bind and listen on ``config.host:config.port``, with the send timeout set in the kernel.
+def set_send_timeout(sockets: hypercorn.config.Sockets, send_timeout: float) -> None:
+    """Set ``TCP_USER_TIMEOUT`` to ``send_timeout`` on listening sockets (Linux; no-op elsewhere).
 
-    ``TCP_USER_TIMEOUT`` (Linux; accepted sockets inherit it from the listener) makes the kernel
-    abort a connection whose peer has not taken data for ``send_timeout`` seconds. It is what
-    unblocks Hypercorn's HTTP/1.1 socket write, which Hypercorn shields from cancellation, when
-    a client stops reading (see ``ConnectionGuard``).
-
-    Raises:
-        OSError: the address could not be bound (port in use, say).
+    Accepted connections inherit it from the listener: the kernel then aborts a connection
+    whose peer has not taken data for ``send_timeout`` seconds (zero-window probes included).
+    That is what unblocks Hypercorn's HTTP/1.1 socket write, which Hypercorn shields from
+    cancellation, when a client stops reading (see ``ConnectionGuard``).
     """
-    sockets = hypercorn_config.create_sockets()
-    timeout_ms = max(1, round(config.send_timeout * 1000))
-    for sock in sockets.insecure_sockets:
+    timeout_ms = max(1, round(send_timeout * 1000))
+    for sock in [*sockets.insecure_sockets, *sockets.secure_sockets]:
         if hasattr(socket, "TCP_USER_TIMEOUT") and sock.family in (
             socket.AF_INET,
             socket.AF_INET6,
         ):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, timeout_ms)
-        sock.listen(hypercorn_config.backlog)
+
+
+def listening_sockets(
+    config: ServerConfig, settings: hypercorn.config.Config
+) -> hypercorn.config.Sockets:
+    """Bind and listen on ``config.host:config.port``, with the send timeout set in the kernel.
+
+    Raises:
+        OSError: the address could not be bound (port in use, say).
+    """
+    sockets = settings.create_sockets()
+    set_send_timeout(sockets, config.send_timeout)
+    for sock in [*sockets.insecure_sockets, *sockets.secure_sockets]:
+        sock.listen(settings.backlog)
     return sockets
 
 
@@ -133,6 +169,7 @@ async def serve_services(
     services: Services,
     *,
     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
+    sockets: hypercorn.config.Sockets | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the app over ``services`` until ``shutdown_trigger`` returns, then drain and stop.
@@ -143,12 +180,12 @@ async def serve_services(
         OSError: the address could not be bound (port in use, say).
     """
     config = services.config
-    hypercorn_config = hypercorn.config.Config()
-    hypercorn_config.bind = [f"{config.host}:{config.port}"]
-    hypercorn_config.graceful_timeout = config.graceful_timeout
-    hypercorn_config.accesslog = None
-    sockets = listening_sockets(config, hypercorn_config)
-    app = wrap_app(create_app(services), hypercorn_config.wsgi_max_body_size, "asgi")
+    settings = hypercorn_config(config)
+    if sockets is None:
+        sockets = listening_sockets(config, settings)
+    else:
+        set_send_timeout(sockets, config.send_timeout)
+    app = create_app(services)
     trigger = shutdown_trigger or wait_for_shutdown_signal
     stop_accepting = trio.Event()
 
@@ -159,9 +196,11 @@ async def serve_services(
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(drain_when_triggered)
-        await worker_serve(
-            app,
-            hypercorn_config,
+        # hypercorn.trio.serve without its check that ``workers`` is 1: each worker process
+        # serves on the sockets its parent shares (as hypercorn.run does for its workers).
+        await hypercorn.trio.run.worker_serve(
+            hypercorn.utils.wrap_app(app, settings.wsgi_max_body_size, None),
+            settings,
             sockets=sockets,
             shutdown_trigger=stop_accepting.wait,
             task_status=task_status,
@@ -175,6 +214,7 @@ async def serve(
     *,
     store: ExportStore | None = None,
     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
+    sockets: hypercorn.config.Sockets | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the API until ``shutdown_trigger`` returns, then shut down cleanly.
@@ -185,14 +225,32 @@ async def serve(
 
     Args:
         config: the server's settings.
-        store: the export store; a new ``MemoryStore`` by default.
+        store: the export store; by default the one ``config.store`` names, opened here.
         shutdown_trigger: an async function whose return starts the shutdown; by default
             ``wait_for_shutdown_signal`` (SIGINT or SIGTERM).
+        sockets: listening sockets made by ``hypercorn_config(config).create_sockets()``
+            in a parent process and shared by several workers (see ``run_workers``); by
+            default the server binds its own.
         task_status: reports the bound URLs.
 
     Raises:
         OSError: the address could not be bound (port in use, say).
+        StoreUnavailableError: the configured Redis could not be reached at startup.
     """
     async with open_services(config, store) as services:
-        await serve_services(services, shutdown_trigger=shutdown_trigger, task_status=task_status)
+        await serve_services(
+            services, shutdown_trigger=shutdown_trigger, sockets=sockets, task_status=task_status
+        )
     logger.info("server stopped; buffer flushed")
+
+
+def hypercorn_config(config: ServerConfig) -> hypercorn.config.Config:
+    """The Hypercorn settings of a server with ``config``: bind address, graceful timeout."""
+    settings = hypercorn.config.Config()
+    settings.bind = [f"{config.host}:{config.port}"]
+    settings.graceful_timeout = config.graceful_timeout
+    settings.accesslog = None
+    # Hypercorn's own errorlog would add a second stderr handler; log through ours instead.
+    settings.errorlog = logging.getLogger("hypercorn.error")
+    settings.workers = config.workers
+    return settings

@@ -32,6 +32,9 @@ RECONNECT_EVENT = "reconnect"
 HEARTBEAT = b": heartbeat\n\n"
 """A comment line: ignored by clients, it keeps proxies from closing an idle stream."""
 
+STORE_RETRY_INTERVAL = 1.0
+"""Seconds between two attempts to open a stream's subscription while the store is unavailable."""
+
 SSE_HEADERS = {
     "Content-Type": "text/event-stream; charset=utf-8",
     "Cache-Control": "no-cache, no-transform",

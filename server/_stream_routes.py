@@ -9,7 +9,13 @@ from typing import TYPE_CHECKING
 from quart import Response, make_response, request
 from quart_schema import document_response, validate_querystring
 
-from pipeline import JOB_ID_PATTERN, InvalidUpdateError, JobNotFoundError, check_job_id
+from pipeline import (
+    JOB_ID_PATTERN,
+    InvalidUpdateError,
+    JobNotFoundError,
+    StoreUnavailableError,
+    check_job_id,
+)
 
 from ._errors import ShuttingDownError
 from ._hub import spread_retry_ms
@@ -84,6 +90,8 @@ def install_stream_routes(app: QuartTrio, services: Services) -> None:
             snapshot = await store.get(job_id)
         except JobNotFoundError:
             return seen == 0  # it was told so with job-error, id 0
+        except StoreUnavailableError:
+            return False  # not known now: the stream keeps heartbeats until the store is back
         return snapshot.is_terminal and snapshot.seq == seen
 
     @app.get("/api/jobs/<job_id>/progress/stream")

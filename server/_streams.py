@@ -28,15 +28,17 @@ from pipeline import (
     JobSnapshot,
     MultiSubscription,
     RegistrationTimeoutError,
+    StoreUnavailableError,
     Subscription,
 )
 
-from ._hub import StreamHub, spread_retry_ms
+from ._hub import StreamHandle, StreamHub, spread_retry_ms
 from ._metrics import Metrics
 from ._resume import format_seq_vector
 from ._sse import (
     HEARTBEAT,
     JOB_ERROR_EVENT,
+    STORE_RETRY_INTERVAL,
     format_event,
     format_retry,
     reconnect_event,
@@ -106,6 +108,12 @@ def _last_words_single(ctx: StreamContext, subscription: Subscription) -> bytes:
     return b"".join(chunks)
 
 
+async def _wait_for_store(ctx: StreamContext, handle: StreamHandle) -> None:
+    """Wait before looking at an unavailable store again (cut short by a shutdown)."""
+    with handle.wait_scope(min(ctx.heartbeat_interval, STORE_RETRY_INTERVAL)):
+        await trio.sleep_forever()
+
+
 async def job_event_stream(
     ctx: StreamContext, job_id: str, *, last_seen: int | None = None
 ) -> AsyncIterator[bytes]:
@@ -123,6 +131,10 @@ async def job_event_stream(
        ``reconnect`` with a spread ``retry:``, and ends.
 
     A heartbeat comment goes out whenever nothing was sent for ``heartbeat_interval`` seconds.
+    While the store cannot be reached (``StoreUnavailableError``: Redis is away) the stream
+    stays open, sends heartbeats and looks again every ``STORE_RETRY_INTERVAL`` seconds; an
+    open subscription simply waits, and resumes from the current snapshot (the store resyncs
+    it) when the store is back.
 
     Args:
         ctx: what the server's streams share.
@@ -133,47 +145,59 @@ async def job_event_stream(
     store = ctx.store
     with ctx.hub.track() as handle:
         yield format_retry(ctx.retry_ms)
-
         deadline = trio.current_time() + ctx.registration_timeout
-        while True:
-            remaining = deadline - trio.current_time()
-            registered = False
-            with handle.wait_scope():
-                try:
-                    await store.wait_registered(job_id, min(ctx.heartbeat_interval, remaining))
-                    registered = True
-                except RegistrationTimeoutError:
-                    pass
-            if registered:
-                break
+        while True:  # once, or again after the store was unavailable
+            try:
+                while True:
+                    remaining = deadline - trio.current_time()
+                    registered = False
+                    with handle.wait_scope():
+                        try:
+                            wait = min(ctx.heartbeat_interval, remaining)
+                            await store.wait_registered(job_id, wait)
+                            registered = True
+                        except RegistrationTimeoutError:
+                            pass
+                    if registered:
+                        break
+                    if handle.stopping:
+                        yield _goodbye(ctx, {"jobId": job_id})
+                        return
+                    if remaining <= ctx.heartbeat_interval:
+                        yield _registration_timed_out(ctx, job_id)
+                        return
+                    yield HEARTBEAT
+                    metrics.heartbeats.inc()
+
+                async with store.subscribe(job_id) as subscription:
+                    snapshot: JobSnapshot | None = await subscription.receive()
+                    while True:
+                        if snapshot is not None:
+                            if snapshot.seq != last_seen:
+                                yield snapshot_event(snapshot)
+                                metrics.snapshot_sent(snapshot)
+                                last_seen = snapshot.seq
+                            if snapshot.is_terminal:
+                                return
+                        snapshot = None
+                        with handle.wait_scope(ctx.heartbeat_interval):
+                            snapshot = await subscription.receive()
+                        if snapshot is not None:
+                            continue
+                        if handle.stopping:
+                            yield _last_words_single(ctx, subscription)
+                            return
+                        yield HEARTBEAT
+                        metrics.heartbeats.inc()
+            except StoreUnavailableError:
+                pass
+            # The store (Redis) cannot be reached: keep the stream open and look again.
+            yield HEARTBEAT
+            metrics.heartbeats.inc()
+            await _wait_for_store(ctx, handle)
             if handle.stopping:
                 yield _goodbye(ctx, {"jobId": job_id})
                 return
-            if remaining <= ctx.heartbeat_interval:
-                yield _registration_timed_out(ctx, job_id)
-                return
-            yield HEARTBEAT
-            metrics.heartbeats.inc()
-
-        async with store.subscribe(job_id) as subscription:
-            snapshot: JobSnapshot | None = await subscription.receive()
-            while True:
-                if snapshot is not None:
-                    if snapshot.seq != last_seen:
-                        yield snapshot_event(snapshot)
-                        metrics.snapshot_sent(snapshot)
-                    if snapshot.is_terminal:
-                        return
-                snapshot = None
-                with handle.wait_scope(ctx.heartbeat_interval):
-                    snapshot = await subscription.receive()
-                if snapshot is not None:
-                    continue
-                if handle.stopping:
-                    yield _last_words_single(ctx, subscription)
-                    return
-                yield HEARTBEAT
-                metrics.heartbeats.inc()
 
 
 def _last_words_multi(
@@ -210,7 +234,8 @@ async def multi_job_event_stream(
     (``5,0,12``), so one ``Last-Event-ID`` resumes them all. Jobs not registered when the
     stream opens get one ``job-error`` event each (seq ``0``) instead of a wait. The stream
     ends when every job has sent its terminal event; at shutdown it sends what is pending,
-    then ``reconnect`` with a spread ``retry:``.
+    then ``reconnect`` with a spread ``retry:``. While the store cannot be reached it sends
+    heartbeats and subscribes again, as ``job_event_stream`` does.
 
     Args:
         ctx: what the server's streams share.
@@ -220,46 +245,63 @@ async def multi_job_event_stream(
     metrics = ctx.metrics
     seen = list(last_seen) if last_seen is not None else [0] * len(job_ids)
     position = {job_id: index for index, job_id in enumerate(job_ids)}
+    told_unknown: set[str] = set()
     with ctx.hub.track() as handle:
         yield format_retry(ctx.retry_ms)
-        async with AsyncExitStack() as stack:
-            subscriptions = []
-            for index, job_id in enumerate(job_ids):
-                try:
-                    subscription = await stack.enter_async_context(ctx.store.subscribe(job_id))
-                except JobNotFoundError:
-                    seen[index] = 0
-                    metrics.job_error_sent.inc()
-                    yield _job_error(
-                        job_id,
-                        "job not found",
-                        f"job {job_id!r} is not registered; check the job id",
-                        format_seq_vector(seen),
-                    )
-                else:
-                    subscriptions.append(subscription)
-            if not subscriptions:
-                return
-            multi = MultiSubscription(subscriptions)
-            while True:
-                try:
-                    snapshot = multi.receive_nowait()
-                except trio.EndOfChannel:
-                    return
-                except trio.WouldBlock:
-                    snapshot = None
-                    with handle.wait_scope(ctx.heartbeat_interval):
-                        snapshot = await multi.receive()
-                    if snapshot is None:
-                        if handle.stopping:
-                            yield _last_words_multi(ctx, multi, seen, position)
+        while True:  # once, or again after the store was unavailable
+            try:
+                async with AsyncExitStack() as stack:
+                    subscriptions = []
+                    for index, job_id in enumerate(job_ids):
+                        try:
+                            subscription = await stack.enter_async_context(
+                                ctx.store.subscribe(job_id)
+                            )
+                        except JobNotFoundError:
+                            if job_id in told_unknown:
+                                continue
+                            told_unknown.add(job_id)
+                            seen[index] = 0
+                            metrics.job_error_sent.inc()
+                            yield _job_error(
+                                job_id,
+                                "job not found",
+                                f"job {job_id!r} is not registered; check the job id",
+                                format_seq_vector(seen),
+                            )
+                        else:
+                            subscriptions.append(subscription)
+                    if not subscriptions:
+                        return
+                    multi = MultiSubscription(subscriptions)
+                    while True:
+                        try:
+                            snapshot = multi.receive_nowait()
+                        except trio.EndOfChannel:
                             return
-                        yield HEARTBEAT
-                        metrics.heartbeats.inc()
-                        continue
-                index = position[snapshot.job_id]
-                if snapshot.seq == seen[index]:
-                    continue  # the client has this one (it resumed with it)
-                seen[index] = snapshot.seq
-                yield snapshot_event(snapshot, format_seq_vector(seen))
-                metrics.snapshot_sent(snapshot)
+                        except trio.WouldBlock:
+                            snapshot = None
+                            with handle.wait_scope(ctx.heartbeat_interval):
+                                snapshot = await multi.receive()
+                            if snapshot is None:
+                                if handle.stopping:
+                                    yield _last_words_multi(ctx, multi, seen, position)
+                                    return
+                                yield HEARTBEAT
+                                metrics.heartbeats.inc()
+                                continue
+                        index = position[snapshot.job_id]
+                        if snapshot.seq == seen[index]:
+                            continue  # the client has this one (it resumed with it)
+                        seen[index] = snapshot.seq
+                        yield snapshot_event(snapshot, format_seq_vector(seen))
+                        metrics.snapshot_sent(snapshot)
+            except StoreUnavailableError:
+                pass
+            # The store (Redis) cannot be reached: keep the stream open and look again.
+            yield HEARTBEAT
+            metrics.heartbeats.inc()
+            await _wait_for_store(ctx, handle)
+            if handle.stopping:
+                yield _goodbye(ctx, {"jobIds": list(job_ids)})
+                return

@@ -100,7 +100,7 @@ async def test_a_body_over_the_limit_gets_413_and_other_jobs_are_intact(autojump
         assert response.status_code == 413
         body = await response.get_json()
         assert body["field"] == "body"
-        assert body["error"] == "request entity too large"
+        assert body["error"] == "request too large"
         assert (await client.get("/api/jobs/job-1")).status_code == 200
         assert server.store.statistics().jobs == 1
 

@@ -107,7 +107,9 @@ async def test_the_drain_task_survives_failing_flushes_and_delivers_later(autoju
             assert stats.draining
             assert stats.failed_writes == 1
             b.report_nowait("job-1", 20.0, "two")  # coalesced with the kept batch
-            await trio.sleep(2.0)
+            # Retried with the store's backoff: 2 s after the first failure (fails again),
+            # then 4 s after that.
+            await trio.sleep(6.0)
             assert b.statistics().last_error is None
             assert (await store.get("job-1")).percent == 20.0
             assert len(durations) == 1
