@@ -9,8 +9,15 @@ from pydantic.alias_generators import to_camel
 
 
 class _ApiModel(pydantic.BaseModel):
+    # Clients send camelCase only (snake_case names are refused as unknown fields), and
+    # values of the right JSON type only: "5" is not a number and true is not 1.
     model_config = pydantic.ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid"
+        alias_generator=to_camel,
+        validate_by_alias=True,
+        validate_by_name=False,
+        serialize_by_alias=True,
+        extra="forbid",
+        strict=True,
     )
 
 
