@@ -17,6 +17,7 @@ from ._config import ServerConfig
 from ._errors import install_error_handlers
 from ._ingest import created_response, install_ingest_routes, register_external_job
 from ._models import CreateJobRequest
+from ._request import ApiRequest
 from ._sse import SSE_HEADERS, job_event_stream
 from ._stream_refusal import install_stream_refusal
 from ._web import install_web_routes
@@ -56,8 +57,10 @@ def create_app(services: Services) -> QuartTrio:
         The ingest routes of ``install_ingest_routes``; authentication by ``install_auth``.
     """
     app = QuartTrio(__name__)
-    app.config["JSON_SORT_KEYS"] = False
+    app.request_class = ApiRequest
     QuartSchema(app, info={"title": "progress-sync", "version": "0.1.0"})
+    # Bodies keep their keys in the order written (jobId first), as the SSE data does.
+    app.json.sort_keys = False  # type: ignore[attr-defined]
     install_error_handlers(app)
     install_web_routes(app)
     install_stream_refusal(app, services.config)
