@@ -52,6 +52,7 @@ from ._snapshot import ProgressUpdate as ProgressUpdate
 from ._snapshot import check_job_id as check_job_id
 from ._snapshot import check_progress as check_progress
 from ._snapshot import check_reported_at as check_reported_at
+from ._snapshot import wall_clock as wall_clock
 from ._status import TERMINAL_STATUSES as TERMINAL_STATUSES
 from ._status import JobStatus as JobStatus
 from ._status import parse_status as parse_status
@@ -127,5 +128,6 @@ __all__ = [
     "open_redis_store",
     "open_update_buffer",
     "open_update_sink",
+    "wall_clock",
     "parse_status",
 ]

@@ -14,6 +14,7 @@ import trio
 from ._errors import BufferClosedError, InvalidUpdateError, StoreUnavailableError
 from ._sink import SinkStatistics
 from ._snapshot import (
+    _WALL_CLOCK_OFFSET,
     MAX_STAGE_LENGTH,
     JobSnapshot,
     ProgressUpdate,
@@ -27,6 +28,9 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_FLUSH_INTERVAL = 0.5
 """Seconds between two flushes of the update buffer."""
+
+MIN_FLUSH_INTERVAL = 0.001
+"""The shortest flush interval accepted, in seconds: shorter would only burn CPU."""
 
 DEFAULT_CAPACITY = 8192
 """Reports the buffer's memory channel holds before reports go to the overflow map.
@@ -45,6 +49,7 @@ flush the drain task waits twice as long as before (from ``flush_interval``) up 
 # The fast path of report_nowait takes a float percent and no message; anything else goes
 # through the full check.
 _new_update = ProgressUpdate.__new__
+_monotonic = time.monotonic
 
 
 class UpdateBuffer:
@@ -71,9 +76,14 @@ class UpdateBuffer:
         shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
         on_flush: Callable[[float], None] | None = None,
     ) -> None:
-        if not (isinstance(flush_interval, int | float) and 0 < flush_interval < math.inf):
+        if not (
+            isinstance(flush_interval, int | float)
+            and not isinstance(flush_interval, bool)
+            and MIN_FLUSH_INTERVAL <= flush_interval < math.inf
+        ):
             raise ValueError(
-                f"flush_interval must be a positive number of seconds, not {flush_interval!r}"
+                f"flush_interval must be a number of seconds from {MIN_FLUSH_INTERVAL} up, "
+                f"not {flush_interval!r}"
             )
         if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 1:
             raise ValueError(f"capacity must be a whole number of reports >= 1, not {capacity!r}")
@@ -126,7 +136,7 @@ class UpdateBuffer:
             stage: what the job is doing (at most ``MAX_STAGE_LENGTH`` characters).
             message: optional free text (at most ``MAX_MESSAGE_LENGTH`` characters).
             reported_at: when the producer made the report, in seconds since the Unix epoch
-                (``time.time()`` now by default). A thread or another process passes its own
+                (``wall_clock()`` now by default). A thread or another process passes its own
                 time so that the store's staleness rule and latency use it.
 
         Raises:
@@ -150,7 +160,7 @@ class UpdateBuffer:
         if type(job_id) is not str or not job_id:
             raise InvalidUpdateError("jobId", "must be a non-empty string")
         if reported_at is None:
-            reported_at = time.time()
+            reported_at = _WALL_CLOCK_OFFSET + _monotonic()  # wall_clock(), inlined
         elif type(reported_at) is not float or not 0.0 <= reported_at < math.inf:
             reported_at = check_reported_at(reported_at)
         update = _new_update(ProgressUpdate, job_id, percent, stage, message, reported_at)

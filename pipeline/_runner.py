@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -14,11 +13,12 @@ import trio
 
 from ._errors import (
     InvalidUpdateError,
+    JobExistsError,
     JobFinishedError,
     StoreUnavailableError,
 )
 from ._sink import UpdateSink
-from ._snapshot import MAX_MESSAGE_LENGTH, JobSnapshot, ProgressUpdate
+from ._snapshot import MAX_MESSAGE_LENGTH, JobSnapshot, ProgressUpdate, wall_clock
 from ._status import JobStatus
 from ._store import ExportStore
 
@@ -152,11 +152,15 @@ class JobRunner:
         except BaseException as exc:
             if job.holds_slot:
                 self._limiter.release_on_behalf_of(job)
-            logger.error(
-                "FAILED to register job %s in the store, so streams for it will not work: %s",
-                job.job_id,
-                exc,
-            )
+            if isinstance(exc, JobExistsError):
+                # The client's mistake, answered with a 409; the existing job is unharmed.
+                logger.info("job %s not registered: the id is taken", job.job_id)
+            else:
+                logger.error(
+                    "FAILED to register job %s in the store, so streams for it will not work: %s",
+                    job.job_id,
+                    exc,
+                )
             raise
         logger.info(
             "job %s (%s) registered in the store with status %s", job.job_id, kind, status.value
@@ -182,7 +186,11 @@ class JobRunner:
             return await self.sink.finish(job_id, JobStatus.CANCELLED, error=reason)
         job.scope.cancel()
         await job.done.wait()
-        return job.final if job.final is not None else await self.store.get(job_id)
+        final = job.final if job.final is not None else await self.store.get(job_id)
+        if final.status is not JobStatus.CANCELLED:
+            # It ended on its own before the cancellation reached it.
+            raise JobFinishedError(job_id, final.status.value)
+        return final
 
     async def cancel_all(self) -> None:
         """Cancel every queued and running job; return once each one is stored ``cancelled``.
@@ -212,7 +220,7 @@ class JobRunner:
                     job.holds_slot = True
                     try:
                         await self.store.apply_progress(
-                            [ProgressUpdate(job.job_id, 0.0, "starting", None, time.time())]
+                            [ProgressUpdate(job.job_id, 0.0, "starting", None, wall_clock())]
                         )
                     except StoreUnavailableError:
                         # The sink keeps it and writes it when the store is back.

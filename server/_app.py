@@ -23,6 +23,7 @@ from ._metrics import Metrics
 from ._models import CreateJobRequest
 from ._ops_routes import install_ops_routes
 from ._read_routes import install_read_routes
+from ._request import ApiRequest
 from ._stream_refusal import install_stream_refusal
 from ._stream_routes import install_stream_routes
 from ._web import install_web_routes
@@ -72,9 +73,11 @@ def create_app(services: Services) -> QuartTrio:
     ``config.cors_origins``.
     """
     app = QuartTrio(__name__)
-    app.config["JSON_SORT_KEYS"] = False
+    app.request_class = ApiRequest
     config = services.config
     QuartSchema(app, info={"title": "progress-sync", "version": "0.1.0"})
+    # Bodies keep their keys in the order written (jobId first), as the SSE data does.
+    app.json.sort_keys = False  # type: ignore[attr-defined]
     install_error_handlers(app)
     install_cors(app, config.cors_origins)
     install_web_routes(app)

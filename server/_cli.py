@@ -37,7 +37,7 @@ from ._config import (
     ServerConfig,
 )
 from ._demo import run_demo
-from ._serve import is_address_in_use, serve
+from ._serve import bind_error, is_address_in_use, serve
 from ._workers import run_workers
 
 _LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -357,9 +357,14 @@ def serve_command(**options: object) -> None:
             raise
         raise click.ClickException(_in_use(config)) from exc
     except BaseExceptionGroup as group:
-        if not is_address_in_use(group):
+        if is_address_in_use(group):
+            raise click.ClickException(_in_use(config)) from None
+        error = bind_error(group)
+        if error is None:
             raise
-        raise click.ClickException(_in_use(config)) from None
+        raise click.ClickException(
+            f"cannot listen on {config.host}:{config.port}: {error}; check --host"
+        ) from None
 
 
 def _in_use(config: ServerConfig) -> str:

@@ -9,8 +9,15 @@ from pydantic.alias_generators import to_camel
 
 
 class _ApiModel(pydantic.BaseModel):
+    # Clients send camelCase only (snake_case names are refused as unknown fields), and
+    # values of the right JSON type only: "5" is not a number and true is not 1.
     model_config = pydantic.ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid"
+        alias_generator=to_camel,
+        validate_by_alias=True,
+        validate_by_name=False,
+        serialize_by_alias=True,
+        extra="forbid",
+        strict=True,
     )
 
 
@@ -97,7 +104,18 @@ class ErrorResponse(_ApiModel):
     field: str | None = None
 
 
-class StreamQuery(_ApiModel):
+class _QueryModel(pydantic.BaseModel):
+    # A query string is text: numbers are parsed from it (``?limit=10``), unlike JSON bodies.
+    # Names are camelCase only, as in bodies.
+    model_config = pydantic.ConfigDict(
+        alias_generator=to_camel,
+        validate_by_alias=True,
+        validate_by_name=False,
+        extra="forbid",
+    )
+
+
+class StreamQuery(_QueryModel):
     """Query of ``GET /api/jobs/{jobId}/progress/stream``.
 
     Attributes:
@@ -106,10 +124,8 @@ class StreamQuery(_ApiModel):
             headers); the header wins when both are sent. A malformed id is ignored.
     """
 
-    # Other parameters (an access token, a cache buster) are not this route's business.
-    model_config = pydantic.ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="ignore"
-    )
+    # Other parameters (the subscribe ``token``, a cache buster) are not this route's business.
+    model_config = pydantic.ConfigDict(extra="ignore")
 
     last_event_id: str | None = None
 
@@ -126,7 +142,7 @@ class MultiStreamQuery(StreamQuery):
     job_ids: str = pydantic.Field(min_length=1)
 
 
-class ListJobsQuery(_ApiModel):
+class ListJobsQuery(_QueryModel):
     """Query of ``GET /api/jobs``.
 
     Attributes:

@@ -92,6 +92,23 @@ async def _open_pipeline(config: ServerConfig, store: ExportStore) -> AsyncItera
         )
 
 
+def bind_error(group: BaseExceptionGroup) -> OSError | None:
+    """The error that kept the server from binding its address, if ``group`` holds one.
+
+    Hypercorn binds inside its nurseries, so such an error arrives inside an ExceptionGroup:
+    an unknown host (``socket.gaierror``), an address not on this machine, or no permission.
+    """
+    found = group.subgroup(
+        lambda exc: (
+            isinstance(exc, socket.gaierror)
+            or (isinstance(exc, OSError) and exc.errno in (errno.EADDRNOTAVAIL, errno.EACCES))
+        )
+    )
+    while isinstance(found, BaseExceptionGroup):
+        found = found.exceptions[0]
+    return found
+
+
 def is_address_in_use(group: BaseExceptionGroup) -> bool:
     """True when ``group`` holds an ``OSError`` EADDRINUSE (Hypercorn binds inside its nurseries,
     so a taken port arrives inside an ExceptionGroup)."""

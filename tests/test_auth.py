@@ -305,7 +305,7 @@ def test_a_short_secret_from_the_environment_is_refused_without_echoing_it():
 
 @pytest.fixture
 def debug_logs(caplog):
-    """Capture every level from before the server starts (its "Running on" line included)."""
+    """Every log record from DEBUG up; listed before the server fixture, so it sees its start."""
     caplog.set_level(logging.DEBUG)
     return caplog
 
