@@ -58,7 +58,11 @@ async def _open_pipeline(config: ServerConfig, store: ExportStore) -> AsyncItera
             capacity=config.buffer_capacity,
         ) as sink,
         open_job_runner(
-            store, sink, kinds={"demo": DEMO_KIND}, max_concurrent=config.max_concurrent_jobs
+            store,
+            sink,
+            kinds={"demo": DEMO_KIND},
+            max_concurrent=config.max_concurrent_jobs,
+            max_queued=config.max_queued_jobs,
         ) as runner,
     ):
         yield Services(config=config, store=store, sink=sink, runner=runner)
@@ -146,6 +150,9 @@ def hypercorn_config(config: ServerConfig) -> hypercorn.config.Config:
     settings.bind = [f"{config.host}:{config.port}"]
     settings.graceful_timeout = config.graceful_timeout
     settings.accesslog = None
+    # Hypercorn's default listen backlog (100) overflows when hundreds of browsers reconnect
+    # at once (after a deploy, say); the kernel caps it at net.core.somaxconn.
+    settings.backlog = 1024
     # Hypercorn's own errorlog would add a second stderr handler; log through ours instead.
     settings.errorlog = logging.getLogger("hypercorn.error")
     settings.workers = config.workers
