@@ -19,6 +19,7 @@ from ._errors import InvalidUpdateError as InvalidUpdateError
 from ._errors import JobExistsError as JobExistsError
 from ._errors import JobFinishedError as JobFinishedError
 from ._errors import JobNotFoundError as JobNotFoundError
+from ._errors import JobQueueFullError as JobQueueFullError
 from ._errors import ProgressSyncError as ProgressSyncError
 from ._errors import RegistrationTimeoutError as RegistrationTimeoutError
 from ._errors import ServerRejectedError as ServerRejectedError
@@ -37,6 +38,7 @@ from ._redis_store import DEFAULT_REDIS_PREFIX as DEFAULT_REDIS_PREFIX
 from ._redis_store import RedisStore as RedisStore
 from ._redis_store import open_redis_store as open_redis_store
 from ._runner import DEFAULT_MAX_CONCURRENT_JOBS as DEFAULT_MAX_CONCURRENT_JOBS
+from ._runner import DEFAULT_MAX_QUEUED_JOBS as DEFAULT_MAX_QUEUED_JOBS
 from ._runner import JobKind as JobKind
 from ._runner import JobReporter as JobReporter
 from ._runner import JobRunner as JobRunner
@@ -72,6 +74,7 @@ __all__ = [
     "DEFAULT_FLUSH_INTERVAL",
     "DEFAULT_IDLE_TIMEOUT",
     "DEFAULT_MAX_CONCURRENT_JOBS",
+    "DEFAULT_MAX_QUEUED_JOBS",
     "DEFAULT_REDIS_PREFIX",
     "DEFAULT_RETENTION",
     "DEMO_KIND",
@@ -92,6 +95,7 @@ __all__ = [
     "JobFinishedError",
     "JobKind",
     "JobNotFoundError",
+    "JobQueueFullError",
     "JobReporter",
     "JobRunner",
     "JobSnapshot",

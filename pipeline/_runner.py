@@ -15,6 +15,7 @@ from ._errors import (
     InvalidUpdateError,
     JobExistsError,
     JobFinishedError,
+    JobQueueFullError,
     StoreUnavailableError,
 )
 from ._sink import UpdateSink
@@ -26,6 +27,9 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_CONCURRENT_JOBS = 4
 """Jobs the runner runs at once; the others wait as ``queued``."""
+
+DEFAULT_MAX_QUEUED_JOBS = 1000
+"""Jobs that may wait ``queued`` for a slot; ``submit`` refuses more (``JobQueueFullError``)."""
 
 TERMINAL_RETRY_TIMEOUT = 30.0
 """Seconds the runner keeps retrying a terminal state while the store is unavailable."""
@@ -104,12 +108,14 @@ class JobRunner:
         *,
         kinds: Mapping[str, JobKind],
         max_concurrent: int,
+        max_queued: int = DEFAULT_MAX_QUEUED_JOBS,
     ) -> None:
         self.store = store
         self.sink = sink
         self.kinds = dict(kinds)
         self._nursery = nursery
         self._limiter = trio.CapacityLimiter(max_concurrent)
+        self._max_queued = max_queued
         self._jobs: dict[str, _Job] = {}
 
     @property
@@ -133,6 +139,7 @@ class JobRunner:
         Raises:
             InvalidUpdateError: ``kind`` is unknown or ``params`` are bad (field named).
             JobExistsError: ``job_id`` is taken.
+            JobQueueFullError: no slot is free and ``max_queued`` jobs are waiting already.
         """
         job_kind = self.kinds.get(kind) if isinstance(kind, str) else None
         if job_kind is None:
@@ -145,7 +152,9 @@ class JobRunner:
             self._limiter.acquire_on_behalf_of_nowait(job)
             job.holds_slot = True
         except trio.WouldBlock:
-            pass
+            waiting = sum(not other.holds_slot for other in self._jobs.values())
+            if waiting >= self._max_queued:
+                raise JobQueueFullError(self._max_queued) from None
         status = JobStatus.RUNNING if job.holds_slot else JobStatus.QUEUED
         try:
             snapshot = await self.store.register(job.job_id, status=status, kind=kind)
@@ -273,6 +282,7 @@ async def open_job_runner(
     *,
     kinds: Mapping[str, JobKind],
     max_concurrent: int = DEFAULT_MAX_CONCURRENT_JOBS,
+    max_queued: int = DEFAULT_MAX_QUEUED_JOBS,
 ) -> AsyncIterator[JobRunner]:
     """Open a ``JobRunner`` whose jobs run in a nursery owned by this block.
 
@@ -284,15 +294,20 @@ async def open_job_runner(
         sink: where progress and terminal states are written (buffer or direct sync).
         kinds: the job kinds by name (``{"demo": DEMO_KIND}``).
         max_concurrent: jobs run at once (default 4); must be >= 1.
+        max_queued: jobs that may wait for a slot (default 1000); must be >= 0.
 
     Raises:
-        ValueError: ``max_concurrent`` is below 1.
+        ValueError: ``max_concurrent`` is below 1 or ``max_queued`` below 0.
     """
     if not isinstance(max_concurrent, int) or max_concurrent < 1:
         raise ValueError(f"max_concurrent must be a whole number >= 1, not {max_concurrent!r}")
+    if not isinstance(max_queued, int) or max_queued < 0:
+        raise ValueError(f"max_queued must be a whole number >= 0, not {max_queued!r}")
     body_error: BaseException | None = None
     async with trio.open_nursery() as nursery:
-        runner = JobRunner(store, sink, nursery, kinds=kinds, max_concurrent=max_concurrent)
+        runner = JobRunner(
+            store, sink, nursery, kinds=kinds, max_concurrent=max_concurrent, max_queued=max_queued
+        )
         try:
             yield runner
         except BaseException as exc:

@@ -82,6 +82,13 @@ def _server_options(command: click.Command) -> click.Command:
             help="Jobs run at once; the rest wait queued.",
         ),
         click.option(
+            "--max-queued-jobs",
+            default=1000,
+            show_default=True,
+            type=click.IntRange(min=1),
+            help="Jobs that may wait queued; more are refused with 503.",
+        ),
+        click.option(
             "--registration-timeout",
             default=DEFAULT_REGISTRATION_TIMEOUT,
             show_default=True,
@@ -279,6 +286,7 @@ def _config(**options: object) -> ServerConfig:
         flush_interval=float(options["flush_interval"]),  # type: ignore[arg-type]
         sync_mode=SyncMode(options["sync_mode"]),
         max_concurrent_jobs=int(options["max_concurrent_jobs"]),  # type: ignore[call-overload]
+        max_queued_jobs=int(options["max_queued_jobs"]),  # type: ignore[call-overload]
         registration_timeout=float(options["registration_timeout"]),  # type: ignore[arg-type]
         producer_token=read_secret(
             options["producer_token"], options["producer_token_file"], "producer-token"
@@ -386,6 +394,8 @@ def demo_command(linger: float, **options: object) -> None:
     Exits 0 when every stream got its terminal event and each job ended as expected.
     """
     logging.getLogger().setLevel(logging.WARNING)
+    if options.get("refuse_streams"):
+        raise click.UsageError("the demo follows streams; --refuse-streams is for `serve` only")
     config = _checked_config(**options)
     console = Console()
     try:

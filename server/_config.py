@@ -10,6 +10,7 @@ from pipeline import (
     DEFAULT_CAPACITY,
     DEFAULT_FLUSH_INTERVAL,
     DEFAULT_MAX_CONCURRENT_JOBS,
+    DEFAULT_MAX_QUEUED_JOBS,
     DEFAULT_REDIS_PREFIX,
     DEFAULT_RETENTION,
     MEMORY_STORE_URL,
@@ -61,6 +62,7 @@ class ServerConfig:
         flush_interval: seconds between buffer flushes (default 0.5).
         buffer_capacity: reports the buffer's channel holds (default 8192).
         max_concurrent_jobs: jobs the runner runs at once (default 4).
+        max_queued_jobs: jobs that may wait for a slot (default 1000); more get 503.
         registration_timeout: seconds a stream waits for its job to be registered (default 20).
         retry_ms: the SSE ``retry:`` value in milliseconds (default 2000).
         heartbeat_interval: seconds of silence before a heartbeat comment (default 15).
@@ -105,6 +107,7 @@ class ServerConfig:
     flush_interval: float = DEFAULT_FLUSH_INTERVAL
     buffer_capacity: int = DEFAULT_CAPACITY
     max_concurrent_jobs: int = DEFAULT_MAX_CONCURRENT_JOBS
+    max_queued_jobs: int = DEFAULT_MAX_QUEUED_JOBS
     registration_timeout: float = DEFAULT_REGISTRATION_TIMEOUT
     retry_ms: int = DEFAULT_RETRY_MS
     heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
@@ -148,6 +151,7 @@ class ServerConfig:
         for name in (
             "buffer_capacity",
             "max_concurrent_jobs",
+            "max_queued_jobs",
             "retry_ms",
             "workers",
             "max_batch_updates",

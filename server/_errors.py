@@ -21,6 +21,7 @@ from pipeline import (
     JobExistsError,
     JobFinishedError,
     JobNotFoundError,
+    JobQueueFullError,
     StoreUnavailableError,
     UnknownStatusError,
 )
@@ -142,6 +143,12 @@ def install_error_handlers(app: Quart) -> None:
     @app.errorhandler(JobFinishedError)
     async def job_finished(exc: JobFinishedError) -> Response:
         return error_response(409, "job finished", str(exc), "jobId")
+
+    @app.errorhandler(JobQueueFullError)
+    async def queue_full(exc: JobQueueFullError) -> Response:
+        response = error_response(503, "queue full", str(exc))
+        response.headers["Retry-After"] = "5"
+        return response
 
     @app.errorhandler(StoreUnavailableError)
     async def store_unavailable(exc: StoreUnavailableError) -> Response:

@@ -78,7 +78,11 @@ async def _open_pipeline(config: ServerConfig, store: ExportStore) -> AsyncItera
             on_flush=metrics.flush_duration.observe,
         ) as sink,
         open_job_runner(
-            store, sink, kinds={"demo": DEMO_KIND}, max_concurrent=config.max_concurrent_jobs
+            store,
+            sink,
+            kinds={"demo": DEMO_KIND},
+            max_concurrent=config.max_concurrent_jobs,
+            max_queued=config.max_queued_jobs,
         ) as runner,
     ):
         metrics.watch(store, sink, streams)
@@ -267,6 +271,9 @@ def hypercorn_config(config: ServerConfig) -> hypercorn.config.Config:
     settings.bind = [f"{config.host}:{config.port}"]
     settings.graceful_timeout = config.graceful_timeout
     settings.accesslog = None
+    # Hypercorn's default listen backlog (100) overflows when hundreds of browsers reconnect
+    # at once (after a deploy, say); the kernel caps it at net.core.somaxconn.
+    settings.backlog = 1024
     # Hypercorn's own errorlog would add a second stderr handler; log through ours instead.
     settings.errorlog = logging.getLogger("hypercorn.error")
     settings.workers = config.workers

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.conftest import start_server, with_config
+
 
 @pytest.mark.parametrize(
     ("body", "field", "detail"),
@@ -118,3 +120,17 @@ async def test_response_bodies_keep_jobid_first(running_server):
         assert created.text.startswith('{"jobId":')
         snapshot = await client.get(f"/api/jobs/{created.json()['jobId']}")
         assert snapshot.text.startswith('{"jobId":')
+
+
+async def test_a_full_job_queue_gets_503_with_retry_after(nursery, server_config):
+    config = with_config(server_config, max_concurrent_jobs=1, max_queued_jobs=1)
+    server = await start_server(nursery, config)
+    async with server.client() as client:
+        body = {"kind": "demo", "params": {"durationS": 30}}
+        assert (await client.post("/api/jobs", json=body)).status_code == 201
+        assert (await client.post("/api/jobs", json=body)).status_code == 201
+        full = await client.post("/api/jobs", json=body)
+        assert full.status_code == 503
+        assert full.headers["retry-after"] == "5"
+        assert full.json()["error"] == "queue full"
+    assert server.store.statistics().jobs == 2

@@ -15,6 +15,7 @@ from pipeline import (
     JobFinishedError,
     JobKind,
     JobNotFoundError,
+    JobQueueFullError,
     JobStatus,
     MemoryStore,
     StoreUnavailableError,
@@ -239,3 +240,27 @@ async def test_cancel_of_a_job_that_ends_on_its_own_first_is_a_conflict(autojump
         job = await runner.submit("quick")
         with pytest.raises(JobFinishedError, match="has ended already with status 'completed'"):
             await runner.cancel(job.job_id)
+
+
+async def test_a_full_queue_refuses_new_jobs_and_leaves_the_others(autojump_clock, store):
+    async with (
+        open_update_buffer(store) as buffer,
+        open_job_runner(
+            store, buffer, kinds={"demo": DEMO_KIND}, max_concurrent=1, max_queued=2
+        ) as runner,
+    ):
+        jobs = [await runner.submit("demo", {"durationS": 1}) for _ in range(3)]
+        with pytest.raises(JobQueueFullError, match="2 jobs are already waiting to run"):
+            await runner.submit("demo", {"durationS": 1})
+        assert store.statistics().jobs == 3
+        finals = [await _wait_terminal(store, job.job_id) for job in jobs]
+        assert {f.status for f in finals} == {JobStatus.COMPLETED}
+        # Room again once the queue has drained.
+        await runner.submit("demo", {"durationS": 1})
+
+
+async def test_max_queued_must_not_be_negative(store):
+    async with open_update_buffer(store) as buffer:
+        with pytest.raises(ValueError, match="max_queued must be a whole number >= 0"):
+            async with open_job_runner(store, buffer, kinds={}, max_queued=-1):
+                pass
