@@ -31,6 +31,9 @@ DEFAULT_MAX_CONCURRENT_JOBS = 4
 DEFAULT_MAX_QUEUED_JOBS = 1000
 """Jobs that may wait ``queued`` for a slot; ``submit`` refuses more (``JobQueueFullError``)."""
 
+SHUTDOWN_REASON = "the server shut down before the job ended"
+"""The ``error`` of a job cancelled because the runner (the server) shut down."""
+
 TERMINAL_RETRY_TIMEOUT = 30.0
 """Seconds the runner keeps retrying a terminal state while the store is unavailable."""
 
@@ -89,6 +92,7 @@ class _Job:
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     done: trio.Event = field(default_factory=trio.Event)
     final: JobSnapshot | None = None
+    cancel_reason: str | None = None
 
 
 class JobRunner:
@@ -193,6 +197,7 @@ class JobRunner:
             if current.is_terminal:
                 raise JobFinishedError(job_id, current.status.value)
             return await self.sink.finish(job_id, JobStatus.CANCELLED, error=reason)
+        job.cancel_reason = reason
         job.scope.cancel()
         await job.done.wait()
         final = job.final if job.final is not None else await self.store.get(job_id)
@@ -211,17 +216,14 @@ class JobRunner:
         while self._jobs:
             jobs = list(self._jobs.values())
             for job in jobs:
+                job.cancel_reason = SHUTDOWN_REASON
                 job.scope.cancel()
             for job in jobs:
                 await job.done.wait()
 
     async def _run_job(self, job: _Job) -> None:
         reporter = JobReporter(self.sink, job.job_id)
-        outcome: tuple[JobStatus, str | None, Any] = (
-            JobStatus.CANCELLED,
-            "the server shut down before the job ended",
-            None,
-        )
+        outcome: tuple[JobStatus, str | None, Any] = (JobStatus.CANCELLED, SHUTDOWN_REASON, None)
         try:
             with job.scope:
                 if not job.holds_slot:
@@ -244,7 +246,7 @@ class JobRunner:
                 else:
                     outcome = (JobStatus.COMPLETED, None, result)
             if job.scope.cancelled_caught:
-                outcome = (JobStatus.CANCELLED, None, None)
+                outcome = (JobStatus.CANCELLED, job.cancel_reason, None)
         finally:
             if job.holds_slot:
                 self._limiter.release_on_behalf_of(job)

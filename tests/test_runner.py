@@ -106,8 +106,9 @@ async def test_cancel_ends_the_job_cancelled(autojump_clock, store):
     ):
         job = await runner.submit("demo", {"durationS": 60})
         await trio.sleep(5)
-        final = await runner.cancel(job.job_id)
+        final = await runner.cancel(job.job_id, reason="the user asked")
         assert final.status is JobStatus.CANCELLED
+        assert final.error == "the user asked"
         assert 0 < final.percent < 100
         assert runner.active_jobs == 0
         with pytest.raises(JobFinishedError, match="has ended already with status 'cancelled'"):
@@ -264,3 +265,19 @@ async def test_max_queued_must_not_be_negative(store):
         with pytest.raises(ValueError, match="max_queued must be a whole number >= 0"):
             async with open_job_runner(store, buffer, kinds={}, max_queued=-1):
                 pass
+
+
+async def test_cancel_all_cancels_every_job_with_the_shutdown_reason(autojump_clock, store):
+    async with (
+        open_update_buffer(store) as buffer,
+        open_job_runner(store, buffer, kinds={"demo": DEMO_KIND}, max_concurrent=1) as runner,
+    ):
+        jobs = [await runner.submit("demo", {"durationS": 60}) for _ in range(3)]
+        await runner.cancel_all()
+        assert runner.active_jobs == 0
+        for job in jobs:
+            final = await store.get(job.job_id)
+            assert (final.status, final.error) == (
+                JobStatus.CANCELLED,
+                "the server shut down before the job ended",
+            )
