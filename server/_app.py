@@ -5,14 +5,14 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
-from quart import Response, jsonify
-from quart_schema import QuartSchema, validate_request
+from quart_schema import document_response, tag, validate_request, validate_response
 from quart_trio import QuartTrio
 
 from pipeline import ExportStore, InvalidUpdateError, JobRunner, UpdateSink, check_job_id
 
-from ._auth import install_auth
+from ._auth import document_auth, install_auth
 from ._config import ServerConfig
 from ._cors import install_cors
 from ._errors import install_error_handlers
@@ -20,7 +20,8 @@ from ._guard import ConnectionGuard
 from ._hub import StreamHub
 from ._ingest import created_response, install_ingest_routes, register_external_job
 from ._metrics import Metrics
-from ._models import CreateJobRequest
+from ._models import CreateJobRequest, CreateJobResponse, JobSnapshot
+from ._openapi import LocationHeader, error_responses, install_openapi
 from ._ops_routes import install_ops_routes
 from ._read_routes import install_read_routes
 from ._request import ApiRequest
@@ -65,7 +66,7 @@ def create_app(services: Services) -> QuartTrio:
         ``GET /api/progress/stream?jobIds=a,b``: several jobs' SSE stream (``_stream_routes``).
         ``POST /api/jobs/{jobId}/cancel``: cancel; 202 with the ``cancelled`` snapshot.
         ``GET /healthz``, ``GET /metrics``: health and Prometheus metrics (``_ops_routes``).
-        ``GET /openapi.json``, ``/docs``: the OpenAPI document (quart-schema).
+        ``GET /openapi.json``, ``/docs``: the OpenAPI document (quart-schema, ``_openapi``).
         The ingest routes of ``install_ingest_routes``; authentication by ``install_auth``.
 
     Every request body is limited to ``config.max_body_bytes`` (413 beyond), every write to a
@@ -75,7 +76,7 @@ def create_app(services: Services) -> QuartTrio:
     app = QuartTrio(__name__)
     app.request_class = ApiRequest
     config = services.config
-    QuartSchema(app, info={"title": "progress-sync", "version": "0.1.0"})
+    install_openapi(app)
     # Bodies keep their keys in the order written (jobId first), as the SSE data does.
     app.json.sort_keys = False  # type: ignore[attr-defined]
     install_error_handlers(app)
@@ -88,9 +89,20 @@ def create_app(services: Services) -> QuartTrio:
     install_ingest_routes(app, services, auth)
 
     @app.post("/api/jobs")
+    @tag(["jobs"])
+    @document_auth(config, "produce")
+    @error_responses(400, 409, 413, 503)
+    @document_response(CreateJobResponse, 201, LocationHeader)
+    @validate_response(CreateJobResponse, 201)
     @validate_request(CreateJobRequest)
-    async def create_job(data: CreateJobRequest) -> tuple[Response, int, dict[str, str]]:
-        """Start a job of a known kind, or register an external one; 201 with where to follow it."""
+    async def create_job(data: CreateJobRequest) -> tuple[dict[str, Any], int, dict[str, str]]:
+        """Start a job of a known kind, or register an external job.
+
+        With ``kind`` the server runs the job; without it the job is *external* and a
+        producer reports its progress (``POST /api/jobs/{jobId}/progress``). 400 for an
+        unknown kind or bad params; 409 if ``jobId`` is taken; 503 with ``Retry-After`` when
+        the job queue is full.
+        """
         job_id = check_job_id(data.job_id) if data.job_id is not None else uuid.uuid4().hex
         if data.kind is None:
             snapshot = await register_external_job(store, data, job_id=job_id)
@@ -102,11 +114,18 @@ def create_app(services: Services) -> QuartTrio:
         return created_response(snapshot, auth)
 
     @app.post("/api/jobs/<job_id>/cancel")
-    async def cancel_job(job_id: str) -> tuple[Response, int]:
-        """Cancel a queued or running job; 202 once it is stored ``cancelled``."""
+    @tag(["jobs"])
+    @document_auth(config, "produce")
+    @error_responses(400, 404, 409, 503)
+    @validate_response(JobSnapshot, 202)
+    async def cancel_job(job_id: str) -> tuple[dict[str, Any], int]:
+        """Cancel a queued or running job.
+
+        202 with the ``cancelled`` snapshot once it is stored; 409 if the job has ended.
+        """
         check_job_id(job_id)
         snapshot = await runner.cancel(job_id)
-        return jsonify(snapshot.to_dict()), 202
+        return snapshot.to_dict(), 202
 
     install_read_routes(app, services)
     install_stream_routes(app, services)

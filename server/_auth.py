@@ -20,13 +20,17 @@ import hmac
 import math
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 from quart import Quart, request
+from quart_schema import security_scheme
 
 from ._config import ServerConfig
 from ._errors import ApiError
+from ._openapi import PRODUCER_TOKEN, SUBSCRIBE_TOKEN, error_responses
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 SUBSCRIBE_TOKEN_SALT = "progress-sync.subscribe-token.v1"
 """itsdangerous salt: keeps subscribe tokens apart from anything else signed with the secret."""
@@ -231,3 +235,39 @@ def install_auth(app: Quart, config: ServerConfig) -> Auth:
         )
 
     return auth
+
+
+def document_auth(
+    config: ServerConfig, access: Literal["produce", "read-job", "read-jobs"]
+) -> Callable[[F], F]:
+    """Document what ``Auth.authenticate`` asks of a route under ``/api/`` with ``config``.
+
+    The route gets quart-schema's ``security_scheme`` with the credentials that open it, and
+    its 401 and 403 responses, only when the server has the setting that asks for them.
+
+    Args:
+        config: the server's settings (``producer_token``, ``subscribe_secret``).
+        access: ``produce`` for a ``POST``; ``read-job`` for a ``GET`` of one job (its
+            snapshot, its stream); ``read-jobs`` for a ``GET`` of several jobs.
+    """
+    producer = config.producer_token is not None
+    requirements: list[dict[str, list[str]]] = []
+    statuses: tuple[int, ...] = ()
+    if access == "produce":
+        if producer:
+            requirements, statuses = [{PRODUCER_TOKEN: []}], (401,)
+    elif config.subscribe_secret is not None:
+        if access == "read-job":
+            requirements = [{SUBSCRIBE_TOKEN: []}, *([{PRODUCER_TOKEN: []}] if producer else [])]
+            statuses = (401, 403)
+        elif producer:
+            requirements, statuses = [{PRODUCER_TOKEN: []}], (401,)
+        else:
+            statuses = (403,)
+
+    def decorator(func: F) -> F:
+        if requirements:
+            func = security_scheme(requirements)(func)
+        return error_responses(*statuses)(func)
+
+    return decorator

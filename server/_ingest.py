@@ -18,8 +18,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from quart import Quart, Response, jsonify, request, url_for
-from quart_schema import document_request
+from quart import Quart, Response, request, url_for
+from quart_schema import document_request, tag, validate_response
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from pipeline import (
@@ -37,10 +37,23 @@ from pipeline import (
     parse_status,
 )
 
-from ._auth import Auth
+from ._auth import Auth, document_auth
 from ._config import ServerConfig
 from ._errors import ApiError, error_response
-from ._models import CompleteJobRequest, CreateJobRequest, FailJobRequest, ProgressRequest
+from ._models import (
+    AcceptedResponse,
+    BatchRequest,
+    BatchResponse,
+    CompleteJobRequest,
+    CreateJobRequest,
+    FailJobRequest,
+    ProgressRequest,
+    SubscribeTokenResponse,
+)
+from ._models import (
+    JobSnapshot as JobSnapshotBody,
+)
+from ._openapi import error_responses
 from ._request import decode_json
 
 MAX_CLOCK_SKEW = 300.0
@@ -186,8 +199,14 @@ async def register_external_job(
     )
 
 
-def created_response(snapshot: JobSnapshot, auth: Auth) -> tuple[Response, int, dict[str, str]]:
-    """The 201 answer to ``POST /api/jobs``: where to follow the job, and its subscribe token."""
+def created_response(
+    snapshot: JobSnapshot, auth: Auth
+) -> tuple[dict[str, Any], int, dict[str, str]]:
+    """The 201 answer to ``POST /api/jobs``: where to follow the job, and its subscribe token.
+
+    Returns:
+        The body (a ``CreateJobResponse``), the status and the ``Location`` header.
+    """
     status_url = url_for("get_job", job_id=snapshot.job_id)
     body = {
         "jobId": snapshot.job_id,
@@ -196,7 +215,7 @@ def created_response(snapshot: JobSnapshot, auth: Auth) -> tuple[Response, int, 
         "streamUrl": url_for("stream_job", job_id=snapshot.job_id),
         **auth.credentials(snapshot.job_id),
     }
-    return jsonify(body), 201, {"Location": status_url}
+    return body, 201, {"Location": status_url}
 
 
 async def _read_json(*, allow_empty: bool) -> Any:
@@ -259,19 +278,39 @@ def install_ingest_routes(app: Quart, services: Any, auth: Auth) -> None:
         return snapshot
 
     @app.post("/api/jobs/<job_id>/progress")
+    @tag(["ingest"])
+    @document_auth(config, "produce")
+    @error_responses(400, 404, 409, 413, 503)
+    @validate_response(AcceptedResponse, 202)
     @document_request(ProgressRequest)
-    async def report_progress(job_id: str) -> tuple[Response, int]:
-        """Report one update for an external job; 202 once it is in the update buffer."""
+    async def report_progress(job_id: str) -> tuple[dict[str, Any], int]:
+        """Report one update of an external job.
+
+        202 once the update is in the update buffer, which coalesces it with the job's
+        other updates and writes it within a flush interval. 404 if the job is not
+        registered; 409 if it has ended or the server runs it.
+        """
         check_job_id(job_id)
         body = await _read_json(allow_empty=False)
         _, percent, stage, message, reported_at = parse_update(body, now=time.time(), job_id=job_id)
         await live_job(job_id)
         sink.report_nowait(job_id, percent, stage, message, reported_at=reported_at)
-        return jsonify({"accepted": 1}), 202
+        return {"accepted": 1}, 202
 
     @app.post("/api/progress")
-    async def report_batch() -> Response:
-        """Report updates for many jobs: a JSON array, or NDJSON; 200 with per-line errors."""
+    @tag(["ingest"])
+    @document_auth(config, "produce")
+    @error_responses(400, 413, 503)
+    @validate_response(BatchResponse, 200)
+    @document_request(BatchRequest)
+    async def report_batch() -> dict[str, Any]:
+        """Report updates of many external jobs: a JSON array, or NDJSON.
+
+        Each bad update gets its own error and the good ones are applied; updates of jobs
+        that are not registered, or have ended, are named. 400 when the body is not a JSON
+        array (nor NDJSON); 413 beyond ``--max-batch-updates`` updates, and nothing is
+        applied.
+        """
         lines = await _read_batch(config.max_batch_updates)
         outcome = BatchOutcome()
         now = time.time()
@@ -314,28 +353,45 @@ def install_ingest_routes(app: Quart, services: Any, auth: Auth) -> None:
                 continue
             report_nowait(job_id, percent, stage, message, reported_at=reported_at)
             outcome.accepted += 1
-        return jsonify(outcome.to_dict())
+        return outcome.to_dict()
 
-    async def finish(job_id: str, status: JobStatus, **outcome: Any) -> Response:
+    async def finish(job_id: str, status: JobStatus, **outcome: Any) -> dict[str, Any]:
         check_job_id(job_id)
         await live_job(job_id)
         snapshot = await sink.finish(job_id, status, **outcome)
         if snapshot.status is not status:
             # Another request ended the job between our check and our write; its state won.
             raise JobFinishedError(job_id, snapshot.status.value)
-        return jsonify(snapshot.to_dict())
+        return snapshot.to_dict()
 
     @app.post("/api/jobs/<job_id>/complete")
+    @tag(["ingest"])
+    @document_auth(config, "produce")
+    @error_responses(400, 404, 409, 413, 503)
+    @validate_response(JobSnapshotBody, 200)
     @document_request(CompleteJobRequest)
-    async def complete_job(job_id: str) -> Response:
-        """End an external job ``completed``; 200 with the terminal snapshot once stored."""
+    async def complete_job(job_id: str) -> dict[str, Any]:
+        """End an external job ``completed``, with its result.
+
+        200 with the terminal snapshot once it is stored and the job's subscribers are told;
+        the job's latest buffered progress goes into the same write. 409 if the job has
+        ended or the server runs it.
+        """
         body = await _read_object(("result",))
         return await finish(job_id, JobStatus.COMPLETED, result=body.get("result"))
 
     @app.post("/api/jobs/<job_id>/fail")
+    @tag(["ingest"])
+    @document_auth(config, "produce")
+    @error_responses(400, 404, 409, 413, 503)
+    @validate_response(JobSnapshotBody, 200)
     @document_request(FailJobRequest)
-    async def fail_job(job_id: str) -> Response:
-        """End an external job ``failed`` with its error; 200 with the terminal snapshot."""
+    async def fail_job(job_id: str) -> dict[str, Any]:
+        """End an external job ``failed``, with why.
+
+        200 with the terminal snapshot once it is stored and the job's subscribers are told.
+        409 if the job has ended or the server runs it.
+        """
         body = await _read_object(("error",), allow_empty=False)
         if "error" not in body:
             raise InvalidUpdateError("error", "is required: why the job failed")
@@ -344,8 +400,15 @@ def install_ingest_routes(app: Quart, services: Any, auth: Auth) -> None:
         return await finish(job_id, JobStatus.FAILED, error=body["error"])
 
     @app.post("/api/jobs/<job_id>/subscribe-token")
-    async def new_subscribe_token(job_id: str) -> Response:
-        """A fresh subscribe token for a job (producer token required when configured)."""
+    @tag(["jobs"])
+    @document_auth(config, "produce")
+    @error_responses(400, 404, 503)
+    @validate_response(SubscribeTokenResponse, 200)
+    async def new_subscribe_token(job_id: str) -> dict[str, Any]:
+        """Issue a fresh subscribe token for a job.
+
+        400 when the server has no subscribe secret (reading jobs then needs no token).
+        """
         check_job_id(job_id)
         if auth.subscribe_tokens is None:
             raise ApiError(
@@ -354,7 +417,7 @@ def install_ingest_routes(app: Quart, services: Any, auth: Auth) -> None:
                 "this server has no subscribe secret, so reading jobs needs no token",
             )
         await store.get(job_id)
-        return jsonify({"jobId": job_id, **auth.credentials(job_id)})
+        return {"jobId": job_id, **auth.credentials(job_id)}
 
 
 async def _read_batch(max_updates: int) -> list[tuple[int, object]]:

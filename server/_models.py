@@ -1,11 +1,42 @@
-"""Request and response bodies of the HTTP API (pydantic models with camelCase aliases)."""
+"""Request and response bodies of the HTTP API (pydantic models with camelCase aliases).
+
+The OpenAPI document (``/openapi.json``, see ``_openapi``) is made from these models: a
+model's docstring is its schema's description and each field's docstring (below the field,
+pydantic's ``use_attribute_docstrings``) the property's. Both are reST here and CommonMark
+there (``_commonmark`` turns double backquotes into single ones).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import pydantic
 from pydantic.alias_generators import to_camel
+
+from pipeline import JOB_ID_PATTERN, MAX_MESSAGE_LENGTH, MAX_STAGE_LENGTH
+
+JobStatusName = Literal["queued", "running", "completed", "failed", "cancelled"]
+"""A job's state, as the JSON bodies and the events carry it (``pipeline.JobStatus``)."""
+
+JOB_ID_SCHEMA: dict[str, Any] = {
+    "pattern": f"^{JOB_ID_PATTERN.pattern}$",
+    "minLength": 1,
+    "maxLength": 128,
+}
+"""The JSON Schema of a job id (``pipeline.JOB_ID_PATTERN``): documentation only, the check
+itself is ``pipeline.check_job_id``, whose error message says what is wrong."""
+
+
+def _commonmark(schema: dict[str, Any]) -> None:
+    # OpenAPI descriptions are CommonMark, where code is `x`, not reST's ``x``.
+    for target in (schema, *schema.get("properties", {}).values()):
+        if isinstance(target.get("description"), str):
+            target["description"] = target["description"].replace("``", "`")
+
+
+def _title(name: str, _: object) -> str:
+    # "job_id" -> "Job id" (pydantic's default would title-case the alias: "Jobid").
+    return name.replace("_", " ").capitalize()
 
 
 class _ApiModel(pydantic.BaseModel):
@@ -18,6 +49,9 @@ class _ApiModel(pydantic.BaseModel):
         serialize_by_alias=True,
         extra="forbid",
         strict=True,
+        use_attribute_docstrings=True,
+        field_title_generator=_title,
+        json_schema_extra=_commonmark,
     )
 
 
@@ -26,82 +60,138 @@ class CreateJobRequest(_ApiModel):
 
     With ``kind`` the server runs a job of that kind; without it the job is *external*: the
     server runs nothing and a producer reports its progress over HTTP.
-
-    Attributes:
-        kind: the job kind (``"demo"``), or None for an external job.
-        params: the kind's parameters (for ``demo``: ``durationS``, ``updatesPerS``,
-            ``failAtPercent``); jobs with a kind only.
-        job_id: ``jobId``, optional id to use; a random one by default.
-        status: external jobs only: the initial status, ``queued`` or ``running`` (default),
-            or an alias (``pending``, ``in_progress``, ...).
-        stage: external jobs only: the initial stage text.
-        message: external jobs only: an initial message.
     """
 
     kind: str | None = pydantic.Field(default=None, min_length=1, max_length=64)
+    """The job kind (``demo``); leave it out for an external job."""
     params: dict[str, Any] = pydantic.Field(default_factory=dict)
-    job_id: str | None = None
+    """The kind's parameters; jobs with a kind only. ``demo``: ``durationS`` (0-3600 s,
+    default 5), ``updatesPerS`` (0-1000, default 25), ``failAtPercent`` (0-100, optional)."""
+    job_id: str | None = pydantic.Field(default=None, json_schema_extra=JOB_ID_SCHEMA)
+    """The id to give the job (1-128 letters, digits, ``.``, ``_``, ``:`` or ``-``, starting
+    with a letter or digit); a random one by default. 409 if taken."""
     status: str | None = pydantic.Field(default=None, max_length=64)
-    stage: str | None = pydantic.Field(default=None, max_length=200)
-    message: str | None = pydantic.Field(default=None, max_length=2000)
+    """External jobs only: the initial state, ``queued`` or ``running`` (default), or an
+    alias (``pending``, ``in_progress``, ...)."""
+    stage: str | None = pydantic.Field(default=None, max_length=MAX_STAGE_LENGTH)
+    """External jobs only: the initial stage text."""
+    message: str | None = pydantic.Field(default=None, max_length=MAX_MESSAGE_LENGTH)
+    """External jobs only: an initial message."""
 
 
 class CreateJobResponse(_ApiModel):
-    """``201`` to ``POST /api/jobs``: where to follow the new job.
-
-    ``subscribeToken`` (and ``subscribeTokenExpiresIn``, seconds) only when the server signs
-    subscribe tokens.
-    """
+    """The job was created: where to follow it (also in ``Location``)."""
 
     job_id: str
-    status: str
+    """The job's id."""
+    status: JobStatusName
+    """The job's state now."""
     status_url: str
+    """Where to poll the job's snapshot: ``GET /api/jobs/{jobId}``."""
     stream_url: str
+    """The job's event stream: ``GET /api/jobs/{jobId}/progress/stream``."""
     subscribe_token: str | None = None
+    """Only when the server signs subscribe tokens: the token that reads this job
+    (``?token=``)."""
     subscribe_token_expires_in: float | None = None
+    """Only with ``subscribeToken``: seconds it stays valid."""
 
 
 class ProgressRequest(_ApiModel):
-    """``POST /api/jobs/{jobId}/progress``: one progress update of an external job.
-
-    Attributes:
-        percent: progress in percent, 0-100.
-        stage: what the job is doing (at most 200 characters; default ``""``).
-        message: optional free text (at most 2000 characters).
-        reported_at: ``reportedAt``, when the producer made the report, seconds since the
-            Unix epoch; the server's receive time by default.
-    """
+    """``POST /api/jobs/{jobId}/progress``: one progress update of an external job."""
 
     percent: float = pydantic.Field(ge=0, le=100)
-    stage: str = pydantic.Field(default="", max_length=200)
-    message: str | None = pydantic.Field(default=None, max_length=2000)
-    reported_at: float | None = None
+    """Progress in percent, 0-100."""
+    stage: str = pydantic.Field(default="", max_length=MAX_STAGE_LENGTH)
+    """What the job is doing now."""
+    message: str | None = pydantic.Field(default=None, max_length=MAX_MESSAGE_LENGTH)
+    """Optional free text."""
+    reported_at: float | None = pydantic.Field(default=None, ge=0)
+    """When the producer made the report, seconds since the Unix epoch; the server's
+    receive time by default. At most 300 s ahead of the server's clock."""
 
 
 class BatchUpdate(ProgressRequest):
-    """One line of ``POST /api/progress``: an update with its ``jobId``."""
+    """One update of ``POST /api/progress``: a progress update with its ``jobId``."""
 
-    job_id: str
+    job_id: str = pydantic.Field(json_schema_extra=JOB_ID_SCHEMA)
+    """The external job the update is for."""
+
+
+class BatchRequest(pydantic.RootModel[list[BatchUpdate]]):
+    """``POST /api/progress``: updates for many jobs, a JSON array (or NDJSON, one update per
+    line, with ``Content-Type: application/x-ndjson``)."""
+
+    model_config = pydantic.ConfigDict(json_schema_extra=_commonmark)
+
+
+class AcceptedResponse(_ApiModel):
+    """The update is in the update buffer; it reaches the store and the streams within a
+    flush interval."""
+
+    accepted: int
+    """Updates accepted (1)."""
+
+
+class LineError(_ApiModel):
+    """Why one update of a batch was refused."""
+
+    line: int
+    """The update's 1-based line: the NDJSON line, or the array index + 1."""
+    field: str
+    """The field at fault (``body`` when the line is not a JSON object)."""
+    reason: str
+    """What is wrong."""
+
+
+class BatchResponse(_ApiModel):
+    """What the batch did: the good updates are applied, each bad one is named."""
+
+    accepted: int
+    """Updates handed to the update buffer."""
+    errors: list[LineError]
+    """One entry per refused update."""
+    unknown_jobs: list[str]
+    """Ids of jobs that are not registered (their updates were not applied)."""
+    finished_jobs: list[str]
+    """Ids of jobs already in a terminal state (their updates were ignored)."""
 
 
 class CompleteJobRequest(_ApiModel):
-    """``POST /api/jobs/{jobId}/complete``: the job's JSON result, if any."""
+    """``POST /api/jobs/{jobId}/complete``: the job's result (the body may be empty)."""
 
     result: Any = None
+    """The job's result: any JSON value; null by default."""
 
 
 class FailJobRequest(_ApiModel):
-    """``POST /api/jobs/{jobId}/fail``: why the job failed (at most 2000 characters)."""
+    """``POST /api/jobs/{jobId}/fail``: why the job failed."""
 
-    error: str = pydantic.Field(min_length=1, max_length=2000)
+    error: str = pydantic.Field(min_length=1, max_length=MAX_MESSAGE_LENGTH)
+    """Why the job failed (not blank)."""
+
+
+class SubscribeTokenResponse(_ApiModel):
+    """A fresh subscribe token for the job."""
+
+    job_id: str
+    """The job's id."""
+    subscribe_token: str
+    """The token that reads this job (``?token=``) and no other."""
+    subscribe_token_expires_in: float
+    """Seconds the token stays valid."""
 
 
 class ErrorResponse(_ApiModel):
     """Every 4xx and 5xx body: a short error, the reason, and the field at fault if any."""
 
     error: str
+    """A short name of the error (``invalid request``, ``job not found``...)."""
     detail: str
-    field: str | None = None
+    """What is wrong and what to do."""
+    field: str | None
+    """The field, query parameter or header at fault (``jobId``, ``body``, ``token``,
+    ``Authorization``...), or null."""
 
 
 class _QueryModel(pydantic.BaseModel):
@@ -112,81 +202,170 @@ class _QueryModel(pydantic.BaseModel):
         validate_by_alias=True,
         validate_by_name=False,
         extra="forbid",
+        use_attribute_docstrings=True,
+        field_title_generator=_title,
+        json_schema_extra=_commonmark,
     )
 
 
 class StreamQuery(_QueryModel):
-    """Query of ``GET /api/jobs/{jobId}/progress/stream``.
-
-    Attributes:
-        last_event_id: ``lastEventId``, the last event id the client has, for a first
-            connection that cannot send the ``Last-Event-ID`` header (EventSource cannot set
-            headers); the header wins when both are sent. A malformed id is ignored.
-    """
+    """Query of ``GET /api/jobs/{jobId}/progress/stream``."""
 
     # Other parameters (the subscribe ``token``, a cache buster) are not this route's business.
     model_config = pydantic.ConfigDict(extra="ignore")
 
     last_event_id: str | None = None
+    """The last event id the client has, for a first connection that cannot send the
+    ``Last-Event-ID`` header (EventSource cannot set headers); the header wins when both are
+    sent. A malformed, unknown or stale id gets the current snapshot."""
 
 
 class MultiStreamQuery(StreamQuery):
-    """Query of ``GET /api/progress/stream``.
-
-    Attributes:
-        job_ids: ``jobIds``, the jobs to follow, comma-separated (``a,b,c``), at most
-            ``max_stream_jobs`` of them.
-        last_event_id: ``lastEventId``, as for the single-job stream.
-    """
+    """Query of ``GET /api/progress/stream``."""
 
     job_ids: str = pydantic.Field(min_length=1)
+    """The jobs to follow, comma-separated (``a,b,c``), at most ``--max-stream-jobs``
+    (default 100) of them."""
 
 
 class ListJobsQuery(_QueryModel):
-    """Query of ``GET /api/jobs``.
-
-    Attributes:
-        status: only jobs in this state (``queued``, ``running``, ``completed``, ``failed``,
-            ``cancelled``, or an alias such as ``pending``); all by default.
-        offset: how many matching jobs to skip (default 0).
-        limit: the most jobs in the page, 1-1000 (default 100).
-    """
+    """Query of ``GET /api/jobs``."""
 
     status: str | None = None
+    """Only jobs in this state (``queued``, ``running``, ``completed``, ``failed``,
+    ``cancelled``, or an alias such as ``pending``); all by default."""
     offset: int = pydantic.Field(default=0, ge=0)
+    """How many matching jobs to skip."""
     limit: int = pydantic.Field(default=100, ge=1, le=1000)
+    """The most jobs in the page, 1-1000."""
 
 
-class JobSnapshotModel(_ApiModel):
-    """A job's snapshot, as ``GET /api/jobs/{jobId}`` and every stream event carry it."""
+class JobSnapshot(_ApiModel):
+    """A job's snapshot: ``GET /api/jobs/{jobId}``, and the data of every stream event that
+    carries the job's state."""
 
     job_id: str
-    status: str
-    percent: float
+    """The job's id."""
+    status: JobStatusName
+    """The job's state; ``completed``, ``failed`` and ``cancelled`` are terminal."""
+    percent: float = pydantic.Field(ge=0, le=100)
+    """Progress in percent, 0-100."""
     stage: str
+    """What the job is doing."""
     message: str | None
-    seq: int
+    """The latest free-text message, or null."""
+    seq: int = pydantic.Field(ge=1)
+    """The job's version number: strictly increasing, it is the event ``id`` of the
+    job's stream and the ``ETag`` of its snapshot."""
     created_at: str
+    """When the job was registered (ISO-8601, UTC)."""
     updated_at: str
+    """When the job last changed (ISO-8601, UTC)."""
     reported_at: float
+    """When the producer made the latest report, seconds since the Unix epoch."""
     kind: str | None
+    """The job kind for jobs the server runs; null for external jobs."""
     error: str | None
+    """Why the job failed (or was cancelled), else null."""
     result: Any
+    """The result of a completed job (any JSON value), else null."""
 
 
 class JobListResponse(_ApiModel):
-    """``GET /api/jobs``: a page of jobs, newest first.
+    """A page of jobs, newest first."""
 
-    Attributes:
-        jobs: the snapshots of the page.
-        total: how many jobs match in all.
-        offset: the page's offset.
-        limit: the page's size limit.
-        next_offset: ``nextOffset``, the offset of the next page, or None on the last page.
-    """
-
-    jobs: list[JobSnapshotModel]
+    jobs: list[JobSnapshot]
+    """The snapshots of the page."""
     total: int
+    """How many jobs match in all."""
     offset: int
+    """The page's offset."""
     limit: int
+    """The page's size limit."""
     next_offset: int | None
+    """The offset of the next page, or null on the last page."""
+
+
+class StoreHealth(_ApiModel):
+    """The export store's counters (``ExportStore.statistics()``)."""
+
+    backend: str
+    """The store's class (``MemoryStore``, ``RedisStore``)."""
+    available: bool
+    """False while the store cannot be reached."""
+    jobs: int
+    """Jobs held now."""
+    subscribers: int
+    """Subscriptions open now."""
+    writes: int
+    """Write operations so far."""
+    ignored_terminal: int
+    """Updates that arrived after their job's terminal state, ignored."""
+    unavailable_errors: int
+    """Operations that failed because the store could not be reached."""
+    resyncs: int
+    """Times the store re-read its subscribed jobs after (re)connecting."""
+
+
+class SinkHealth(_ApiModel):
+    """The update buffer's counters (``UpdateSink.statistics()``)."""
+
+    reports_received: int
+    """Progress reports accepted."""
+    coalesced: int
+    """Reports replaced by a later one for the same job before being written."""
+    overflowed: int
+    """Reports that found the buffer's channel full (kept, coalesced, in its overflow map)."""
+    store_writes: int
+    """Store writes made for progress."""
+    pending: int
+    """Reports waiting to be written now (the buffer depth)."""
+    failed_writes: int
+    """Flushes that failed."""
+    last_error: str | None
+    """Why a flush failed by an unexpected error, or null."""
+
+
+class HealthResponse(_ApiModel):
+    """The server's health and the pipeline's counters."""
+
+    status: Literal["ok", "degraded", "unhealthy", "draining"]
+    """``ok``; ``degraded`` (still 200) while the store cannot be reached; ``unhealthy``
+    (503) while the update buffer cannot deliver; ``draining`` (503) during a shutdown."""
+    reason: str | None
+    """Why the status is not ``ok``, or null."""
+    sync_mode: Literal["batched", "direct"]
+    """How reports reach the store: through the update buffer, or one write each."""
+    active_jobs: int
+    """Jobs queued or running in this server's job runner."""
+    open_streams: int
+    """SSE streams open on this server process."""
+    store: StoreHealth
+    """The export store's counters."""
+    sink: SinkHealth
+    """The update buffer's counters."""
+
+
+class JobErrorEvent(_ApiModel):
+    """The data of a ``job-error`` event: the job was not registered in time (``id: 0``)."""
+
+    job_id: str
+    """The job's id."""
+    error: str
+    """``job not registered``."""
+    detail: str
+    """What is wrong and what to do."""
+
+
+class ReconnectEvent(_ApiModel):
+    """The data of a ``reconnect`` event: the server is shutting down before the job ended;
+    reconnect after ``retryMs`` (the ``retry:`` field sent with it)."""
+
+    reason: str
+    """``server shutting down``."""
+    job_id: str | None = None
+    """The job (single-job stream)."""
+    job_ids: list[str] | None = None
+    """The jobs (multi-job stream)."""
+    retry_ms: int
+    """Milliseconds to wait before reconnecting."""

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from quart import Response, jsonify
+from quart import Response
+from quart_schema import document_response, tag, validate_response
+
+from ._models import HealthResponse
+from ._openapi import PrometheusText
 
 if TYPE_CHECKING:
     from quart_trio import QuartTrio
@@ -22,7 +26,10 @@ def install_ops_routes(app: QuartTrio, services: Services) -> None:
     registry = services.metrics.registry
 
     @app.get("/healthz")
-    async def healthz() -> tuple[Response, int]:
+    @tag(["operations"])
+    @validate_response(HealthResponse, 200)
+    @validate_response(HealthResponse, 503)
+    async def healthz() -> tuple[dict[str, Any], int]:
         """Health and the pipeline's counters.
 
         ``status`` is ``ok`` (200); ``degraded`` (still 200: the process serves, streams keep
@@ -77,9 +84,11 @@ def install_ops_routes(app: QuartTrio, services: Services) -> None:
                 "lastError": sink_stats.last_error,
             },
         }
-        return jsonify(body), code
+        return body, code
 
     @app.get("/metrics")
+    @tag(["operations"])
+    @document_response(PrometheusText, 200)
     async def metrics() -> Response:
         """The server's metrics in the Prometheus text format (prometheus-client)."""
         return Response(generate_latest(registry), 200, {"Content-Type": CONTENT_TYPE_LATEST})

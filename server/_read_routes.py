@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from quart import Response, jsonify, request
-from quart_schema import document_response, validate_querystring
+from quart import Response, request
+from quart_schema import (
+    document_headers,
+    document_response,
+    tag,
+    validate_querystring,
+    validate_response,
+)
 
 from pipeline import JobSnapshot, check_job_id, parse_status
 
-from ._models import ErrorResponse, JobListResponse, JobSnapshotModel, ListJobsQuery
+from ._auth import document_auth
+from ._models import JobListResponse, ListJobsQuery
+from ._models import JobSnapshot as JobSnapshotBody
+from ._openapi import IfNoneMatchHeader, NotModified, SnapshotHeaders, error_responses
 
 if TYPE_CHECKING:
     from quart_trio import QuartTrio
@@ -29,12 +38,17 @@ def snapshot_etag(snapshot: JobSnapshot) -> str:
 def install_read_routes(app: QuartTrio, services: Services) -> None:
     """Add ``GET /api/jobs/{jobId}`` (polling, with ETag) and ``GET /api/jobs`` (list)."""
     store = services.store
+    config = services.config
 
     @app.get("/api/jobs/<job_id>")
-    @document_response(JobSnapshotModel, 200)
-    @document_response(ErrorResponse, 404)
+    @tag(["jobs"])
+    @document_auth(config, "read-job")
+    @error_responses(400, 404, 503)
+    @document_response(JobSnapshotBody, 200, SnapshotHeaders)
+    @document_response(NotModified, 304, SnapshotHeaders)
+    @document_headers(IfNoneMatchHeader)
     async def get_job(job_id: str) -> Response:
-        """The job's current snapshot: the polling fallback.
+        """The job's current snapshot: the polling fallback to its stream.
 
         Sends an ``ETag`` made from the snapshot's ``seq``; a request whose ``If-None-Match``
         holds it gets ``304 Not Modified`` with no body (RFC 9110, section 13.1.2).
@@ -51,11 +65,13 @@ def install_read_routes(app: QuartTrio, services: Services) -> None:
         return response
 
     @app.get("/api/jobs")
+    @tag(["jobs"])
+    @document_auth(config, "read-jobs")
+    @error_responses(400, 503)
+    @validate_response(JobListResponse, 200)
     @validate_querystring(ListJobsQuery)
-    @document_response(JobListResponse, 200)
-    @document_response(ErrorResponse, 400)
-    async def list_jobs(query_args: ListJobsQuery) -> Response:
-        """Jobs, newest first, a page at a time, optionally only those in one state.
+    async def list_jobs(query_args: ListJobsQuery) -> dict[str, Any]:
+        """List jobs, newest first, a page at a time, optionally only those in one state.
 
         ``?status=running&offset=0&limit=100``; ``nextOffset`` is the next page's offset, or
         null on the last page.
@@ -65,12 +81,10 @@ def install_read_routes(app: QuartTrio, services: Services) -> None:
             status=status, offset=query_args.offset, limit=query_args.limit
         )
         end = query_args.offset + len(page)
-        return jsonify(
-            {
-                "jobs": [snapshot.to_dict() for snapshot in page],
-                "total": total,
-                "offset": query_args.offset,
-                "limit": query_args.limit,
-                "nextOffset": end if end < total else None,
-            }
-        )
+        return {
+            "jobs": [snapshot.to_dict() for snapshot in page],
+            "total": total,
+            "offset": query_args.offset,
+            "limit": query_args.limit,
+            "nextOffset": end if end < total else None,
+        }

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING
 
 from quart import Response, make_response, request
-from quart_schema import document_response, validate_querystring
+from quart_schema import document_headers, document_response, tag, validate_querystring
 
 from pipeline import (
     JOB_ID_PATTERN,
@@ -17,9 +17,18 @@ from pipeline import (
     check_job_id,
 )
 
+from ._auth import document_auth
 from ._errors import ShuttingDownError
 from ._hub import spread_retry_ms
-from ._models import ErrorResponse, MultiStreamQuery, StreamQuery
+from ._models import MultiStreamQuery, StreamQuery
+from ._openapi import (
+    JobEventStream,
+    LastEventIdHeader,
+    MultiJobEventStream,
+    StreamHeaders,
+    StreamSeenEnd,
+    error_responses,
+)
 from ._resume import last_event_id, parse_seq, parse_seq_vector
 from ._sse import SSE_HEADERS
 from ._streams import StreamContext, job_event_stream, multi_job_event_stream
@@ -95,11 +104,15 @@ def install_stream_routes(app: QuartTrio, services: Services) -> None:
         return snapshot.is_terminal and snapshot.seq == seen
 
     @app.get("/api/jobs/<job_id>/progress/stream")
+    @tag(["streams"])
+    @document_auth(config, "read-job")
+    @error_responses(400, 503)
+    @document_response(JobEventStream, 200, StreamHeaders)
+    @document_response(StreamSeenEnd, 204)
+    @document_headers(LastEventIdHeader)
     @validate_querystring(StreamQuery)
-    @document_response(ErrorResponse, 400)
-    @document_response(ErrorResponse, 503)
     async def stream_job(job_id: str, query_args: StreamQuery) -> Response:
-        """The job's progress as server-sent events (``text/event-stream``).
+        """Follow a job: its progress as server-sent events (``text/event-stream``).
 
         Events: ``job-progress`` while it runs, then one of ``job-completed``, ``job-failed``,
         ``job-cancelled``; ``job-error`` if it is not registered in time; ``reconnect`` when
@@ -116,11 +129,15 @@ def install_stream_routes(app: QuartTrio, services: Services) -> None:
         return await sse_response(job_event_stream(context, job_id, last_seen=seen))
 
     @app.get("/api/progress/stream")
+    @tag(["streams"])
+    @document_auth(config, "read-jobs")
+    @error_responses(400, 503)
+    @document_response(MultiJobEventStream, 200, StreamHeaders)
+    @document_response(StreamSeenEnd, 204)
+    @document_headers(LastEventIdHeader)
     @validate_querystring(MultiStreamQuery)
-    @document_response(ErrorResponse, 400)
-    @document_response(ErrorResponse, 503)
     async def stream_jobs(query_args: MultiStreamQuery) -> Response:
-        """Several jobs' progress on one connection: ``?jobIds=a,b,c``.
+        """Follow several jobs on one connection: ``?jobIds=a,b,c``.
 
         The events of each job as on its own stream (every event's data carries ``jobId``);
         each ``id`` lists the seq the client has of every job in ``jobIds`` order

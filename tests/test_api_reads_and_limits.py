@@ -185,5 +185,5 @@ async def test_the_openapi_document_describes_the_read_and_stream_routes(autojum
     assert listed >= {"status", "offset", "limit"}
     multi = {p["name"] for p in paths["/api/progress/stream"]["get"]["parameters"]}
     assert multi >= {"jobIds", "lastEventId"}
-    assert "/api/jobs/{job_id}/progress/stream" in paths
-    assert "200" in paths["/api/jobs/{job_id}"]["get"]["responses"]
+    assert "/api/jobs/{jobId}/progress/stream" in paths
+    assert "200" in paths["/api/jobs/{jobId}"]["get"]["responses"]
