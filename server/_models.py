@@ -8,6 +8,7 @@ there (``_commonmark`` turns double backquotes into single ones).
 
 from __future__ import annotations
 
+import typing
 from typing import Any, Literal
 
 import pydantic
@@ -18,6 +19,8 @@ from pipeline import JOB_ID_PATTERN, MAX_MESSAGE_LENGTH, MAX_STAGE_LENGTH
 JobStatusName = Literal["queued", "running", "completed", "failed", "cancelled"]
 """A job's state, as the JSON bodies and the events carry it (``pipeline.JobStatus``)."""
 
+_ID = JOB_ID_PATTERN.pattern
+
 JOB_ID_SCHEMA: dict[str, Any] = {
     "pattern": f"^{JOB_ID_PATTERN.pattern}$",
     "minLength": 1,
@@ -25,6 +28,12 @@ JOB_ID_SCHEMA: dict[str, Any] = {
 }
 """The JSON Schema of a job id (``pipeline.JOB_ID_PATTERN``): documentation only, the check
 itself is ``pipeline.check_job_id``, whose error message says what is wrong."""
+
+
+NOT_BLANK = r"[^\t-\r\u001c-\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+"""A JSON Schema ``pattern`` that a text matches when ``text.strip()`` leaves something: a
+character that is not whitespace to ``str.isspace`` (spelt out, since ``\\s`` differs
+between regex engines)."""
 
 
 def _commonmark(schema: dict[str, Any]) -> None:
@@ -55,12 +64,24 @@ class _ApiModel(pydantic.BaseModel):
     )
 
 
+def _kind_or_external(schema: dict[str, Any]) -> None:
+    # What create_job and register_external_job refuse (400), said in JSON Schema 2020-12:
+    # params only with a kind; status, stage and message only without (even null).
+    _commonmark(schema)
+    schema["if"] = {"required": ["kind"], "properties": {"kind": {"type": "string"}}}
+    schema["then"] = {"not": {"anyOf": [{"required": [n]} for n in ("status", "stage", "message")]}}
+    schema["else"] = {"not": {"required": ["params"]}}
+
+
 class CreateJobRequest(_ApiModel):
     """``POST /api/jobs``: start a job of a known kind, or register an external job.
 
     With ``kind`` the server runs a job of that kind; without it the job is *external*: the
-    server runs nothing and a producer reports its progress over HTTP.
+    server runs nothing and a producer reports its progress over HTTP. ``params`` go with a
+    kind only; ``status``, ``stage`` and ``message`` with an external job only.
     """
+
+    model_config = pydantic.ConfigDict(json_schema_extra=_kind_or_external)
 
     kind: str | None = pydantic.Field(default=None, min_length=1, max_length=64)
     """The job kind (``demo``); leave it out for an external job."""
@@ -70,9 +91,11 @@ class CreateJobRequest(_ApiModel):
     job_id: str | None = pydantic.Field(default=None, json_schema_extra=JOB_ID_SCHEMA)
     """The id to give the job (1-128 letters, digits, ``.``, ``_``, ``:`` or ``-``, starting
     with a letter or digit); a random one by default. 409 if taken."""
-    status: str | None = pydantic.Field(default=None, max_length=64)
-    """External jobs only: the initial state, ``queued`` or ``running`` (default), or an
-    alias (``pending``, ``in_progress``, ...)."""
+    status: str | None = pydantic.Field(
+        default=None, max_length=64, json_schema_extra={"enum": ["queued", "running", None]}
+    )
+    """External jobs only: the initial state, ``queued`` or ``running`` (default); aliases
+    such as ``pending`` or ``in_progress`` are accepted too."""
     stage: str | None = pydantic.Field(default=None, max_length=MAX_STAGE_LENGTH)
     """External jobs only: the initial stage text."""
     message: str | None = pydantic.Field(default=None, max_length=MAX_MESSAGE_LENGTH)
@@ -167,7 +190,9 @@ class CompleteJobRequest(_ApiModel):
 class FailJobRequest(_ApiModel):
     """``POST /api/jobs/{jobId}/fail``: why the job failed."""
 
-    error: str = pydantic.Field(min_length=1, max_length=MAX_MESSAGE_LENGTH)
+    error: str = pydantic.Field(
+        min_length=1, max_length=MAX_MESSAGE_LENGTH, json_schema_extra={"pattern": NOT_BLANK}
+    )
     """Why the job failed (not blank)."""
 
 
@@ -223,7 +248,10 @@ class StreamQuery(_QueryModel):
 class MultiStreamQuery(StreamQuery):
     """Query of ``GET /api/progress/stream``."""
 
-    job_ids: str = pydantic.Field(min_length=1)
+    job_ids: str = pydantic.Field(
+        min_length=1,
+        json_schema_extra={"pattern": rf"^\s*{_ID}\s*(?:,\s*{_ID}\s*)*$"},
+    )
     """The jobs to follow, comma-separated (``a,b,c``), at most ``--max-stream-jobs``
     (default 100) of them."""
 
@@ -231,9 +259,11 @@ class MultiStreamQuery(StreamQuery):
 class ListJobsQuery(_QueryModel):
     """Query of ``GET /api/jobs``."""
 
-    status: str | None = None
-    """Only jobs in this state (``queued``, ``running``, ``completed``, ``failed``,
-    ``cancelled``, or an alias such as ``pending``); all by default."""
+    status: str | None = pydantic.Field(
+        default=None, json_schema_extra={"enum": [*typing.get_args(JobStatusName), None]}
+    )
+    """Only jobs in this state; aliases such as ``pending`` or ``succeeded`` are accepted
+    too. All jobs by default."""
     offset: int = pydantic.Field(default=0, ge=0)
     """How many matching jobs to skip."""
     limit: int = pydantic.Field(default=100, ge=1, le=1000)

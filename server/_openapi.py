@@ -49,12 +49,14 @@ from werkzeug.routing import BaseConverter, Rule
 from ._models import (
     JOB_ID_SCHEMA,
     BatchRequest,
+    CompleteJobRequest,
     ErrorResponse,
     JobErrorEvent,
     JobSnapshot,
     ReconnectEvent,
     _commonmark,
 )
+from ._sse import EVENT_FOR_STATUS, JOB_ERROR_EVENT, RECONNECT_EVENT
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -176,6 +178,49 @@ class Body:
     example: ClassVar[str | None] = None
 
 
+def _event_schema(id_pattern: str, id_description: str) -> dict[str, Any]:
+    """The schema of one event of a stream, as an SSE client hands it over.
+
+    OpenAPI 3.1 has no way to describe the items of a stream; tools such as schemathesis read
+    the ``schema`` of ``text/event-stream`` as that of one event, as OpenAPI 3.2's
+    ``itemSchema`` is: an object with ``event``, ``id``, ``retry`` and ``data``, the data's
+    JSON described by ``contentMediaType`` and ``contentSchema`` (JSON Schema 2020-12,
+    section 8.4).
+    """
+
+    def data(component: str) -> dict[str, Any]:
+        return {
+            "contentMediaType": "application/json",
+            "contentSchema": {"$ref": f"#/components/schemas/{component}"},
+        }
+
+    return {
+        "type": "object",
+        "description": "One event (WHATWG HTML, section 9.2.6).",
+        "properties": {
+            "event": {"type": "string", "description": "The event type."},
+            "id": {"type": "string", "pattern": id_pattern, "description": id_description},
+            "retry": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "The reconnection time, milliseconds (on `reconnect`).",
+            },
+            "data": {"type": "string", "description": "The event's data: one line of JSON."},
+        },
+        "required": ["event", "data"],
+        "oneOf": [
+            {
+                "properties": {
+                    "event": {"enum": list(dict.fromkeys(EVENT_FOR_STATUS.values()))},
+                    "data": data("JobSnapshot"),
+                }
+            },
+            {"properties": {"event": {"const": JOB_ERROR_EVENT}, "data": data("JobErrorEvent")}},
+            {"properties": {"event": {"const": RECONNECT_EVENT}, "data": data("ReconnectEvent")}},
+        ],
+    }
+
+
 _SNAPSHOT_EXAMPLE = (
     '{"jobId":"job-1","status":"running","percent":41.5,"stage":"visuals","message":null,'
     '"seq":9,"createdAt":"2026-11-29T11:00:00.000Z","updatedAt":"2026-11-29T11:00:04.120Z",'
@@ -198,9 +243,10 @@ class JobEventStream(Body):
     Each event's ``id`` is the snapshot's ``seq`` (``0`` for ``job-error``): reconnect with it
     in ``Last-Event-ID`` to skip what you have. Snapshots are conflated: a slow client gets
     the latest state, never a backlog. A ``: heartbeat`` comment goes out after
-    ``--heartbeat-interval`` seconds (15) of silence."""
+    ``--heartbeat-interval`` seconds (15) of silence. The schema is that of one event."""
 
     media_type = "text/event-stream"
+    schema = _event_schema("^[0-9]+$", "The snapshot's `seq`; `0` on `job-error`.")
     example = (
         f"retry: 2000\n\nid: 9\nevent: job-progress\ndata: {_SNAPSHOT_EXAMPLE}\n\n"
         ": heartbeat\n\n"
@@ -213,9 +259,12 @@ class MultiJobEventStream(Body):
     job's own stream: every event's data carries ``jobId``. A job not registered when the
     stream opens gets one ``job-error`` at once. Each ``id`` lists, for each job of ``jobIds``
     in order, the ``seq`` the client has of it (``5,0,12``), so one ``Last-Event-ID`` resumes
-    them all. The stream ends when every job has ended."""
+    them all. The stream ends when every job has ended. The schema is that of one event."""
 
     media_type = "text/event-stream"
+    schema = _event_schema(
+        "^[0-9]+(,[0-9]+)*$", "The `seq` the client has of each job of `jobIds`, in order."
+    )
     example = (
         f"retry: 2000\n\nid: 9,0\nevent: job-progress\ndata: {_SNAPSHOT_EXAMPLE}\n\n"
         'id: 9,0\nevent: job-error\ndata: {"jobId": "job-2", "error": "job not registered", '
@@ -381,7 +430,8 @@ class ApiOpenAPIProvider(OpenAPIProvider):
                 },
                 "example": '{"jobId": "a", "percent": 10}\n{"jobId": "b", "percent": 55.5}\n',
             }
-        return {"content": content}, components
+        # Every body is required but that of complete, which may be empty (no result).
+        return {"content": content, "required": model is not CompleteJobRequest}, components
 
     def build_response_object(
         self, model: type, headers_model: type | None

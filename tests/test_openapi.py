@@ -18,7 +18,7 @@ from openapi_spec_validator import validate
 from quart_schema.openapi import QUART_SCHEMA_HIDDEN_ATTRIBUTE
 
 from pipeline import JOB_ID_PATTERN, JobStatus
-from server._models import JobStatusName
+from server._models import NOT_BLANK, JobStatusName
 from tests._asgi import open_virtual_server
 
 PRODUCER = "p" * 20
@@ -234,3 +234,31 @@ async def test_only_the_document_and_swagger_ui_are_served(autojump_clock):
         assert "/openapi.json" in (await docs.get_data(as_text=True))
         for path in ("/redocs", "/scalar"):
             assert (await client.get(path)).status_code == 404, path
+
+
+def test_the_not_blank_pattern_is_pythons_whitespace():
+    pattern = re.compile(NOT_BLANK)
+    for code in range(0x10000):
+        assert (pattern.search(chr(code)) is None) == chr(code).isspace(), hex(code)
+
+
+@pytest.mark.parametrize(
+    ("body", "valid"),
+    [
+        ({"kind": "demo", "params": {"durationS": 1}}, True),
+        ({"jobId": "ext-1", "status": "queued", "stage": "waiting", "message": "m"}, True),
+        ({"kind": None, "stage": "s"}, True),
+        ({"kind": "demo", "status": None}, False),
+        ({"kind": "demo", "message": "m"}, False),
+        ({"params": {}}, False),
+        ({"kind": None, "params": {"durationS": 1}}, False),
+    ],
+)
+async def test_the_create_job_schema_says_what_the_server_refuses(autojump_clock, body, valid):
+    async with open_virtual_server() as server:
+        client = server.client()
+        document = await (await client.get("/openapi.json")).get_json()
+        response = await client.post("/api/jobs", json=body)
+    schema = {"$ref": "#/components/schemas/CreateJobRequest", **document}
+    assert OAS31Validator(schema).is_valid(body) is valid
+    assert response.status_code == (201 if valid else 400)
