@@ -76,7 +76,7 @@ def create_app(services: Services) -> QuartTrio:
     app = QuartTrio(__name__)
     app.request_class = ApiRequest
     config = services.config
-    install_openapi(app)
+    install_openapi(app, job_kinds=list(services.runner.kinds))
     # Bodies keep their keys in the order written (jobId first), as the SSE data does.
     app.json.sort_keys = False  # type: ignore[attr-defined]
     install_error_handlers(app)

@@ -24,9 +24,10 @@ served by the app itself and works offline. quart-schema's other UI pages (``/re
 
 from __future__ import annotations
 
+import functools
 import inspect
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
@@ -363,15 +364,30 @@ def _component(schema: dict[str, Any], components: dict[str, Any]) -> dict[str, 
 
 
 class ApiOpenAPIProvider(OpenAPIProvider):
-    """quart-schema's OpenAPI provider, fitted to this API (see the module docstring)."""
+    """quart-schema's OpenAPI provider, fitted to this API (see the module docstring).
+
+    Args:
+        app: the app (quart-schema passes it).
+        extension: the ``QuartSchema`` (quart-schema passes it).
+        job_kinds: the kinds of job the server's runner knows (``kind`` of ``POST /api/jobs``).
+    """
+
+    def __init__(
+        self, app: Quart, extension: QuartSchema, *, job_kinds: Sequence[str] = ()
+    ) -> None:
+        super().__init__(app, extension)
+        self._job_kinds = list(job_kinds)
 
     def schema(self) -> dict[str, Any]:
         """The whole document; the event data models are added to its components."""
         document = super().schema()
+        schemas = document["components"]["schemas"]
         for model in (JobSnapshot, JobErrorEvent, ReconnectEvent):
             schema = self._schema(model, "serialization")
-            document["components"]["schemas"].update(schema.pop("$defs", {}))
-            document["components"]["schemas"][model.__name__] = schema
+            schemas.update(schema.pop("$defs", {}))
+            schemas[model.__name__] = schema
+        if "CreateJobRequest" in schemas:
+            schemas["CreateJobRequest"]["properties"]["kind"]["enum"] = [*self._job_kinds, None]
         return document
 
     def build_paths(self, rule: Rule) -> tuple[dict, dict]:
@@ -484,8 +500,10 @@ class ApiOpenAPIProvider(OpenAPIProvider):
         return parameters
 
 
-def install_openapi(app: Quart) -> QuartSchema:
+def install_openapi(app: Quart, *, job_kinds: Sequence[str]) -> QuartSchema:
     """Serve the OpenAPI document at ``/openapi.json`` and Swagger UI at ``/docs``.
+
+    ``job_kinds`` are the kinds of job the server runs: the values of ``kind``.
 
     Route responses that are pydantic models, or dicts checked by ``validate_response``,
     are dumped with ``exclude_unset``: a key the route left out stays out of the body.
@@ -502,7 +520,10 @@ def install_openapi(app: Quart) -> QuartSchema:
         },
         tags=TAGS,
         security_schemes=security_schemes(),
-        openapi_provider_class=ApiOpenAPIProvider,
+        # quart-schema makes the provider with (app, extension): the kinds are bound first.
+        openapi_provider_class=functools.partial(  # type: ignore[arg-type]
+            ApiOpenAPIProvider, job_kinds=sorted(job_kinds)
+        ),
         redoc_ui_path=None,
         scalar_ui_path=None,
         pydantic_dump_options={"exclude_unset": True},

@@ -180,6 +180,7 @@ async def test_descriptions_are_commonmark_and_titles_read_well(autojump_clock):
     schemas = document["components"]["schemas"]
     assert schemas["JobSnapshot"]["properties"]["jobId"]["title"] == "Job id"
     assert schemas["CreateJobRequest"]["properties"]["jobId"]["description"]
+    assert schemas["CreateJobRequest"]["properties"]["kind"]["enum"] == ["demo", None]
     for name in ("JobSnapshot", "CreateJobResponse", "ErrorResponse", "JobErrorEvent"):
         assert schemas[name]["description"], name
 
