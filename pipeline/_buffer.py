@@ -172,6 +172,7 @@ class UpdateBuffer:
             and 0.0 <= percent <= 100.0
             and type(stage) is str
             and len(stage) <= MAX_STAGE_LENGTH
+            and stage.isascii()
             and message is None
             and reported_at is None
             and type(job_id) is str

@@ -10,7 +10,14 @@ from quart import Response, jsonify
 from quart_schema import QuartSchema, validate_request
 from quart_trio import QuartTrio
 
-from pipeline import ExportStore, InvalidUpdateError, JobRunner, UpdateSink, check_job_id
+from pipeline import (
+    ExportStore,
+    InvalidUpdateError,
+    JobRunner,
+    UpdateSink,
+    check_job_id,
+    check_text,
+)
 
 from ._auth import install_auth
 from ._config import ServerConfig
@@ -18,7 +25,7 @@ from ._cors import install_cors
 from ._errors import install_error_handlers
 from ._guard import ConnectionGuard
 from ._hub import StreamHub
-from ._ingest import created_response, install_ingest_routes, register_external_job
+from ._ingest import created_response, install_ingest_routes, read_object, register_external_job
 from ._metrics import Metrics
 from ._models import CreateJobRequest
 from ._ops_routes import install_ops_routes
@@ -103,9 +110,16 @@ def create_app(services: Services) -> QuartTrio:
 
     @app.post("/api/jobs/<job_id>/cancel")
     async def cancel_job(job_id: str) -> tuple[Response, int]:
-        """Cancel a queued or running job; 202 once it is stored ``cancelled``."""
+        """Cancel a queued or running job; 202 once it is stored ``cancelled``.
+
+        The body is optional: ``{"reason": "..."}`` becomes the job's ``error``.
+        """
         check_job_id(job_id)
-        snapshot = await runner.cancel(job_id)
+        body = await read_object(("reason",))
+        reason = body.get("reason")
+        if reason is not None:
+            check_text("reason", reason)
+        snapshot = await runner.cancel(job_id, reason=reason)
         return jsonify(snapshot.to_dict()), 202
 
     install_read_routes(app, services)
