@@ -283,6 +283,12 @@ class UpdateBuffer:
                     "store unavailable, %d job states kept for retry: %s", len(batch), exc
                 )
                 return
+            except InvalidUpdateError:
+                # Reports are checked on entry, so only a store with stricter rules gets here.
+                # Write them one by one and drop those it refuses: one bad report must never
+                # stall every other job's progress.
+                await self._write_one_by_one(batch)
+                return
             except BaseException as exc:
                 # Cancelled mid-write, or a bug: keep the batch so a later flush can write it.
                 for update in batch.values():
@@ -299,6 +305,20 @@ class UpdateBuffer:
             self._store_writes += 1
             if self._on_flush is not None:
                 self._on_flush(duration)
+
+    async def _write_one_by_one(self, batch: dict[str, _Report]) -> None:
+        for report in batch.values():
+            try:
+                await self.store.apply_progress([_make_update(report)])
+            except InvalidUpdateError as exc:
+                self._failed_writes += 1
+                self._last_error = f"{type(exc).__name__}: {exc}"
+                logger.error("the store refused the report for job %s, dropped: %s", report[0], exc)
+            except BaseException:
+                self._keep_latest(report)
+                raise
+            else:
+                self._store_writes += 1
 
     def statistics(self) -> SinkStatistics:
         """Return the buffer's counters now (see ``SinkStatistics``)."""

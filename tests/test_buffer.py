@@ -359,3 +359,29 @@ async def test_coalescing_keeps_the_newest_report_by_reported_at(autojump_clock,
         await wait_all_tasks_blocked()
     [batch] = recording_store.batches
     assert sorted((u.job_id, u.stage) for u in batch) == [("a", "newer"), ("b", "newer")]
+
+
+async def test_a_report_the_store_refuses_is_dropped_and_the_others_still_flow(
+    autojump_clock, caplog
+):
+    class StricterStore(MemoryStore):
+        async def apply_progress(self, updates):
+            if any(update.stage == "bad" for update in updates):
+                # As a store with its own, stricter rule would.
+                raise InvalidUpdateError("stage", "refused by the store")
+            return await super().apply_progress(updates)
+
+    store = StricterStore()
+    await store.register("a")
+    await store.register("b")
+    async with open_update_buffer(store, flush_interval=0.5) as buffer:
+        buffer.report_nowait("a", 10.0, "bad")
+        buffer.report_nowait("b", 20.0, "good")
+        await trio.sleep(0.5)
+        await wait_all_tasks_blocked()
+        assert (await store.get("b")).percent == 20.0
+        assert (await store.get("a")).percent == 0.0
+        assert buffer.statistics().pending == 0
+        assert "the store refused the report for job a, dropped" in caplog.text
+        buffer.report_nowait("a", 11.0, "fine")
+    assert (await store.get("a")).percent == 11.0
