@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import importlib
 import logging
 import sys
 from functools import partial
@@ -87,7 +88,30 @@ def _config(**options: object) -> ServerConfig:
     )
 
 
-@click.group()
+class _LazyGroup(click.Group):
+    """A group whose heavier subcommands are imported only when they run or show their help.
+
+    ``progress-sync bench`` lives in the top-level ``bench`` package; importing it here at
+    start-up would make every command pay for it (click's documented pattern, "Lazily
+    Loading Subcommands": https://click.palletsprojects.com/en/stable/complex/).
+    """
+
+    lazy_subcommands = {"bench": "bench._cli:bench_command"}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.lazy_subcommands])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = self.lazy_subcommands.get(cmd_name)
+        if target is None:
+            return super().get_command(ctx, cmd_name)
+        module_name, _, attribute = target.partition(":")
+        command = getattr(importlib.import_module(module_name), attribute)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=_LazyGroup)
 @click.option(
     "--log-level",
     default="INFO",
