@@ -13,6 +13,7 @@ from ._demo import DemoJobError as DemoJobError
 from ._demo import DemoParams as DemoParams
 from ._direct import DirectSync as DirectSync
 from ._direct import open_direct_sync as open_direct_sync
+from ._errors import AuthenticationError as AuthenticationError
 from ._errors import BufferClosedError as BufferClosedError
 from ._errors import InvalidUpdateError as InvalidUpdateError
 from ._errors import JobExistsError as JobExistsError
@@ -20,10 +21,21 @@ from ._errors import JobFinishedError as JobFinishedError
 from ._errors import JobNotFoundError as JobNotFoundError
 from ._errors import ProgressSyncError as ProgressSyncError
 from ._errors import RegistrationTimeoutError as RegistrationTimeoutError
+from ._errors import ServerRejectedError as ServerRejectedError
+from ._errors import ServerUnavailableError as ServerUnavailableError
 from ._errors import StoreUnavailableError as StoreUnavailableError
 from ._errors import UnknownStatusError as UnknownStatusError
+from ._errors import WaitTimeoutError as WaitTimeoutError
+from ._memory_store import DEFAULT_RETENTION as DEFAULT_RETENTION
 from ._memory_store import MemoryStore as MemoryStore
 from ._modes import open_update_sink as open_update_sink
+from ._open_store import MEMORY_STORE_URL as MEMORY_STORE_URL
+from ._open_store import is_shared_store as is_shared_store
+from ._open_store import open_export_store as open_export_store
+from ._redis_store import DEFAULT_IDLE_TIMEOUT as DEFAULT_IDLE_TIMEOUT
+from ._redis_store import DEFAULT_REDIS_PREFIX as DEFAULT_REDIS_PREFIX
+from ._redis_store import RedisStore as RedisStore
+from ._redis_store import open_redis_store as open_redis_store
 from ._runner import DEFAULT_MAX_CONCURRENT_JOBS as DEFAULT_MAX_CONCURRENT_JOBS
 from ._runner import JobKind as JobKind
 from ._runner import JobReporter as JobReporter
@@ -38,6 +50,8 @@ from ._snapshot import MAX_STAGE_LENGTH as MAX_STAGE_LENGTH
 from ._snapshot import JobSnapshot as JobSnapshot
 from ._snapshot import ProgressUpdate as ProgressUpdate
 from ._snapshot import check_job_id as check_job_id
+from ._snapshot import check_progress as check_progress
+from ._snapshot import check_reported_at as check_reported_at
 from ._status import TERMINAL_STATUSES as TERMINAL_STATUSES
 from ._status import JobStatus as JobStatus
 from ._status import parse_status as parse_status
@@ -45,16 +59,26 @@ from ._store import BatchResult as BatchResult
 from ._store import ExportStore as ExportStore
 from ._store import StoreStatistics as StoreStatistics
 from ._subscription import Subscription as Subscription
+from ._threads import ThreadJobReporter as ThreadJobReporter
+from ._threads import ThreadReporter as ThreadReporter
+from ._threads import ThreadReporterStatistics as ThreadReporterStatistics
+from ._threads import open_thread_reporter as open_thread_reporter
+from ._tqdm import ReportingTqdm as ReportingTqdm
 
 __all__ = [
     "DEFAULT_CAPACITY",
     "DEFAULT_FLUSH_INTERVAL",
+    "DEFAULT_IDLE_TIMEOUT",
     "DEFAULT_MAX_CONCURRENT_JOBS",
+    "DEFAULT_REDIS_PREFIX",
+    "DEFAULT_RETENTION",
     "DEMO_KIND",
     "JOB_ID_PATTERN",
     "MAX_MESSAGE_LENGTH",
+    "MEMORY_STORE_URL",
     "MAX_STAGE_LENGTH",
     "TERMINAL_STATUSES",
+    "AuthenticationError",
     "BatchResult",
     "BufferClosedError",
     "DemoJobError",
@@ -73,18 +97,32 @@ __all__ = [
     "MemoryStore",
     "ProgressSyncError",
     "ProgressUpdate",
+    "RedisStore",
     "RegistrationTimeoutError",
+    "ReportingTqdm",
+    "ServerRejectedError",
+    "ServerUnavailableError",
     "SinkStatistics",
     "StoreStatistics",
     "StoreUnavailableError",
     "Subscription",
     "SyncMode",
+    "ThreadJobReporter",
+    "ThreadReporter",
+    "ThreadReporterStatistics",
     "UnknownStatusError",
     "UpdateBuffer",
     "UpdateSink",
+    "WaitTimeoutError",
     "check_job_id",
+    "check_progress",
+    "check_reported_at",
+    "is_shared_store",
     "open_direct_sync",
+    "open_export_store",
     "open_job_runner",
+    "open_thread_reporter",
+    "open_redis_store",
     "open_update_buffer",
     "open_update_sink",
     "parse_status",

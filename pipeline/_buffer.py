@@ -13,7 +13,13 @@ import trio
 
 from ._errors import BufferClosedError, InvalidUpdateError, StoreUnavailableError
 from ._sink import SinkStatistics
-from ._snapshot import MAX_STAGE_LENGTH, JobSnapshot, ProgressUpdate, check_progress
+from ._snapshot import (
+    MAX_STAGE_LENGTH,
+    JobSnapshot,
+    ProgressUpdate,
+    check_progress,
+    check_reported_at,
+)
 from ._status import JobStatus, parse_status
 from ._store import ExportStore
 
@@ -31,6 +37,10 @@ interval. A full channel costs nothing but a dict write per report, never a lost
 
 DEFAULT_SHUTDOWN_TIMEOUT = 10.0
 """Seconds the final flush may take when the buffer closes, even if it is being cancelled."""
+
+MAX_RETRY_DELAY = 5.0
+"""Longest wait, in seconds, between two flushes while the store is unavailable: after a failed
+flush the drain task waits twice as long as before (from ``flush_interval``) up to this."""
 
 # The fast path of report_nowait takes a float percent and no message; anything else goes
 # through the full check.
@@ -82,10 +92,17 @@ class UpdateBuffer:
         self._store_writes = 0
         self._terminal_writes = 0
         self._failed_writes = 0
+        self._consecutive_failures = 0
         self._last_flush_duration = 0.0
 
     def report_nowait(
-        self, job_id: str, percent: float, stage: str, message: str | None = None
+        self,
+        job_id: str,
+        percent: float,
+        stage: str,
+        message: str | None = None,
+        *,
+        reported_at: float | None = None,
     ) -> None:
         """Report a job's progress. Never blocks and never fails because the buffer is full.
 
@@ -100,6 +117,9 @@ class UpdateBuffer:
             percent: progress in percent, a finite number from 0 to 100.
             stage: what the job is doing (at most ``MAX_STAGE_LENGTH`` characters).
             message: optional free text (at most ``MAX_MESSAGE_LENGTH`` characters).
+            reported_at: when the producer made the report, in seconds since the Unix epoch
+                (``time.time()`` now by default). A thread or another process passes its own
+                time so that the store's staleness rule and latency use it.
 
         Raises:
             InvalidUpdateError: a field is malformed (the message names it).
@@ -109,6 +129,8 @@ class UpdateBuffer:
             raise BufferClosedError(
                 "the update buffer is closed; report inside its async with block"
             )
+        # The common case (float percent, short stage, no message) is checked inline: this is
+        # the producers' hot path, and check_progress is the full check with the messages.
         if not (
             type(percent) is float
             and 0.0 <= percent <= 100.0
@@ -119,7 +141,11 @@ class UpdateBuffer:
             percent = check_progress(percent, stage, message)
         if type(job_id) is not str or not job_id:
             raise InvalidUpdateError("jobId", "must be a non-empty string")
-        update = _new_update(ProgressUpdate, job_id, percent, stage, message, time.time())
+        if reported_at is None:
+            reported_at = time.time()
+        elif type(reported_at) is not float or not 0.0 <= reported_at < math.inf:
+            reported_at = check_reported_at(reported_at)
+        update = _new_update(ProgressUpdate, job_id, percent, stage, message, reported_at)
         self._reports_received += 1
         try:
             self._send.send_nowait(update)
@@ -190,7 +216,8 @@ class UpdateBuffer:
 
         The drain task calls this every ``flush_interval`` seconds; call it yourself to make
         reports visible sooner. When the store is unavailable the batch is kept (latest per
-        job) for the next flush and the error is logged and counted, not raised.
+        job) for the next flush and the error is logged and counted, not raised; the drain
+        task then retries with backoff (see ``MAX_RETRY_DELAY``).
         """
         async with self._flush_lock:
             self._collect()
@@ -202,6 +229,7 @@ class UpdateBuffer:
                 await self.store.apply_progress(list(batch.values()))
             except StoreUnavailableError as exc:
                 self._failed_writes += 1
+                self._consecutive_failures += 1
                 for update in batch.values():
                     self._keep_latest(update)
                 logger.warning(
@@ -214,6 +242,7 @@ class UpdateBuffer:
                     self._keep_latest(update)
                 raise
             self._last_flush_duration = time.perf_counter() - started
+            self._consecutive_failures = 0
             self._flushes += 1
             self._store_writes += 1
 
@@ -274,9 +303,14 @@ class UpdateBuffer:
         while True:
             await trio.sleep_until(next_flush)
             await self.flush()
+            now = trio.current_time()
+            if self._consecutive_failures:
+                # The store is unavailable: retry with exponential backoff.
+                delay = self.flush_interval * 2.0 ** min(self._consecutive_failures, 30)
+                next_flush = now + min(delay, max(MAX_RETRY_DELAY, self.flush_interval))
+                continue
             # Keep a fixed schedule; after an overrun, start again one interval from now.
             next_flush += self.flush_interval
-            now = trio.current_time()
             if next_flush <= now:
                 next_flush = now + self.flush_interval
 
@@ -321,13 +355,20 @@ async def open_update_buffer(
     buffer = UpdateBuffer(
         store, flush_interval=flush_interval, capacity=capacity, shutdown_timeout=shutdown_timeout
     )
+    body_error: BaseException | None = None
     async with trio.open_nursery() as nursery:
         await nursery.start(buffer._drain)
         try:
             yield buffer
+        except BaseException as exc:
+            # Re-raised below, outside the nursery, so the caller sees its own exception
+            # rather than an ExceptionGroup.
+            body_error = exc
         finally:
             # Everything inside the block (a job runner, say) has finished by now, so nothing
             # can be reported after this flush.
             buffer._closed = True
             nursery.cancel_scope.cancel()
             await buffer._final_flush()
+    if body_error is not None:
+        raise body_error

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -9,11 +10,16 @@ from typing import Any
 
 import trio
 
-from ._errors import BufferClosedError, InvalidUpdateError
+from ._errors import BufferClosedError, InvalidUpdateError, StoreUnavailableError
 from ._sink import SinkStatistics
-from ._snapshot import JobSnapshot, ProgressUpdate, check_progress
+from ._snapshot import JobSnapshot, ProgressUpdate, check_progress, check_reported_at
 from ._status import JobStatus, parse_status
 from ._store import ExportStore
+
+logger = logging.getLogger(__name__)
+
+WRITE_RETRY_TIMEOUT = 30.0
+"""Seconds a direct write is retried, with backoff, while the store is unavailable."""
 
 
 class DirectSync:
@@ -22,8 +28,10 @@ class DirectSync:
     ``report_nowait`` starts a task in the owning nursery that writes the one update (what the
     design note's fire-and-forget ``UpdateJobProgressAsync`` did, but owned, so a failed write
     is raised, not lost). Nothing is coalesced, so the store does one write and one
-    notification per report; the number of write tasks in flight is not bounded. Make one
-    with ``open_direct_sync``.
+    notification per report; the number of write tasks in flight is not bounded. A write that
+    finds the store unavailable is retried with backoff for ``WRITE_RETRY_TIMEOUT`` seconds
+    (the store's staleness rule keeps a late retry from overwriting newer progress), then
+    logged and counted in ``failed_writes``. Make one with ``open_direct_sync``.
     """
 
     def __init__(self, store: ExportStore, nursery: trio.Nursery) -> None:
@@ -34,11 +42,26 @@ class DirectSync:
         self._store_writes = 0
         self._terminal_writes = 0
         self._in_flight = 0
+        self._failed_writes = 0
 
     def report_nowait(
-        self, job_id: str, percent: float, stage: str, message: str | None = None
+        self,
+        job_id: str,
+        percent: float,
+        stage: str,
+        message: str | None = None,
+        *,
+        reported_at: float | None = None,
     ) -> None:
         """Start writing this report to the store; returns before the write is done.
+
+        Args:
+            job_id: the job's id.
+            percent: progress in percent, a finite number from 0 to 100.
+            stage: what the job is doing.
+            message: optional free text.
+            reported_at: when the producer made the report, seconds since the Unix epoch
+                (``time.time()`` by default).
 
         Raises:
             InvalidUpdateError: a field is malformed (the message names it).
@@ -51,7 +74,8 @@ class DirectSync:
             raise InvalidUpdateError("jobId", "must be a non-empty string")
         self._reports_received += 1
         self._in_flight += 1
-        update = ProgressUpdate(job_id, percent, stage, message, time.time())
+        reported_at = time.time() if reported_at is None else check_reported_at(reported_at)
+        update = ProgressUpdate(job_id, percent, stage, message, reported_at)
         self._nursery.start_soon(self._write, update)
 
     async def finish(
@@ -89,13 +113,27 @@ class DirectSync:
             reports_received=self._reports_received,
             store_writes=self._store_writes,
             terminal_writes=self._terminal_writes,
+            failed_writes=self._failed_writes,
             pending=self._in_flight,
         )
 
     async def _write(self, update: ProgressUpdate) -> None:
+        deadline = trio.current_time() + WRITE_RETRY_TIMEOUT
+        delay = 0.1
         try:
-            await self.store.apply_progress([update])
-            self._store_writes += 1
+            while True:
+                try:
+                    await self.store.apply_progress([update])
+                except StoreUnavailableError as exc:
+                    self._failed_writes += 1
+                    if trio.current_time() + delay > deadline:
+                        logger.error("progress of job %s NOT written: %s", update.job_id, exc)
+                        return
+                    await trio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+                else:
+                    self._store_writes += 1
+                    return
         finally:
             self._in_flight -= 1
 
@@ -106,9 +144,14 @@ async def open_direct_sync(store: ExportStore) -> AsyncIterator[DirectSync]:
 
     Leaving the block waits for the writes in flight, so nothing reported is lost.
     """
+    body_error: BaseException | None = None
     async with trio.open_nursery() as nursery:
         sync = DirectSync(store, nursery)
         try:
             yield sync
+        except BaseException as exc:
+            body_error = exc  # re-raised as itself, not inside an ExceptionGroup
         finally:
             sync._closed = True
+    if body_error is not None:
+        raise body_error

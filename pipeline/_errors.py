@@ -10,7 +10,15 @@ The tree::
     ├── JobFinishedError                  the job is in a terminal state already
     ├── RegistrationTimeoutError          a job was not registered in time
     ├── BufferClosedError                 a report reached a buffer that was closed
-    └── StoreUnavailableError             the store could not be reached; try again
+    ├── StoreUnavailableError             the store could not be reached; try again
+    ├── WaitTimeoutError (TimeoutError)   a test-kit wait ended before its condition held
+    ├── ServerUnavailableError            (client) the server could not be reached; try again
+    └── ServerRejectedError               (client) the server answered with an error
+        └── AuthenticationError           (client) 401/403: token missing, wrong or expired
+
+The progress client (``pipeline.client``) raises the same errors as the in-process pipeline
+where the server's answer maps onto one (400 ``InvalidUpdateError``, 404 ``JobNotFoundError``,
+409 ``JobExistsError`` / ``JobFinishedError``), and ``ServerRejectedError`` otherwise.
 """
 
 from __future__ import annotations
@@ -83,4 +91,56 @@ class StoreUnavailableError(ProgressSyncError, ConnectionError):
     """The export store could not be reached; the write can be tried again later.
 
     The update buffer keeps the latest state of each job and retries its writes after this.
+    """
+
+
+class WaitTimeoutError(ProgressSyncError, TimeoutError):
+    """A wait of the test kit (``pipeline.testing``, ``server.testing``) timed out.
+
+    The job did not reach its terminal state, the condition did not hold, or the stream did
+    not end, within the time the test allowed.
+
+    Attributes:
+        timeout: how long the helper waited, in seconds (of trio's clock).
+        received: what arrived before the timeout (snapshots or stream events), oldest
+            first, so the failure shows how far the job got.
+    """
+
+    def __init__(self, message: str, *, timeout: float, received: tuple[object, ...]) -> None:
+        super().__init__(message)
+        self.timeout = timeout
+        self.received = received
+
+
+class ServerUnavailableError(ProgressSyncError, ConnectionError):
+    """The progress-sync server could not be reached (connection refused, timed out, ...).
+
+    Raised by the progress client; its background flushes keep the latest report per job and
+    try again at the next flush.
+    """
+
+
+class ServerRejectedError(ProgressSyncError):
+    """The progress-sync server answered a client's request with an error status.
+
+    Attributes:
+        status_code: the HTTP status (4xx or 5xx).
+        error: the body's short ``error`` (``"invalid request"``, ``"unauthorized"``, ...).
+        detail: the body's ``detail``: what was wrong, in words.
+        field: the body's ``field`` at fault, or None.
+    """
+
+    def __init__(self, status_code: int, error: str, detail: str, field: str | None) -> None:
+        super().__init__(f"the server answered {status_code} {error}: {detail}")
+        self.status_code = status_code
+        self.error = error
+        self.detail = detail
+        self.field = field
+
+
+class AuthenticationError(ServerRejectedError, PermissionError):
+    """The server refused the client's credentials (401 or 403).
+
+    A producer token missing or wrong, or a subscribe token missing, expired or for another
+    job; ``detail`` says which. Pass the right token (``token=`` of the client, ``--token``).
     """

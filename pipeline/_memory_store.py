@@ -196,7 +196,7 @@ class MemoryStore(ExportStore):
             seq=current.seq + 1,
             updated_at=now,
             reported_at=max(now, current.reported_at),
-            error=error if status is JobStatus.FAILED else None,
+            error=None if status is JobStatus.COMPLETED else error,
             result=result if status is JobStatus.COMPLETED else None,
         )
         self._writes += 1

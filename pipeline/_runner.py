@@ -139,30 +139,30 @@ class JobRunner:
             known = ", ".join(sorted(self.kinds)) or "none"
             raise InvalidUpdateError("kind", f"unknown job kind {kind!r}; known kinds: {known}")
         parsed = job_kind.parse_params(params or {})
-        job_id = job_id or uuid.uuid4().hex
+        job = _Job(job_id or uuid.uuid4().hex, job_kind, parsed, holds_slot=False)
         try:
-            self._limiter.acquire_on_behalf_of_nowait(job_id)
-            holds_slot = True
+            # The job object, not its id, is the borrower: ids are the client's to choose.
+            self._limiter.acquire_on_behalf_of_nowait(job)
+            job.holds_slot = True
         except trio.WouldBlock:
-            holds_slot = False
-        status = JobStatus.RUNNING if holds_slot else JobStatus.QUEUED
+            pass
+        status = JobStatus.RUNNING if job.holds_slot else JobStatus.QUEUED
         try:
-            snapshot = await self.store.register(job_id, status=status, kind=kind)
+            snapshot = await self.store.register(job.job_id, status=status, kind=kind)
         except BaseException as exc:
-            if holds_slot:
-                self._limiter.release_on_behalf_of(job_id)
+            if job.holds_slot:
+                self._limiter.release_on_behalf_of(job)
             logger.error(
-                "FAILED to register job %s in the store: streams for it will not work: %s",
-                job_id,
+                "FAILED to register job %s in the store, so streams for it will not work: %s",
+                job.job_id,
                 exc,
             )
             raise
         logger.info(
-            "job %s (%s) registered in the store with status %s", job_id, kind, status.value
+            "job %s (%s) registered in the store with status %s", job.job_id, kind, status.value
         )
-        job = _Job(job_id, job_kind, parsed, holds_slot)
-        self._jobs[job_id] = job
-        self._nursery.start_soon(self._run_job, job, name=f"job {job_id}")
+        self._jobs[job.job_id] = job
+        self._nursery.start_soon(self._run_job, job, name=f"job {job.job_id}")
         return snapshot
 
     async def cancel(self, job_id: str, reason: str | None = None) -> JobSnapshot:
@@ -194,11 +194,15 @@ class JobRunner:
         try:
             with job.scope:
                 if not job.holds_slot:
-                    await self._limiter.acquire_on_behalf_of(job.job_id)
+                    await self._limiter.acquire_on_behalf_of(job)
                     job.holds_slot = True
-                    await self.store.apply_progress(
-                        [ProgressUpdate(job.job_id, 0.0, "starting", None, time.time())]
-                    )
+                    try:
+                        await self.store.apply_progress(
+                            [ProgressUpdate(job.job_id, 0.0, "starting", None, time.time())]
+                        )
+                    except StoreUnavailableError:
+                        # The sink keeps it and writes it when the store is back.
+                        reporter.report(0.0, "starting")
                 try:
                     result = await job.kind.run(reporter, job.params)
                 except Exception as exc:
@@ -212,7 +216,7 @@ class JobRunner:
                 outcome = (JobStatus.CANCELLED, None, None)
         finally:
             if job.holds_slot:
-                self._limiter.release_on_behalf_of(job.job_id)
+                self._limiter.release_on_behalf_of(job)
             with trio.CancelScope(shield=True):
                 job.final = await self._write_outcome(job.job_id, *outcome)
             del self._jobs[job.job_id]
@@ -264,9 +268,14 @@ async def open_job_runner(
     """
     if not isinstance(max_concurrent, int) or max_concurrent < 1:
         raise ValueError(f"max_concurrent must be a whole number >= 1, not {max_concurrent!r}")
+    body_error: BaseException | None = None
     async with trio.open_nursery() as nursery:
         runner = JobRunner(store, sink, nursery, kinds=kinds, max_concurrent=max_concurrent)
         try:
             yield runner
+        except BaseException as exc:
+            body_error = exc  # re-raised as itself, not inside an ExceptionGroup
         finally:
             nursery.cancel_scope.cancel()
+    if body_error is not None:
+        raise body_error

@@ -55,7 +55,13 @@ class UpdateSink(Protocol):
     """Where producers send progress: ``UpdateBuffer`` (batched) or ``DirectSync`` (direct)."""
 
     def report_nowait(
-        self, job_id: str, percent: float, stage: str, message: str | None = None
+        self,
+        job_id: str,
+        percent: float,
+        stage: str,
+        message: str | None = None,
+        *,
+        reported_at: float | None = None,
     ) -> None:
         """Report progress without blocking; see ``UpdateBuffer.report_nowait``."""
         ...

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -92,6 +93,31 @@ def check_progress(percent: object, stage: object, message: object) -> float:
     return percent
 
 
+def check_reported_at(reported_at: object) -> float:
+    """Check a producer's timestamp: seconds since the Unix epoch, finite and not negative.
+
+    Args:
+        reported_at: an int or float (bool is refused).
+
+    Returns:
+        ``reported_at`` as a float.
+
+    Raises:
+        InvalidUpdateError: naming ``reportedAt`` when it is not such a number.
+    """
+    if isinstance(reported_at, bool) or not isinstance(reported_at, int | float):
+        raise InvalidUpdateError(
+            "reportedAt",
+            f"must be seconds since the Unix epoch (a number), not {type(reported_at).__name__}",
+        )
+    reported_at = float(reported_at)
+    if not 0.0 <= reported_at < math.inf:
+        raise InvalidUpdateError(
+            "reportedAt", f"must be a finite number of seconds >= 0, not {reported_at!r}"
+        )
+    return reported_at
+
+
 def check_text(field: str, value: object) -> str:
     """Check that ``value`` is a str of at most ``MAX_MESSAGE_LENGTH`` characters.
 
@@ -140,7 +166,8 @@ class JobSnapshot:
         reported_at: when the producer reported the latest applied update (or the store
             registered or finished the job), seconds since the Unix epoch.
         kind: the job kind the runner runs, or None for an external job.
-        error: the error message of a failed job, else None.
+        error: the error message of a failed job, or the reason a cancelled job was
+            cancelled (if one was given), else None.
         result: the JSON-able result of a completed job, else None.
     """
 

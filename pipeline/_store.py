@@ -45,6 +45,12 @@ class StoreStatistics:
         ignored_stale: progress updates older than the stored state, ignored.
         unknown_job_updates: progress updates for jobs that are not registered, dropped.
         notifications: snapshots offered to subscribers.
+        available: False while the store cannot be reached (a Redis store whose connection was
+            lost); its operations raise ``StoreUnavailableError`` meanwhile. Always True for
+            the in-memory store.
+        unavailable_errors: operations that failed with ``StoreUnavailableError``.
+        resyncs: times the store re-read the jobs it has subscribers for after (re)connecting
+            to its change feed (a Redis store; 0 for the in-memory store).
     """
 
     jobs: int
@@ -55,6 +61,9 @@ class StoreStatistics:
     ignored_stale: int
     unknown_job_updates: int
     notifications: int
+    available: bool = True
+    unavailable_errors: int = 0
+    resyncs: int = 0
 
 
 class ExportStore(abc.ABC):
@@ -71,6 +80,9 @@ class ExportStore(abc.ABC):
       ``InvalidUpdateError`` before anything is written, so a bad update never half-applies.
     - A subscriber first gets the snapshot current when it subscribed, then every later change,
       conflated to the latest; no change can fall between the two.
+
+    A store that can be out of reach (``RedisStore``) raises ``StoreUnavailableError`` from any
+    operation while it is, and reports it in ``statistics().available``; writers retry.
     """
 
     @abc.abstractmethod
@@ -127,8 +139,8 @@ class ExportStore(abc.ABC):
         Args:
             job_id: the job's id.
             status: ``completed``, ``failed`` or ``cancelled``.
-            error: the error message of a failed job (at most ``MAX_MESSAGE_LENGTH``
-                characters).
+            error: why a failed job failed, or why a cancelled job was cancelled (at most
+                ``MAX_MESSAGE_LENGTH`` characters); ignored for a completed job.
             result: the JSON-able result of a completed job.
             last_progress: the job's latest progress not yet written (the buffer passes it),
                 applied in the same write so a failed job shows where it stopped.

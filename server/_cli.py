@@ -7,21 +7,33 @@ import importlib
 import logging
 import sys
 from functools import partial
+from typing import ClassVar
 
 import click
 import trio
 from rich.console import Console
 
-from pipeline import SyncMode
+from pipeline import (
+    DEFAULT_REDIS_PREFIX,
+    DEFAULT_RETENTION,
+    ProgressSyncError,
+    StoreUnavailableError,
+    SyncMode,
+)
+from pipeline.client import run_command
 
 from ._config import (
     DEFAULT_HOST,
+    DEFAULT_MAX_BATCH_UPDATES,
+    DEFAULT_MAX_BODY_BYTES,
     DEFAULT_PORT,
     DEFAULT_REGISTRATION_TIMEOUT,
+    DEFAULT_SUBSCRIBE_TOKEN_TTL,
     ServerConfig,
 )
 from ._demo import run_demo
-from ._serve import serve
+from ._serve import is_address_in_use, serve
+from ._workers import run_workers
 
 _LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -71,10 +83,116 @@ def _server_options(command: click.Command) -> click.Command:
             type=click.FloatRange(min=0, min_open=True),
             help="Seconds a stream waits for its job to be registered.",
         ),
+        *_auth_options(),
+        click.option(
+            "--max-batch-updates",
+            default=DEFAULT_MAX_BATCH_UPDATES,
+            show_default=True,
+            type=click.IntRange(min=1),
+            help="Updates one POST /api/progress may carry (more: 413).",
+        ),
+        click.option(
+            "--max-body-bytes",
+            default=DEFAULT_MAX_BODY_BYTES,
+            show_default=True,
+            type=click.IntRange(min=1),
+            help="Bytes a request body may hold (more: 413).",
+        ),
+        click.option(
+            "--refuse-streams",
+            is_flag=True,
+            default=False,
+            help="Testing: answer stream routes with 503 so clients fall back to polling.",
+        ),
+        click.option(
+            "--store",
+            default="memory",
+            show_default=True,
+            envvar="PROGRESS_SYNC_STORE",
+            help="Export store: 'memory' (one process) or a Redis URL such as "
+            "redis://127.0.0.1:6379/0, shared by every process and machine using it.",
+        ),
+        click.option(
+            "--store-prefix",
+            default=DEFAULT_REDIS_PREFIX,
+            show_default=True,
+            envvar="PROGRESS_SYNC_STORE_PREFIX",
+            help="Key prefix in Redis; processes sharing jobs use the same one.",
+        ),
+        click.option(
+            "--job-retention",
+            default=DEFAULT_RETENTION,
+            show_default=True,
+            type=click.FloatRange(min=0),
+            help="Seconds a job stays in the store after its terminal state.",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
     return command
+
+
+def _auth_options() -> list:  # type: ignore[type-arg]
+    secret_file = click.Path(exists=True, dir_okay=False, readable=True)
+    return [
+        click.option(
+            "--producer-token",
+            envvar="PROGRESS_SYNC_PRODUCER_TOKEN",
+            show_envvar=True,
+            help="Bearer token producer endpoints require (prefer the environment variable "
+            "or --producer-token-file: command lines are visible to other users).",
+        ),
+        click.option(
+            "--producer-token-file",
+            envvar="PROGRESS_SYNC_PRODUCER_TOKEN_FILE",
+            show_envvar=True,
+            type=secret_file,
+            help="File holding the producer token.",
+        ),
+        click.option(
+            "--subscribe-secret",
+            envvar="PROGRESS_SYNC_SUBSCRIBE_SECRET",
+            show_envvar=True,
+            help="Secret that signs per-job subscribe tokens; when set, reading a job needs "
+            "its token (?token=). At least 16 characters.",
+        ),
+        click.option(
+            "--subscribe-secret-file",
+            envvar="PROGRESS_SYNC_SUBSCRIBE_SECRET_FILE",
+            show_envvar=True,
+            type=secret_file,
+            help="File holding the subscribe secret.",
+        ),
+        click.option(
+            "--subscribe-token-ttl",
+            default=DEFAULT_SUBSCRIBE_TOKEN_TTL,
+            show_default=True,
+            type=click.FloatRange(min=0, min_open=True),
+            help="Seconds a subscribe token stays valid.",
+        ),
+    ]
+
+
+def read_secret(value: object, path: object, option: str) -> str | None:
+    """The secret given directly or in a file (stripped), or None; never echoes it.
+
+    Raises:
+        click.UsageError: both are given, or the file is empty or unreadable.
+    """
+    if value is not None and path is not None:
+        raise click.UsageError(f"give --{option} or --{option}-file, not both")
+    if path is None:
+        return None if value is None else str(value)
+    try:
+        with open(str(path), encoding="utf-8") as file:
+            secret = file.read().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.UsageError(
+            f"--{option}-file {path}: cannot read it ({type(exc).__name__})"
+        ) from None
+    if not secret:
+        raise click.UsageError(f"--{option}-file {path} is empty")
+    return secret
 
 
 def _config(**options: object) -> ServerConfig:
@@ -85,7 +203,29 @@ def _config(**options: object) -> ServerConfig:
         sync_mode=SyncMode(options["sync_mode"]),
         max_concurrent_jobs=int(options["max_concurrent_jobs"]),  # type: ignore[call-overload]
         registration_timeout=float(options["registration_timeout"]),  # type: ignore[arg-type]
+        producer_token=read_secret(
+            options["producer_token"], options["producer_token_file"], "producer-token"
+        ),
+        subscribe_secret=read_secret(
+            options["subscribe_secret"], options["subscribe_secret_file"], "subscribe-secret"
+        ),
+        subscribe_token_ttl=float(options["subscribe_token_ttl"]),  # type: ignore[arg-type]
+        max_batch_updates=int(options["max_batch_updates"]),  # type: ignore[call-overload]
+        max_body_bytes=int(options["max_body_bytes"]),  # type: ignore[call-overload]
+        refuse_streams=bool(options["refuse_streams"]),
+        store=str(options["store"]),
+        store_prefix=str(options["store_prefix"]),
+        job_retention=float(options["job_retention"]),  # type: ignore[arg-type]
+        workers=int(options.get("workers", 1)),  # type: ignore[call-overload]
     )
+
+
+def _checked_config(**options: object) -> ServerConfig:
+    # ServerConfig's messages name the setting, never a secret's value.
+    try:
+        return _config(**options)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
 
 
 class _LazyGroup(click.Group):
@@ -96,7 +236,7 @@ class _LazyGroup(click.Group):
     Loading Subcommands": https://click.palletsprojects.com/en/stable/complex/).
     """
 
-    lazy_subcommands = {"bench": "bench._cli:bench_command"}
+    lazy_subcommands: ClassVar[dict[str, str]] = {"bench": "bench._cli:bench_command"}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *self.lazy_subcommands])
@@ -125,17 +265,43 @@ def main(log_level: str) -> None:
 
 @main.command("serve")
 @_server_options
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    envvar="PROGRESS_SYNC_WORKERS",
+    help="Server processes sharing the port (Hypercorn workers); more than 1 needs --store redis://...",
+)
 def serve_command(**options: object) -> None:
-    """Serve the API and the SSE streams on the embedded in-memory store until Ctrl-C/SIGTERM."""
-    config = _config(**options)
+    """Serve the API and the SSE streams until Ctrl-C/SIGTERM.
+
+    On the embedded in-memory store by default; with --store redis://host:port/db, several
+    workers and machines serve the same jobs.
+    """
+    config = _checked_config(**options)
     try:
-        trio.run(serve, config)
-    except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            raise click.ClickException(
-                f"{config.host}:{config.port} is in use; pick another --port (0 picks a free one)"
-            ) from exc
-        raise
+        if config.workers > 1:
+            root = logging.getLogger()
+            code = run_workers(config, log_level=root.getEffectiveLevel(), log_format=_LOG_FORMAT)
+            if code:
+                raise click.ClickException(f"a worker stopped with exit code {code}; see its log")
+        else:
+            trio.run(serve, config)
+    except StoreUnavailableError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except OSError as exc:  # run_workers binds in this process, outside any nursery
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        raise click.ClickException(_in_use(config)) from exc
+    except BaseExceptionGroup as group:
+        if not is_address_in_use(group):
+            raise
+        raise click.ClickException(_in_use(config)) from None
+
+
+def _in_use(config: ServerConfig) -> str:
+    return f"{config.host}:{config.port} is in use; pick another --port (0 picks a free one)"
 
 
 @main.command("demo")
@@ -153,7 +319,84 @@ def demo_command(linger: float, **options: object) -> None:
     Exits 0 when every stream got its terminal event and each job ended as expected.
     """
     logging.getLogger().setLevel(logging.WARNING)
-    config = _config(**options)
+    config = _checked_config(**options)
     console = Console()
-    code = trio.run(partial(run_demo, config, console=console, linger=linger))
+    try:
+        code = trio.run(partial(run_demo, config, console=console, linger=linger))
+    except* StoreUnavailableError as group:
+        raise click.ClickException(str(group.exceptions[0])) from group
+    sys.exit(code)
+
+
+@main.command(
+    "run",
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+)
+@click.option(
+    "--server",
+    required=True,
+    envvar="PROGRESS_SYNC_SERVER",
+    show_envvar=True,
+    help="URL of the progress-sync server (http://127.0.0.1:8000).",
+)
+@click.option(
+    "--token",
+    envvar="PROGRESS_SYNC_PRODUCER_TOKEN",
+    show_envvar=True,
+    help="The server's producer token, if it needs one.",
+)
+@click.option(
+    "--token-file",
+    envvar="PROGRESS_SYNC_PRODUCER_TOKEN_FILE",
+    show_envvar=True,
+    type=click.Path(exists=True, dir_okay=False, readable=True),
+    help="File holding the producer token.",
+)
+@click.option("--job-id", help="Id of the job to register (default: the server picks one).")
+@click.option("--stage", help="Stage to report when the output names none (default: the program).")
+@click.option(
+    "--flush-interval",
+    default=0.5,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds between batches of progress sent to the server.",
+)
+@click.option("--quiet", is_flag=True, help="Do not print the job id and outcome on stderr.")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def run_cli(
+    server: str,
+    token: str | None,
+    token_file: str | None,
+    job_id: str | None,
+    stage: str | None,
+    flush_interval: float,
+    quiet: bool,
+    command: tuple[str, ...],
+) -> None:
+    """Run COMMAND as an external job and report the progress it prints, live.
+
+    Use it as: progress-sync run --server URL [--token T] [--job-id ID] -- CMD ARGS...
+
+    Progress is read from tqdm bars, plain NN% in a line, and ffmpeg's -progress pipe:1
+    output; the command's output still reaches the terminal. The job ends completed (exit
+    code 0), failed (the exit code and the tail of stderr) or cancelled (Ctrl-C); the exit
+    code is the command's.
+    """
+    logging.getLogger().setLevel(logging.WARNING)
+    secret = read_secret(token, token_file, "token")
+    try:
+        code = trio.run(
+            partial(
+                run_command,
+                list(command),
+                server=server,
+                token=secret,
+                job_id=job_id,
+                stage=stage,
+                flush_interval=flush_interval,
+                quiet=quiet,
+            )
+        )
+    except ProgressSyncError as exc:
+        raise click.ClickException(f"could not run the job: {exc}") from exc
     sys.exit(code)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import errno
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 import httpx
@@ -15,7 +14,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
 from ._config import ServerConfig
-from ._serve import serve
+from ._serve import is_address_in_use, serve
 
 
 @dataclass(frozen=True)
@@ -73,11 +72,12 @@ async def _follow(
 async def _start_server(nursery: trio.Nursery, config: ServerConfig, stop: trio.Event) -> str:
     try:
         urls = await nursery.start(partial(serve, config, shutdown_trigger=stop.wait))
-    except OSError as exc:
-        if exc.errno != errno.EADDRINUSE:
+    except BaseExceptionGroup as group:
+        if not is_address_in_use(group):
             raise
-        config = ServerConfig(**{**config.__dict__, "port": 0})
-        urls = await nursery.start(partial(serve, config, shutdown_trigger=stop.wait))
+        urls = await nursery.start(
+            partial(serve, replace(config, port=0), shutdown_trigger=stop.wait)
+        )
     return str(urls[0])
 
 

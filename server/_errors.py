@@ -14,10 +14,39 @@ from pipeline import (
     JobExistsError,
     JobFinishedError,
     JobNotFoundError,
+    StoreUnavailableError,
     UnknownStatusError,
 )
 
 logger = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """Answer the request with this JSON error (for checks made in the HTTP layer).
+
+    Attributes:
+        status: the HTTP status (4xx or 5xx).
+        error: a short name of the error (``"unauthorized"``).
+        detail: what is wrong and what to do, without secrets.
+        field: the field, header or query parameter at fault, or None.
+        headers: extra response headers (``WWW-Authenticate``).
+    """
+
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        detail: str,
+        field: str | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(f"{status} {error}: {detail}")
+        self.status = status
+        self.error = error
+        self.detail = detail
+        self.field = field
+        self.headers = headers or {}
 
 
 def error_response(status: int, error: str, detail: str, field: str | None = None) -> Response:
@@ -38,6 +67,12 @@ def _validation_detail(exc: RequestSchemaValidationError) -> tuple[str, str]:
 
 def install_error_handlers(app: Quart) -> None:
     """Register the handlers that turn every error into a JSON response."""
+
+    @app.errorhandler(ApiError)
+    async def api_error(exc: ApiError) -> Response:
+        response = error_response(exc.status, exc.error, exc.detail, exc.field)
+        response.headers.update(exc.headers)
+        return response
 
     @app.errorhandler(RequestSchemaValidationError)
     async def schema_error(exc: RequestSchemaValidationError) -> Response:
@@ -63,6 +98,15 @@ def install_error_handlers(app: Quart) -> None:
     @app.errorhandler(JobFinishedError)
     async def job_finished(exc: JobFinishedError) -> Response:
         return error_response(409, "job finished", str(exc), "jobId")
+
+    @app.errorhandler(StoreUnavailableError)
+    async def store_unavailable(exc: StoreUnavailableError) -> Response:
+        logger.warning("request failed, the store is unavailable: %s", exc)
+        response = error_response(
+            503, "store unavailable", "the job store cannot be reached now; try again shortly"
+        )
+        response.headers["Retry-After"] = "1"
+        return response
 
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> Response:

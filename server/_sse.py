@@ -14,7 +14,13 @@ from collections.abc import AsyncIterator
 
 import trio
 
-from pipeline import ExportStore, JobSnapshot, JobStatus, RegistrationTimeoutError
+from pipeline import (
+    ExportStore,
+    JobSnapshot,
+    JobStatus,
+    RegistrationTimeoutError,
+    StoreUnavailableError,
+)
 
 EVENT_FOR_STATUS: dict[JobStatus, str] = {
     JobStatus.QUEUED: "job-progress",
@@ -29,6 +35,9 @@ JOB_ERROR_EVENT = "job-error"
 """The event that ends a stream whose job was not registered in time."""
 
 HEARTBEAT = b": heartbeat\n\n"
+
+STORE_RETRY_INTERVAL = 1.0
+"""Seconds between two attempts to open a stream's subscription while the store is unavailable."""
 """A comment line: ignored by clients, it keeps proxies from closing an idle stream."""
 
 SSE_HEADERS = {
@@ -102,6 +111,10 @@ async def job_event_stream(
     4. The terminal event (``job-completed``, ``job-failed`` or ``job-cancelled``), then end.
 
     A heartbeat comment goes out whenever nothing was sent for ``heartbeat_interval`` seconds.
+    While the store cannot be reached (``StoreUnavailableError``: Redis is away) the stream
+    stays open, sends heartbeats and looks again every ``STORE_RETRY_INTERVAL`` seconds; an
+    open subscription simply waits, and resumes from the current snapshot (the store resyncs
+    it) when the store is back.
     The subscription is closed when the generator ends, is closed or is cancelled (the client
     went away).
     """
@@ -111,7 +124,17 @@ async def job_event_stream(
         remaining = deadline - trio.current_time()
         try:
             await store.wait_registered(job_id, max(0.0, min(heartbeat_interval, remaining)))
-            break
+            async with store.subscribe(job_id) as subscription:
+                while True:
+                    snapshot = None
+                    with trio.move_on_after(heartbeat_interval):
+                        snapshot = await subscription.receive()
+                    if snapshot is None:
+                        yield HEARTBEAT
+                        continue
+                    yield snapshot_event(snapshot)
+                    if snapshot.is_terminal:
+                        return
         except RegistrationTimeoutError:
             if remaining <= heartbeat_interval:
                 reason = {
@@ -123,15 +146,8 @@ async def job_event_stream(
                 yield format_event(json.dumps(reason), event=JOB_ERROR_EVENT)
                 return
             yield HEARTBEAT
-
-    async with store.subscribe(job_id) as subscription:
-        while True:
-            snapshot = None
-            with trio.move_on_after(heartbeat_interval):
-                snapshot = await subscription.receive()
-            if snapshot is None:
-                yield HEARTBEAT
-                continue
-            yield snapshot_event(snapshot)
-            if snapshot.is_terminal:
-                return
+        except StoreUnavailableError:
+            # The store (Redis) cannot be reached: keep the stream open with heartbeats and
+            # look again; the subscription resumes from the current snapshot.
+            yield HEARTBEAT
+            await trio.sleep(min(heartbeat_interval, STORE_RETRY_INTERVAL))

@@ -1,22 +1,30 @@
-"""Shared fixtures: services in virtual time, and a real Hypercorn server on a loopback port.
+"""Shared fixtures: the test kit (``server.testing``) with this suite's settings.
 
 Rules of this suite: timing is tested in virtual time (``autojump_clock``), never with real
 sleeps; tests that need the network use a real server on ``127.0.0.1`` port 0 and the real
 clock (the autojump clock would jump while sockets are pending).
+
+The kit's plugin is active through its ``pytest11`` entry point once progress-sync is
+installed; naming it in ``pytest_plugins`` as well keeps this suite working in a checkout
+whose install predates the entry point (the same name, so it is registered once).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from functools import partial
 
-import httpx
 import pytest
 import trio
 
 from pipeline import MemoryStore
-from server import ServerConfig, serve
+from server import ServerConfig
+from server.testing import ProgressServer, start_progress_server
+
+pytest_plugins = ["pytester", "server.testing"]
+
+RunningServer = ProgressServer
+"""The type of ``running_server`` (older tests import it from here)."""
 
 
 @pytest.fixture
@@ -38,31 +46,51 @@ def server_config() -> ServerConfig:
     )
 
 
-class RunningServer:
-    """A server started in the test's nursery: its base URL, store and stop switch."""
-
-    def __init__(self, base_url: str, store: MemoryStore, stop: trio.Event) -> None:
-        self.base_url = base_url
-        self.store = store
-        self.stop = stop
-
-    def client(self, **kwargs: object) -> httpx.AsyncClient:
-        """An httpx client for this server (close it, or use it in ``async with``)."""
-        return httpx.AsyncClient(base_url=self.base_url, timeout=10.0, **kwargs)  # type: ignore[arg-type]
+@pytest.fixture
+def progress_server_config(server_config: ServerConfig) -> ServerConfig:
+    """The kit's server and client use this suite's ``server_config`` (override either)."""
+    return server_config
 
 
 @pytest.fixture
-async def running_server(
-    nursery: trio.Nursery, server_config: ServerConfig
-) -> AsyncIterator[RunningServer]:
-    """A real Hypercorn server on 127.0.0.1 (ephemeral port) inside the test's nursery."""
-    store = MemoryStore()
-    stop = trio.Event()
-    urls = await nursery.start(partial(serve, server_config, store=store, shutdown_trigger=stop.wait))
-    yield RunningServer(urls[0], store, stop)
-    stop.set()
+def running_server(progress_server: ProgressServer) -> ProgressServer:
+    """A real Hypercorn server on 127.0.0.1 (ephemeral port): the kit's ``progress_server``.
+
+    ``base_url``, ``store``, ``client()``, ``stop`` (a ``trio.Event``) and ``stopped``.
+    """
+    return progress_server
 
 
 def with_config(config: ServerConfig, **changes: object) -> ServerConfig:
     """A copy of ``config`` with ``changes`` applied."""
     return replace(config, **changes)  # type: ignore[arg-type]
+
+
+async def start_server(nursery: trio.Nursery, config: ServerConfig) -> RunningServer:
+    """Start a real server with ``config`` in ``nursery`` (the kit's ``start_progress_server``).
+
+    For tests that need settings the ``running_server`` fixture does not have (tokens, say);
+    stop it with ``server.stop.set()``.
+    """
+    return await start_progress_server(nursery, config)
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The shared test Redis (127.0.0.1:6379, database 7); skips when it is not answering."""
+    from tests._redis import require_shared_redis
+
+    return require_shared_redis()
+
+
+@pytest.fixture
+async def redis_prefix(redis_url: str) -> AsyncIterator[str]:
+    """A key prefix of this test alone; its keys are deleted afterwards."""
+    from tests._redis import delete_prefix, unique_prefix
+
+    prefix = unique_prefix()
+    try:
+        yield prefix
+    finally:
+        with trio.CancelScope(shield=True):
+            await delete_prefix(redis_url, prefix)

@@ -1,31 +1,22 @@
-"""End to end: a real Hypercorn server on a loopback port and a real SSE client (httpx-sse)."""
+"""End to end: a real Hypercorn server on a loopback port and a real SSE client (httpx-sse),
+through the test kit (``running_server`` is the kit's ``progress_server``)."""
 
 from __future__ import annotations
 
-import json
-
-from httpx_sse import aconnect_sse
-
+from server.testing import TERMINAL_EVENTS, assert_stream_well_formed, open_event_stream
 from tests.conftest import RunningServer
 
-TERMINAL_EVENTS = {"job-completed", "job-failed", "job-cancelled"}
+__all__ = ["TERMINAL_EVENTS", "collect"]
 
 
 async def collect(server: RunningServer, job_id: str) -> list[tuple[str, str, dict]]:
     """Follow a job's stream to its end; returns (event, id, data) for each event."""
-    events = []
-    async with server.client() as client, aconnect_sse(
-        client, "GET", f"/api/jobs/{job_id}/progress/stream"
-    ) as source:
-        assert source.response.status_code == 200
-        assert source.response.headers["content-type"].startswith("text/event-stream")
-        assert source.response.headers["cache-control"] == "no-cache"
-        assert source.response.headers["x-accel-buffering"] == "no"
-        async for event in source.aiter_sse():
-            if not event.data:
-                continue
-            events.append((event.event, event.id, json.loads(event.data)))
-    return events
+    async with server.client() as client, open_event_stream(client, job_id) as stream:
+        assert stream.response.status_code == 200
+        assert stream.response.headers["content-type"].startswith("text/event-stream")
+        assert stream.response.headers["cache-control"] == "no-cache"
+        assert stream.response.headers["x-accel-buffering"] == "no"
+        return [(event.event, event.id or "", event.payload) async for event in stream]
 
 
 async def test_demo_job_streams_increasing_progress_then_completed(running_server):
@@ -37,28 +28,25 @@ async def test_demo_job_streams_increasing_progress_then_completed(running_serve
     body = response.json()
     assert set(body) == {"jobId", "status", "statusUrl", "streamUrl"}
     assert body["status"] in ("queued", "running")
-    events = await collect(running_server, body["jobId"])
-    progress = [data["percent"] for name, _, data in events if name == "job-progress"]
-    assert progress == sorted(progress)
+    async with running_server.client() as client:
+        async with open_event_stream(client, body["jobId"]) as stream:
+            events = [event async for event in stream]
+        assert stream.retry == 2000
+    final = assert_stream_well_formed(events)
+    progress = [event.percent for event in events if event.event == "job-progress"]
     assert any(p >= 25 for p in progress)
     assert any(p >= 50 for p in progress)
     assert any(p >= 75 for p in progress)
-    ids = [int(event_id) for _, event_id, _ in events]
-    assert ids == sorted(set(ids))
-    name, _, final = events[-1]
-    assert name == "job-completed"
-    assert final["percent"] == 100
-    assert final["status"] == "completed"
-    assert final["result"]["output"] == f"{body['jobId']}.mp4"
-    assert [n for n, _, _ in events].count("job-completed") == 1
+    assert final.event == "job-completed"
+    assert final.percent == 100
+    assert final.status == "completed"
+    assert final.payload["result"]["output"] == f"{body['jobId']}.mp4"
 
 
 async def test_failing_job_streams_job_failed_with_its_message(running_server):
     async with running_server.client() as client:
-        response = await client.post(
-            "/api/jobs",
-            json={"kind": "demo", "params": {"durationS": 0.5, "updatesPerS": 40, "failAtPercent": 50}},
-        )
+        params = {"durationS": 0.5, "updatesPerS": 40, "failAtPercent": 50}
+        response = await client.post("/api/jobs", json={"kind": "demo", "params": params})
     events = await collect(running_server, response.json()["jobId"])
     name, _, final = events[-1]
     assert name == "job-failed"
@@ -74,39 +62,44 @@ async def test_unknown_job_stream_ends_with_job_error_after_registration_timeout
     assert "not registered within 1 s" in events[0][2]["detail"]
 
 
-async def test_stream_opened_before_registration_gets_the_job_once_registered(running_server, nursery):
-    async with running_server.client() as client:
-        # The stream is opened first; the job is created while it waits.
-        results = []
-
-        async def follow():
-            results.extend(await collect(running_server, "late-job"))
-
-        nursery.start_soon(follow)
+async def test_stream_opened_before_registration_gets_the_job_once_registered(running_server):
+    async with (
+        running_server.client() as client,
+        open_event_stream(client, "late-job") as stream,
+    ):
+        # The stream is open (its headers arrived) before the job exists.
+        assert stream.response.status_code == 200
         response = await client.post(
             "/api/jobs",
-            json={"kind": "demo", "jobId": "late-job", "params": {"durationS": 0.2, "updatesPerS": 20}},
+            json={"kind": "demo", "jobId": "late-job", "params": {"durationS": 0.2}},
         )
         assert response.status_code == 201
-    while not results:
-        import trio
-
-        await trio.sleep(0.01)
-    assert results[-1][0] == "job-completed"
-    assert results[0][2]["jobId"] == "late-job"
+        events = [event async for event in stream]
+    assert assert_stream_well_formed(events).event == "job-completed"
+    assert events[0].payload["jobId"] == "late-job"
 
 
 async def test_polling_fallback_returns_the_snapshot(running_server):
     async with running_server.client() as client:
-        created = await client.post("/api/jobs", json={"kind": "demo", "params": {"durationS": 0.2}})
+        created = await client.post(
+            "/api/jobs", json={"kind": "demo", "params": {"durationS": 0.2}}
+        )
         job_id = created.json()["jobId"]
         response = await client.get(f"/api/jobs/{job_id}")
         assert response.status_code == 200
         snapshot = response.json()
         assert snapshot["jobId"] == job_id
         assert set(snapshot) >= {
-            "jobId", "status", "percent", "stage", "message", "seq", "createdAt", "updatedAt",
-            "error", "result",
+            "jobId",
+            "status",
+            "percent",
+            "stage",
+            "message",
+            "seq",
+            "createdAt",
+            "updatedAt",
+            "error",
+            "result",
         }
         assert snapshot["createdAt"].endswith("Z")
         missing = await client.get("/api/jobs/nope")

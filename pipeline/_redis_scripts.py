@@ -1,0 +1,225 @@
+"""The Lua scripts of the Redis export store: each store rule is enforced inside Redis, atomically.
+
+Redis runs a script as one command: no other client's command runs in between, so reading a
+job's state, deciding and writing happen as one step, whichever process sent them (Redis docs,
+"Scripting with Lua": https://redis.io/docs/latest/develop/interact/programmability/eval-intro/).
+
+Layout under the key prefix ``P`` (``progress-sync:`` by default):
+
+- ``P job:<id>``: a hash per job. Fields: ``id``, ``status``, ``percent``, ``stage``,
+  ``message`` (absent for None), ``seq``, ``createdAt``, ``updatedAt``, ``reportedAt``,
+  ``kind``, ``error``, ``result`` (JSON text) (absent for None), ``order`` (registration order),
+  ``regToken`` / ``finToken`` (idempotency tokens, so a write retried after a lost reply does
+  not fail or count twice). Numbers are stored as the text Python sent, so they round-trip
+  exactly; Lua converts them only to compare.
+- ``P jobs``: a sorted set of every job id, scored by registration order (``list_jobs``).
+- ``P jobs:<status>``: the same, one per status.
+- ``P expiry``: a sorted set of job ids scored by when each job expires (seconds since the
+  epoch): ``retention`` after its terminal state, or ``idle`` after its latest change.
+- ``P order``: the registration counter.
+- ``P changes``: the pub/sub channel; every write publishes the changed snapshots there, as a
+  JSON array of flat ``[field, value, ...]`` arrays, in the same atomic step.
+
+Every script takes the prefix as ``ARGV[1]``; keys are built from it (one Redis server or a
+primary behind Sentinel; not Redis Cluster, whose scripts must name every key up front).
+"""
+
+from __future__ import annotations
+
+_COMMON = """
+local P = ARGV[1]
+local STATUSES = {'queued', 'running', 'completed', 'failed', 'cancelled'}
+local TERMINAL = {completed = true, failed = true, cancelled = true}
+
+local function job_key(id) return P .. 'job:' .. id end
+
+-- Remove a job and every index entry of it (its hash may have expired already).
+local function drop(id)
+  redis.call('DEL', job_key(id))
+  redis.call('ZREM', P .. 'jobs', id)
+  redis.call('ZREM', P .. 'expiry', id)
+  for _, s in ipairs(STATUSES) do redis.call('ZREM', P .. 'jobs:' .. s, id) end
+end
+
+-- Drop the jobs whose expiry time has passed (at most 1000 per call).
+local function purge(now)
+  local ids = redis.call('ZRANGEBYSCORE', P .. 'expiry', '-inf', now, 'LIMIT', 0, 1000)
+  for _, id in ipairs(ids) do drop(id) end
+end
+
+local function set_expiry(id, now, ms)
+  if ms > 0 then redis.call('PEXPIRE', job_key(id), ms) end
+  redis.call('ZADD', P .. 'expiry', tonumber(now) + ms / 1000, id)
+end
+
+local function publish(snapshots)
+  if #snapshots > 0 then
+    redis.call('PUBLISH', P .. 'changes', cjson.encode(snapshots))
+  end
+end
+"""
+
+REGISTER = (
+    _COMMON
+    + """
+-- ARGV: prefix, now, idle_ms, id, status, stage, has_message, message, has_kind, kind, token
+local now, idle_ms, id, status = ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
+local key = job_key(id)
+if redis.call('EXISTS', key) == 1 then
+  if redis.call('HGET', key, 'regToken') == ARGV[11] then
+    return {'ok', redis.call('HGETALL', key), redis.call('ZCARD', P .. 'jobs')}
+  end
+  return {'exists'}
+end
+purge(now)
+drop(id)
+local order = redis.call('INCR', P .. 'order')
+redis.call('HSET', key, 'id', id, 'status', status, 'percent', '0.0', 'stage', ARGV[6],
+  'seq', 1, 'createdAt', now, 'updatedAt', now, 'reportedAt', now, 'order', order,
+  'regToken', ARGV[11])
+if ARGV[7] == '1' then redis.call('HSET', key, 'message', ARGV[8]) end
+if ARGV[9] == '1' then redis.call('HSET', key, 'kind', ARGV[10]) end
+redis.call('ZADD', P .. 'jobs', order, id)
+redis.call('ZADD', P .. 'jobs:' .. status, order, id)
+set_expiry(id, now, idle_ms)
+local snapshot = redis.call('HGETALL', key)
+publish({snapshot})
+return {'ok', snapshot, redis.call('ZCARD', P .. 'jobs')}
+"""
+)
+
+APPLY_PROGRESS = (
+    _COMMON
+    + """
+-- ARGV: prefix, now, idle_ms, then 7 per update:
+--   id, percent, stage, has_message, message, reported_at, want (1: return its snapshot)
+local now, idle_ms = ARGV[2], tonumber(ARGV[3])
+local applied, ignored_terminal, ignored_stale = 0, 0, 0
+local unknown, changed, wanted = {}, {}, {}
+for i = 4, #ARGV, 7 do
+  local id = ARGV[i]
+  local key = job_key(id)
+  local current = redis.call('HMGET', key, 'status', 'reportedAt', 'order')
+  if not current[1] then
+    unknown[#unknown + 1] = id
+  elseif TERMINAL[current[1]] then
+    ignored_terminal = ignored_terminal + 1
+  elseif tonumber(ARGV[i + 5]) < tonumber(current[2]) then
+    ignored_stale = ignored_stale + 1
+  else
+    redis.call('HINCRBY', key, 'seq', 1)
+    redis.call('HSET', key, 'status', 'running', 'percent', ARGV[i + 1], 'stage', ARGV[i + 2],
+      'updatedAt', now, 'reportedAt', ARGV[i + 5])
+    if ARGV[i + 3] == '1' then
+      redis.call('HSET', key, 'message', ARGV[i + 4])
+    else
+      redis.call('HDEL', key, 'message')
+    end
+    if current[1] ~= 'running' then
+      redis.call('ZREM', P .. 'jobs:' .. current[1], id)
+      redis.call('ZADD', P .. 'jobs:running', current[3], id)
+    end
+    set_expiry(id, now, idle_ms)
+    applied = applied + 1
+    if changed[id] == nil then
+      changed[id] = ARGV[i + 6]
+      changed[#changed + 1] = id
+    elseif ARGV[i + 6] == '1' then
+      changed[id] = '1'
+    end
+  end
+end
+local snapshots = {}
+for _, id in ipairs(changed) do
+  local snapshot = redis.call('HGETALL', job_key(id))
+  snapshots[#snapshots + 1] = snapshot
+  if changed[id] == '1' then wanted[#wanted + 1] = snapshot end
+end
+publish(snapshots)
+return {applied, ignored_terminal, ignored_stale, unknown, wanted,
+  redis.call('ZCARD', P .. 'jobs')}
+"""
+)
+
+FINISH = (
+    _COMMON
+    + """
+-- ARGV: prefix, now, retention_ms, id, status, has_error, error, has_result, result,
+--   has_last, percent, stage, has_message, message, reported_at, token
+local now, retention_ms, id, status = ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
+local key = job_key(id)
+local current = redis.call('HMGET', key, 'status', 'reportedAt', 'order', 'finToken')
+if not current[1] then return {'notfound'} end
+if TERMINAL[current[1]] then
+  local outcome = 'terminal'
+  if current[4] == ARGV[16] then outcome = 'ok' end
+  return {outcome, redis.call('HGETALL', key)}
+end
+if ARGV[10] == '1' and tonumber(ARGV[15]) >= tonumber(current[2]) then
+  redis.call('HSET', key, 'percent', ARGV[11], 'stage', ARGV[12])
+  if ARGV[13] == '1' then
+    redis.call('HSET', key, 'message', ARGV[14])
+  else
+    redis.call('HDEL', key, 'message')
+  end
+end
+if status == 'completed' then redis.call('HSET', key, 'percent', '100.0') end
+local reported = current[2]
+if tonumber(now) > tonumber(reported) then reported = now end
+redis.call('HINCRBY', key, 'seq', 1)
+redis.call('HSET', key, 'status', status, 'updatedAt', now, 'reportedAt', reported,
+  'finToken', ARGV[16])
+if status == 'failed' and ARGV[6] == '1' then
+  redis.call('HSET', key, 'error', ARGV[7])
+else
+  redis.call('HDEL', key, 'error')
+end
+if status == 'completed' and ARGV[8] == '1' then
+  redis.call('HSET', key, 'result', ARGV[9])
+else
+  redis.call('HDEL', key, 'result')
+end
+redis.call('ZREM', P .. 'jobs:' .. current[1], id)
+redis.call('ZADD', P .. 'jobs:' .. status, current[3], id)
+set_expiry(id, now, retention_ms)
+local snapshot = redis.call('HGETALL', key)
+publish({snapshot})
+return {'ok', snapshot}
+"""
+)
+
+LIST_JOBS = (
+    _COMMON
+    + """
+-- ARGV: prefix, now, status ('' for all), offset, limit
+local now, offset, limit = ARGV[2], tonumber(ARGV[4]), tonumber(ARGV[5])
+purge(now)
+local index = P .. 'jobs'
+if ARGV[3] ~= '' then index = P .. 'jobs:' .. ARGV[3] end
+for _ = 1, 5 do
+  local page, missing = {}, false
+  if limit > 0 then
+    for _, id in ipairs(redis.call('ZREVRANGE', index, offset, offset + limit - 1)) do
+      local snapshot = redis.call('HGETALL', job_key(id))
+      if #snapshot == 0 then
+        drop(id)  -- its hash expired before its expiry entry was purged
+        missing = true
+      else
+        page[#page + 1] = snapshot
+      end
+    end
+  end
+  if not missing then
+    return {page, redis.call('ZCARD', index), redis.call('ZCARD', P .. 'jobs')}
+  end
+end
+return redis.error_reply('list_jobs: jobs kept expiring while being listed; try again')
+"""
+)
+
+SNAPSHOTS = """
+-- ARGV: prefix, ids...: the hash of each job, an empty array for a job not held.
+local out = {}
+for i = 2, #ARGV do out[#out + 1] = redis.call('HGETALL', ARGV[1] .. 'job:' .. ARGV[i]) end
+return out
+"""

@@ -1,0 +1,268 @@
+"""The progress client for producers in other processes, for trio code."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import trio
+
+from .._errors import BufferClosedError, ServerUnavailableError
+from ._common import (
+    DEFAULT_CLIENT_FLUSH_INTERVAL,
+    DEFAULT_MAX_BATCH,
+    DEFAULT_TIMEOUT,
+    BatchAccounting,
+    ClientStatistics,
+    PendingReports,
+    RegisteredJob,
+    auth_headers,
+    check_flush_interval,
+    logger,
+    raise_for_answer,
+    register_body,
+    unavailable,
+)
+
+DEFAULT_CLOSE_TIMEOUT = 10.0
+"""Seconds the last batch may take when the client closes, even if it is being cancelled."""
+
+
+class AsyncProgressClient:
+    """Report progress of external jobs to a progress-sync server over HTTP (httpx, trio).
+
+    Made by ``open_progress_client``, which owns the task that sends what is pending as one
+    ``POST /api/progress`` every ``flush_interval`` seconds. ``report_nowait`` never waits
+    (it is also safe to call from worker threads); ``register``, ``complete``, ``fail`` and
+    ``cancel`` return once the server has stored the state.
+    """
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        flush_interval: float,
+        send_reported_at: bool,
+        max_batch: int,
+    ) -> None:
+        self.flush_interval = flush_interval
+        self._http = http
+        self._max_batch = max_batch
+        self._pending = PendingReports(send_reported_at=send_reported_at)
+        self._accounting = BatchAccounting()
+        # One batch or terminal state in flight at a time: nothing sent before a terminal
+        # state can arrive after it.
+        self._send_lock = trio.Lock()
+        self._closed = False
+        self._broken = False
+
+    async def register(
+        self,
+        job_id: str | None = None,
+        *,
+        status: str = "running",
+        stage: str = "",
+        message: str | None = None,
+    ) -> RegisteredJob:
+        """Register an external job (see ``ProgressClient.register``)."""
+        body = register_body(job_id, status, stage, message)
+        return RegisteredJob.from_answer(await self._request("/api/jobs", body, job_id))
+
+    def report_nowait(
+        self, job_id: str, percent: float, stage: str = "", message: str | None = None
+    ) -> None:
+        """Report a job's progress; returns at once (sent with the next batch).
+
+        Raises:
+            InvalidUpdateError: a field is malformed (the message names it).
+            BufferClosedError: the client is closed.
+        """
+        if self._closed:
+            raise BufferClosedError(
+                "the progress client is closed; report inside its async with block"
+            )
+        self._pending.put(job_id, percent, stage, message)
+
+    def for_job(self, job_id: str) -> AsyncClientJob:
+        """The client bound to one job: ``report(percent, stage, message)`` for ReportingTqdm."""
+        return AsyncClientJob(self, job_id)
+
+    async def flush(self) -> None:
+        """Send every pending report now.
+
+        Raises:
+            ServerUnavailableError: the server could not be reached (the reports are kept).
+            ServerRejectedError: the server refused the batch as a whole.
+        """
+        async with self._send_lock:
+            lines = self._pending.take_all()
+            for start in range(0, len(lines), self._max_batch):
+                try:
+                    await self._post_batch(lines[start : start + self._max_batch])
+                except ServerUnavailableError:
+                    self._accounting.failed_batches += 1
+                    self._pending.put_back(lines[start:])
+                    raise
+                except BaseException:
+                    # Cancelled mid-send, or refused: keep them for the final flush.
+                    self._pending.put_back(lines[start:])
+                    raise
+
+    async def complete(self, job_id: str, result: Any = None) -> dict[str, Any]:
+        """End a job ``completed`` (see ``ProgressClient.complete``)."""
+        return await self._finish(job_id, "complete", {} if result is None else {"result": result})
+
+    async def fail(self, job_id: str, error: str) -> dict[str, Any]:
+        """End a job ``failed`` (see ``ProgressClient.fail``)."""
+        return await self._finish(job_id, "fail", {"error": error})
+
+    async def cancel(self, job_id: str) -> dict[str, Any]:
+        """End a job ``cancelled`` (see ``ProgressClient.cancel``)."""
+        return await self._finish(job_id, "cancel", {})
+
+    def statistics(self) -> ClientStatistics:
+        """The client's counters now (see ``ClientStatistics``)."""
+        return self._accounting.statistics(self._pending)
+
+    async def _finish(self, job_id: str, action: str, body: dict[str, Any]) -> dict[str, Any]:
+        async with self._send_lock:
+            line = self._pending.take(job_id)
+            if line is not None:
+                await self._post_batch([line])
+            return await self._request(f"/api/jobs/{job_id}/{action}", body, job_id)
+
+    async def _post_batch(self, batch: list[dict[str, Any]]) -> None:
+        self._accounting.record(await self._request("/api/progress", batch))
+
+    async def _request(self, url: str, body: Any, job_id: str | None = None) -> dict[str, Any]:
+        try:
+            response = await self._http.post(url, json=body)
+        except httpx.TransportError as exc:
+            raise unavailable(exc, str(self._http.base_url)) from None
+        raise_for_answer(response, job_id)
+        return response.json()
+
+    async def _flush_loop(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        task_status.started()
+        while True:
+            await trio.sleep(self.flush_interval)
+            try:
+                await self.flush()
+            except ServerUnavailableError as exc:
+                logger.warning("progress not delivered, retrying at the next flush: %s", exc)
+            except BaseException:
+                # Not something a retry fixes (a wrong token): raise it out of the block.
+                self._broken = True
+                raise
+
+
+class AsyncClientJob:
+    """An ``AsyncProgressClient`` bound to one job.
+
+    Attributes:
+        job_id: the job this reports for.
+    """
+
+    def __init__(self, client: AsyncProgressClient, job_id: str) -> None:
+        self.job_id = job_id
+        self._client = client
+
+    def report(self, percent: float, stage: str = "", message: str | None = None) -> None:
+        """Report progress without waiting (see ``AsyncProgressClient.report_nowait``)."""
+        self._client.report_nowait(self.job_id, percent, stage, message)
+
+    async def complete(self, result: Any = None) -> dict[str, Any]:
+        """End the job ``completed``."""
+        return await self._client.complete(self.job_id, result)
+
+    async def fail(self, error: str) -> dict[str, Any]:
+        """End the job ``failed``."""
+        return await self._client.fail(self.job_id, error)
+
+    async def cancel(self) -> dict[str, Any]:
+        """End the job ``cancelled``."""
+        return await self._client.cancel(self.job_id)
+
+
+@asynccontextmanager
+async def open_progress_client(
+    base_url: str,
+    *,
+    token: str | None = None,
+    flush_interval: float = DEFAULT_CLIENT_FLUSH_INTERVAL,
+    request_timeout: float = DEFAULT_TIMEOUT,
+    send_reported_at: bool = True,
+    max_batch: int = DEFAULT_MAX_BATCH,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> AsyncIterator[AsyncProgressClient]:
+    """Open an ``AsyncProgressClient`` whose flush task lives in a nursery owned by this block.
+
+    Leaving the block sends what is pending (within ``DEFAULT_CLOSE_TIMEOUT`` seconds, even
+    when cancelled). A batch the server refuses as a whole (a wrong token, say) raises out of
+    the block; an unreachable server is logged and retried at the next flush. A single error
+    leaves the block as itself, not wrapped in an exception group.
+
+    Args:
+        base_url: the server's URL (``http://127.0.0.1:8000``).
+        token: the producer token (``Authorization: Bearer``), or None.
+        flush_interval: seconds between batches (default 0.5).
+        request_timeout: seconds to wait for each answer (default 10).
+        send_reported_at: send each report's ``reportedAt`` (see ``ProgressClient``).
+        max_batch: updates per request (default 1000).
+        transport: an httpx transport (tests).
+
+    Raises:
+        ValueError: ``flush_interval`` or ``max_batch`` is out of range.
+    """
+    flush_interval = check_flush_interval(flush_interval)
+    if not isinstance(max_batch, int) or max_batch < 1:
+        raise ValueError(f"max_batch must be a whole number >= 1, not {max_batch!r}")
+    try:
+        async with (
+            httpx.AsyncClient(
+                base_url=base_url,
+                headers=auth_headers(token),
+                timeout=request_timeout,
+                transport=transport,
+            ) as http,
+            trio.open_nursery() as nursery,
+        ):
+            client = AsyncProgressClient(
+                http,
+                flush_interval=flush_interval,
+                send_reported_at=send_reported_at,
+                max_batch=max_batch,
+            )
+            await nursery.start(client._flush_loop)
+            try:
+                yield client
+            finally:
+                client._closed = True
+                nursery.cancel_scope.cancel()
+                with trio.CancelScope(shield=True) as scope:
+                    scope.deadline = trio.current_time() + DEFAULT_CLOSE_TIMEOUT
+                    try:
+                        if not client._broken:
+                            await client.flush()
+                    except ServerUnavailableError as exc:
+                        logger.error(
+                            "%d job states were not delivered: %s", len(client._pending), exc
+                        )
+    except BaseExceptionGroup as group:
+        # The nursery wraps whatever ends the block; a lone error (the caller's JobExistsError,
+        # the flush task's AuthenticationError) comes out as itself, as from a plain call.
+        single = _only_exception(group)
+        if single is None:
+            raise
+        raise single from None
+
+
+def _only_exception(group: BaseExceptionGroup) -> BaseException | None:
+    exceptions = group.exceptions
+    while len(exceptions) == 1 and isinstance(exceptions[0], BaseExceptionGroup):
+        exceptions = exceptions[0].exceptions
+    return exceptions[0] if len(exceptions) == 1 else None

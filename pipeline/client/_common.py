@@ -1,0 +1,255 @@
+"""What both progress clients share: the coalescing batch, requests and answers."""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from .._errors import (
+    AuthenticationError,
+    InvalidUpdateError,
+    JobExistsError,
+    JobFinishedError,
+    JobNotFoundError,
+    ServerRejectedError,
+    ServerUnavailableError,
+)
+from .._snapshot import check_job_id, check_progress
+
+logger = logging.getLogger("pipeline.client")
+
+DEFAULT_CLIENT_FLUSH_INTERVAL = 0.5
+"""Seconds between two batches a client sends (the server's default flush interval)."""
+
+DEFAULT_TIMEOUT = 10.0
+"""Seconds a client waits for the server to answer one request."""
+
+DEFAULT_MAX_BATCH = 1000
+"""Updates a client puts in one ``POST /api/progress`` (the server takes up to 10,000)."""
+
+_FINISHED_STATUS = re.compile(r"with status '(\w+)'")
+
+
+@dataclass(frozen=True)
+class RegisteredJob:
+    """The server's answer to registering an external job.
+
+    Attributes:
+        job_id: the job's id.
+        status: its status now (``queued`` or ``running``).
+        status_url: the path of its snapshot (``/api/jobs/{jobId}``).
+        stream_url: the path of its SSE stream.
+        subscribe_token: the token readers pass as ``?token=``, when the server signs them.
+    """
+
+    job_id: str
+    status: str
+    status_url: str
+    stream_url: str
+    subscribe_token: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_answer(cls, body: dict[str, Any]) -> RegisteredJob:
+        """Build it from the 201 body of ``POST /api/jobs``."""
+        return cls(
+            job_id=body["jobId"],
+            status=body["status"],
+            status_url=body["statusUrl"],
+            stream_url=body["streamUrl"],
+            subscribe_token=body.get("subscribeToken"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ClientStatistics:
+    """Counters of a progress client since it was opened.
+
+    Attributes:
+        reports: reports accepted by ``report``.
+        coalesced: reports replaced by a later one for the same job before being sent.
+        batches_sent: ``POST /api/progress`` requests the server answered.
+        updates_accepted: updates the server accepted.
+        failed_batches: batches that could not be delivered (server unreachable); their
+            latest state per job was kept and sent again.
+        unknown_jobs: ids the server reported as not registered (their updates were lost).
+        pending: jobs with a report waiting to be sent now.
+    """
+
+    reports: int = 0
+    coalesced: int = 0
+    batches_sent: int = 0
+    updates_accepted: int = 0
+    failed_batches: int = 0
+    unknown_jobs: tuple[str, ...] = ()
+    pending: int = 0
+
+
+class PendingReports:
+    """The latest report per job, waiting for the next batch. Thread-safe."""
+
+    def __init__(self, *, send_reported_at: bool) -> None:
+        self._lock = threading.Lock()
+        self._lines: dict[str, dict[str, Any]] = {}
+        self._send_reported_at = send_reported_at
+        self.reports = 0
+        self.coalesced = 0
+
+    def put(self, job_id: str, percent: float, stage: str, message: str | None) -> None:
+        """Check a report and keep it as its job's latest.
+
+        Raises:
+            InvalidUpdateError: a field is malformed (the message names it).
+        """
+        percent = check_progress(percent, stage, message)
+        check_job_id(job_id)
+        line: dict[str, Any] = {"jobId": job_id, "percent": percent, "stage": stage}
+        if message is not None:
+            line["message"] = message
+        if self._send_reported_at:
+            line["reportedAt"] = time.time()
+        with self._lock:
+            self.reports += 1
+            if job_id in self._lines:
+                self.coalesced += 1
+            self._lines[job_id] = line
+
+    def take_all(self) -> list[dict[str, Any]]:
+        """Remove and return every pending line."""
+        with self._lock:
+            lines, self._lines = self._lines, {}
+        return list(lines.values())
+
+    def take(self, job_id: str) -> dict[str, Any] | None:
+        """Remove and return ``job_id``'s pending line, if any."""
+        with self._lock:
+            return self._lines.pop(job_id, None)
+
+    def put_back(self, lines: list[dict[str, Any]]) -> None:
+        """Keep undelivered lines for the next batch, unless a newer report replaced them."""
+        with self._lock:
+            for line in lines:
+                self._lines.setdefault(line["jobId"], line)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._lines)
+
+
+def check_flush_interval(flush_interval: float) -> float:
+    """Return ``flush_interval`` as a float.
+
+    Raises:
+        ValueError: it is not a positive, finite number of seconds.
+    """
+    if isinstance(flush_interval, bool) or not (
+        isinstance(flush_interval, int | float) and 0 < flush_interval < math.inf
+    ):
+        raise ValueError(
+            f"flush_interval must be a positive number of seconds, not {flush_interval!r}"
+        )
+    return float(flush_interval)
+
+
+def auth_headers(token: str | None) -> dict[str, str]:
+    """``Authorization: Bearer <token>`` when a producer token is given."""
+    return {} if token is None else {"Authorization": f"Bearer {token}"}
+
+
+def register_body(
+    job_id: str | None, status: str, stage: str, message: str | None
+) -> dict[str, Any]:
+    """The JSON body of ``POST /api/jobs`` for an external job."""
+    body: dict[str, Any] = {"status": status, "stage": stage}
+    if job_id is not None:
+        body["jobId"] = check_job_id(job_id)
+    if message is not None:
+        body["message"] = message
+    return body
+
+
+def unavailable(exc: httpx.TransportError, base_url: str) -> ServerUnavailableError:
+    """Translate an httpx transport error (never holding headers, so no token)."""
+    return ServerUnavailableError(
+        f"the progress-sync server at {base_url} could not be reached: {type(exc).__name__}: {exc}"
+    )
+
+
+def raise_for_answer(response: httpx.Response, job_id: str | None = None) -> None:
+    """Raise the pipeline error that matches an error answer; return on 2xx.
+
+    Raises:
+        AuthenticationError: 401 or 403.
+        InvalidUpdateError: 400 naming a field.
+        JobNotFoundError: 404 for the job.
+        JobExistsError: 409, the job id is taken.
+        JobFinishedError: 409, the job has ended already.
+        ServerRejectedError: any other error answer.
+    """
+    if response.is_success:
+        return
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    code = response.status_code
+    error = str(body.get("error") or response.reason_phrase or "error")
+    detail = str(body.get("detail") or response.text[:500])
+    field_name = body.get("field")
+    if code in (401, 403):
+        raise AuthenticationError(code, error, detail, field_name)
+    if code == 400 and isinstance(field_name, str):
+        prefix = f"{field_name}: "
+        raise InvalidUpdateError(field_name, detail.removeprefix(prefix))
+    if job_id is not None and code == 404 and error == "job not found":
+        raise JobNotFoundError(job_id)
+    if job_id is not None and code == 409 and error == "job exists":
+        raise JobExistsError(job_id)
+    if job_id is not None and code == 409 and error == "job finished":
+        match = _FINISHED_STATUS.search(detail)
+        raise JobFinishedError(job_id, match.group(1) if match else "ended")
+    raise ServerRejectedError(code, error, detail, field_name)
+
+
+class BatchAccounting:
+    """Counts what the server said about the batches; logs each unknown job once."""
+
+    def __init__(self) -> None:
+        self.batches_sent = 0
+        self.updates_accepted = 0
+        self.failed_batches = 0
+        self.unknown_jobs: dict[str, None] = {}
+
+    def record(self, answer: dict[str, Any]) -> None:
+        """Account for one ``POST /api/progress`` answer."""
+        self.batches_sent += 1
+        self.updates_accepted += int(answer.get("accepted", 0))
+        for job_id in answer.get("unknownJobs", ()):
+            if job_id not in self.unknown_jobs:
+                self.unknown_jobs[job_id] = None
+                logger.warning(
+                    "the server does not know job %r; register it first (its reports are lost)",
+                    job_id,
+                )
+        for error in answer.get("errors", ()):
+            logger.warning("the server refused an update: %s", error)
+
+    def statistics(self, pending: PendingReports) -> ClientStatistics:
+        """The client's counters now."""
+        return ClientStatistics(
+            reports=pending.reports,
+            coalesced=pending.coalesced,
+            batches_sent=self.batches_sent,
+            updates_accepted=self.updates_accepted,
+            failed_batches=self.failed_batches,
+            unknown_jobs=tuple(self.unknown_jobs),
+            pending=len(pending),
+        )

@@ -1,0 +1,86 @@
+"""Bad requests get JSON 4xx naming the field and the reason, and leave other jobs intact."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "detail"),
+    [
+        ({"kind": "render"}, "kind", "unknown job kind 'render'; known kinds: demo"),
+        ({"kind": "demo", "params": {"durationS": -1}}, "params.durationS", "greater than 0"),
+        ({"kind": "demo", "params": {"updatesPerS": "fast"}}, "params.updatesPerS", "valid number"),
+        ({"kind": "demo", "params": {"failAtPercent": 150}}, "params.failAtPercent", "100"),
+        ({"kind": "demo", "params": {"typo": 1}}, "params.typo", "Extra inputs are not permitted"),
+        ({"kind": "demo", "params": []}, "params", "valid dictionary"),
+        # Without kind the job is external (see test_ingest.py), and takes no params.
+        ({"params": {}}, "params", "only jobs with a kind take params"),
+        ({"kind": "demo", "jobId": "bad id!"}, "jobId", "must be 1-128 letters"),
+        ({"kind": "demo", "extra": 1}, "extra", "Extra inputs are not permitted"),
+        ([1, 2], "body", ""),
+    ],
+)
+async def test_bad_job_requests_get_400_with_the_field(running_server, body, field, detail):
+    async with running_server.client() as client:
+        response = await client.post("/api/jobs", json=body)
+    assert response.status_code == 400
+    error = response.json()
+    assert error["field"] == field
+    assert detail in error["detail"]
+    assert error["error"] == "invalid request"
+    assert running_server.store.statistics().jobs == 0
+
+
+async def test_malformed_json_gets_400(running_server):
+    async with running_server.client() as client:
+        response = await client.post(
+            "/api/jobs", content=b"{not json", headers={"content-type": "application/json"}
+        )
+    assert response.status_code == 400
+    assert response.json()["field"] == "body"
+
+
+async def test_duplicate_job_id_gets_409_and_leaves_the_job_intact(running_server):
+    async with running_server.client() as client:
+        body = {"kind": "demo", "jobId": "export-1", "params": {"durationS": 30}}
+        assert (await client.post("/api/jobs", json=body)).status_code == 201
+        before = await running_server.store.get("export-1")
+        again = await client.post("/api/jobs", json=body)
+        assert again.status_code == 409
+        assert again.json() == {
+            "error": "job exists",
+            "detail": "job 'export-1' is registered already; choose another id",
+            "field": "jobId",
+        }
+        assert (await running_server.store.get("export-1")).created_at == before.created_at
+        await client.post("/api/jobs/export-1/cancel")
+
+
+async def test_bad_job_ids_in_paths_get_400(running_server):
+    async with running_server.client() as client:
+        for path in ("/api/jobs/-x", "/api/jobs/-x/progress/stream", "/api/jobs/a%20b"):
+            response = await client.get(path)
+            assert response.status_code == 400, path
+            assert response.json()["field"] == "jobId"
+        cancel = await client.post("/api/jobs/ghost/cancel")
+        assert cancel.status_code == 404
+
+
+async def test_unknown_routes_and_methods_get_json(running_server):
+    async with running_server.client() as client:
+        missing = await client.get("/api/nothing")
+        assert missing.status_code == 404
+        assert missing.json()["error"] == "not found"
+        wrong = await client.delete("/api/jobs")
+        assert wrong.status_code == 405
+        assert "POST" in wrong.headers["allow"]
+
+
+async def test_healthz_and_openapi(running_server):
+    async with running_server.client() as client:
+        health = (await client.get("/healthz")).json()
+        assert health["status"] == "ok"
+        assert health["syncMode"] == "batched"
+        spec = (await client.get("/openapi.json")).json()
+        assert "/api/jobs" in spec["paths"]
