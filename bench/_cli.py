@@ -200,6 +200,8 @@ def bench_command(
     from ._report import summary, write
     from ._run import run_plan
 
+    # A no-op under ``progress-sync``, whose --log-level configured logging already.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("bench").setLevel(logging.INFO if verbose else logging.WARNING)
     plan = build_plan(

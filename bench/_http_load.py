@@ -29,11 +29,17 @@ TERMINAL_EVENTS = frozenset({"job-completed", "job-failed", "job-cancelled"})
 PRODUCER_TASKS = 4
 """Producer tasks, each posting the reports of its share of the jobs in one request per tick."""
 
-POSTS_IN_FLIGHT = 4
-"""Requests one producer task may have waiting for the server at once."""
+POSTS_IN_FLIGHT = 1
+"""Requests one producer task may have waiting for the server at once. One, so that a job's
+reports arrive in order: the update buffer coalesces in arrival order (latest arrival wins),
+and a batch overtaking an older one would leave the older state in place until the next
+report."""
 
 MIN_TICK = 0.05
-"""Shortest interval between two ``POST /api/progress`` of one producer task, seconds."""
+"""Shortest interval between two ``POST /api/progress`` of one producer task, seconds: with
+``PRODUCER_TASKS`` tasks, 80 requests a second at most. Longer intervals mean bigger batches,
+less HTTP overhead per report (for both modes) and, in direct mode, more conflation at the
+subscribers (a whole batch is written before the streams run)."""
 
 SUBSCRIBERS_PER_CLIENT = 100
 """SSE connections per httpx client (httpx's pool scans its connections on each request)."""
@@ -325,7 +331,7 @@ async def _measure(
     server_cpu_before = server.cpu_seconds()
     client_cpu_before = cpu_seconds()
     window_start = time.perf_counter()
-    recorder.measuring = True
+    recorder.start_window()
     start = trio.current_time() + 0.001
     schedule = _Schedule(start, start + workload.duration, workload.rate, tick, cap)
     async with trio.open_nursery() as producers:

@@ -158,7 +158,7 @@ async def run_inprocess(
         applied_before = store.statistics().updates_applied
         cpu_before = cpu_seconds()
         window_start = time.perf_counter()
-        recorder.measuring = True
+        recorder.start_window()
         start = trio.current_time() + 0.001
         schedule = _Schedule(start, start + workload.duration, workload.rate, tick, cap)
         async with trio.open_nursery() as producers:

@@ -73,14 +73,14 @@ def progress_sync_argv(
     flush_interval: float,
     extra: Sequence[str] = (),
 ) -> list[str]:
-    """``progress-sync --log-level WARNING serve --sync-mode MODE --port 0 ...``, run with
+    """``progress-sync --log-level INFO serve --sync-mode MODE --port 0 ...``, run with
     this interpreter so that it is the same installation as the bench."""
     return [
         sys.executable,
         "-c",
         "import sys; from server._cli import main; sys.exit(main(prog_name='progress-sync'))",
         "--log-level",
-        "WARNING",
+        "INFO",  # Hypercorn's "Running on http://..." is logged at INFO
         "serve",
         "--host",
         "127.0.0.1",

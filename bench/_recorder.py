@@ -106,6 +106,14 @@ class Recorder:
         """Subscribers whose terminal event has not arrived."""
         return len(self.views) - self.terminals
 
+    def start_window(self) -> None:
+        """Start measuring. Every view counts as up to date until the first report of the
+        window: before it there was nothing newer to show."""
+        now = time.time()
+        for view in self.views:
+            view.reported_at = max(view.reported_at, now)
+        self.measuring = True
+
     def caught_up(self) -> bool:
         """True when every subscriber shows its job's latest report."""
         truth = self.truth

@@ -176,7 +176,7 @@ async def _measure(
             await start(control)
             await wait(counts.all_flowing, lambda: counts.flowing, "got their first event", 0.5)
             logger.info("%s: every connection got its first event", system)
-            await trio.sleep(WARMUP)
+            await trio.sleep(min(WARMUP, workload.duration))
             events_before = counts.events
             cpu_before = server.cpu_seconds()
             window_start = time.perf_counter()

@@ -32,6 +32,7 @@ from ._config import (
     ServerConfig,
 )
 from ._demo import run_demo
+from ._gc import tune_garbage_collector
 from ._serve import is_address_in_use, serve
 from ._workers import run_workers
 
@@ -287,6 +288,7 @@ def serve_command(**options: object) -> None:
             if code:
                 raise click.ClickException(f"a worker stopped with exit code {code}; see its log")
         else:
+            tune_garbage_collector()
             trio.run(serve, config)
     except StoreUnavailableError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -6,6 +6,7 @@ start a server process use the real clock on 127.0.0.1 and end the process befor
 
 from __future__ import annotations
 
+import gc
 import math
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from bench._processes import ServerStartError, module_argv, open_server_process
 from bench._results import Percentiles
 from bench._stream import run_stream
 from server._cli import main
+from server._gc import GC_THRESHOLDS, tune_garbage_collector
 
 
 @pytest.mark.parametrize(
@@ -143,3 +145,12 @@ async def test_stream_level_reports_connections_that_did_not_open_in_time():
 async def test_stream_level_compares_only_batched_and_raw_asgi():
     with pytest.raises(ValueError, match=r"compares batched and raw-asgi, not direct"):
         await run_stream(System.DIRECT, StreamWorkload(connections=1, jobs=1))
+
+
+def test_serving_processes_collect_garbage_less_often():
+    before = gc.get_threshold()
+    try:
+        tune_garbage_collector()
+        assert gc.get_threshold() == GC_THRESHOLDS
+    finally:
+        gc.set_threshold(*before)
