@@ -9,6 +9,7 @@ with httpx-sse, so the same workload runs against our server and the sse-starlet
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -23,6 +24,8 @@ from ._processes import ServerProcess
 from ._recorder import PeakRss, Recorder, View, cpu_seconds, sample_while_running
 from ._results import RunResult
 from ._workload import Level, System, Workload
+
+logger = logging.getLogger(__name__)
 
 TERMINAL_EVENTS = frozenset({"job-completed", "job-failed", "job-cancelled"})
 
@@ -328,6 +331,7 @@ async def _measure(
     errors: list[str],
 ) -> RunResult:
     health_before = await _health(control)
+    logger.info("%s: %s measuring window starts", system, workload.label)
     server_cpu_before = server.cpu_seconds()
     client_cpu_before = cpu_seconds()
     window_start = time.perf_counter()

@@ -267,7 +267,10 @@ def plot(report: BenchReport, path: Path) -> bool:
         where = "in process" if level is Level.INPROCESS else "over HTTP (server process)"
         axes[0][column].set_title(f"CPU per 1,000 reports, {where}")
         axes[0][column].set_ylabel("CPU seconds per 1,000 reports")
-        axes[1][column].set_title(f"p99 report-to-client latency, {where}")
+        axes[1][column].set_title(
+            "p99 report-to-client latency, "
+            + ("in process" if level is Level.INPROCESS else "over HTTP")
+        )
         axes[1][column].set_ylabel("ms")
         for row in (0, 1):
             ax = axes[row][column]
@@ -275,7 +278,7 @@ def plot(report: BenchReport, path: Path) -> bool:
             ax.set_yscale("log")
             ax.set_xlabel("updates per second per job")
             ax.grid(True, which="both", alpha=0.3)
-            ax.legend(fontsize=7)
+            ax.legend(fontsize=6.5, ncols=2 if len(shapes) > 3 else 1)
     figure.suptitle(f"progress-sync bench, {report.started_at}")
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)

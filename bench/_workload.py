@@ -210,10 +210,10 @@ def quick_plan() -> Plan:
     """``--quick``: the target scenario at each level and a small stream comparison, < 1 min."""
     return Plan(
         inprocess=(
-            Workload(jobs=100, rate=100, subscribers=2, duration=2.0),
-            Workload(jobs=10, rate=1000, subscribers=1, duration=2.0),
+            Workload(jobs=100, rate=100, subscribers=2, duration=1.5),
+            Workload(jobs=10, rate=1000, subscribers=1, duration=1.5),
         ),
-        http=(Workload(jobs=100, rate=100, subscribers=2, duration=3.0),),
-        stream=StreamWorkload(connections=400, jobs=4, duration=3.0),
+        http=(Workload(jobs=100, rate=100, subscribers=2, duration=2.5),),
+        stream=StreamWorkload(connections=400, jobs=4, duration=2.0),
         ingest_rounds=5,
     )
