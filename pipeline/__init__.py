@@ -19,6 +19,7 @@ from ._errors import InvalidUpdateError as InvalidUpdateError
 from ._errors import JobExistsError as JobExistsError
 from ._errors import JobFinishedError as JobFinishedError
 from ._errors import JobNotFoundError as JobNotFoundError
+from ._errors import JobQueueFullError as JobQueueFullError
 from ._errors import ProgressSyncError as ProgressSyncError
 from ._errors import RegistrationTimeoutError as RegistrationTimeoutError
 from ._errors import ServerRejectedError as ServerRejectedError
@@ -37,6 +38,7 @@ from ._redis_store import DEFAULT_REDIS_PREFIX as DEFAULT_REDIS_PREFIX
 from ._redis_store import RedisStore as RedisStore
 from ._redis_store import open_redis_store as open_redis_store
 from ._runner import DEFAULT_MAX_CONCURRENT_JOBS as DEFAULT_MAX_CONCURRENT_JOBS
+from ._runner import DEFAULT_MAX_QUEUED_JOBS as DEFAULT_MAX_QUEUED_JOBS
 from ._runner import JobKind as JobKind
 from ._runner import JobReporter as JobReporter
 from ._runner import JobRunner as JobRunner
@@ -52,12 +54,14 @@ from ._snapshot import ProgressUpdate as ProgressUpdate
 from ._snapshot import check_job_id as check_job_id
 from ._snapshot import check_progress as check_progress
 from ._snapshot import check_reported_at as check_reported_at
+from ._snapshot import wall_clock as wall_clock
 from ._status import TERMINAL_STATUSES as TERMINAL_STATUSES
 from ._status import JobStatus as JobStatus
 from ._status import parse_status as parse_status
 from ._store import BatchResult as BatchResult
 from ._store import ExportStore as ExportStore
 from ._store import StoreStatistics as StoreStatistics
+from ._subscription import MultiSubscription as MultiSubscription
 from ._subscription import Subscription as Subscription
 from ._threads import ThreadJobReporter as ThreadJobReporter
 from ._threads import ThreadReporter as ThreadReporter
@@ -70,6 +74,7 @@ __all__ = [
     "DEFAULT_FLUSH_INTERVAL",
     "DEFAULT_IDLE_TIMEOUT",
     "DEFAULT_MAX_CONCURRENT_JOBS",
+    "DEFAULT_MAX_QUEUED_JOBS",
     "DEFAULT_REDIS_PREFIX",
     "DEFAULT_RETENTION",
     "DEMO_KIND",
@@ -90,11 +95,13 @@ __all__ = [
     "JobFinishedError",
     "JobKind",
     "JobNotFoundError",
+    "JobQueueFullError",
     "JobReporter",
     "JobRunner",
     "JobSnapshot",
     "JobStatus",
     "MemoryStore",
+    "MultiSubscription",
     "ProgressSyncError",
     "ProgressUpdate",
     "RedisStore",
@@ -125,5 +132,6 @@ __all__ = [
     "open_redis_store",
     "open_update_buffer",
     "open_update_sink",
+    "wall_clock",
     "parse_status",
 ]

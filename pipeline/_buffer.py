@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -14,6 +14,7 @@ import trio
 from ._errors import BufferClosedError, InvalidUpdateError, StoreUnavailableError
 from ._sink import SinkStatistics
 from ._snapshot import (
+    _WALL_CLOCK_OFFSET,
     MAX_STAGE_LENGTH,
     JobSnapshot,
     ProgressUpdate,
@@ -27,6 +28,9 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_FLUSH_INTERVAL = 0.5
 """Seconds between two flushes of the update buffer."""
+
+MIN_FLUSH_INTERVAL = 0.001
+"""The shortest flush interval accepted, in seconds: shorter would only burn CPU."""
 
 DEFAULT_CAPACITY = 8192
 """Reports the buffer's memory channel holds before reports go to the overflow map.
@@ -45,6 +49,7 @@ flush the drain task waits twice as long as before (from ``flush_interval``) up 
 # The fast path of report_nowait takes a float percent and no message; anything else goes
 # through the full check.
 _new_update = ProgressUpdate.__new__
+_monotonic = time.monotonic
 
 
 class UpdateBuffer:
@@ -54,6 +59,10 @@ class UpdateBuffer:
     overflow map), keeps the latest report per job (*coalescing*) and applies the batch to the
     store in one ``ExportStore.apply_progress`` call. Make one with ``open_update_buffer``,
     which owns that task.
+
+    A flush that fails never stops the drain task: the batch is kept (latest per job) for the
+    next flush, the error is logged with its traceback, and ``statistics().last_error`` says
+    why until a flush succeeds again.
 
     Not thread-safe: call it from trio tasks of the run that opened it.
     """
@@ -65,10 +74,16 @@ class UpdateBuffer:
         flush_interval: float = DEFAULT_FLUSH_INTERVAL,
         capacity: int = DEFAULT_CAPACITY,
         shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
+        on_flush: Callable[[float], None] | None = None,
     ) -> None:
-        if not (isinstance(flush_interval, int | float) and 0 < flush_interval < math.inf):
+        if not (
+            isinstance(flush_interval, int | float)
+            and not isinstance(flush_interval, bool)
+            and MIN_FLUSH_INTERVAL <= flush_interval < math.inf
+        ):
             raise ValueError(
-                f"flush_interval must be a positive number of seconds, not {flush_interval!r}"
+                f"flush_interval must be a number of seconds from {MIN_FLUSH_INTERVAL} up, "
+                f"not {flush_interval!r}"
             )
         if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 1:
             raise ValueError(f"capacity must be a whole number of reports >= 1, not {capacity!r}")
@@ -80,6 +95,7 @@ class UpdateBuffer:
         self.flush_interval = float(flush_interval)
         self.capacity = capacity
         self.shutdown_timeout = float(shutdown_timeout)
+        self._on_flush = on_flush
         self._send, self._receive = trio.open_memory_channel[ProgressUpdate](capacity)
         self._overflow: dict[str, ProgressUpdate] = {}
         self._pending: dict[str, ProgressUpdate] = {}
@@ -94,6 +110,8 @@ class UpdateBuffer:
         self._failed_writes = 0
         self._consecutive_failures = 0
         self._last_flush_duration = 0.0
+        self._last_error: str | None = None
+        self._draining = False
 
     def report_nowait(
         self,
@@ -118,7 +136,7 @@ class UpdateBuffer:
             stage: what the job is doing (at most ``MAX_STAGE_LENGTH`` characters).
             message: optional free text (at most ``MAX_MESSAGE_LENGTH`` characters).
             reported_at: when the producer made the report, in seconds since the Unix epoch
-                (``time.time()`` now by default). A thread or another process passes its own
+                (``wall_clock()`` now by default). A thread or another process passes its own
                 time so that the store's staleness rule and latency use it.
 
         Raises:
@@ -142,7 +160,7 @@ class UpdateBuffer:
         if type(job_id) is not str or not job_id:
             raise InvalidUpdateError("jobId", "must be a non-empty string")
         if reported_at is None:
-            reported_at = time.time()
+            reported_at = _WALL_CLOCK_OFFSET + _monotonic()  # wall_clock(), inlined
         elif type(reported_at) is not float or not 0.0 <= reported_at < math.inf:
             reported_at = check_reported_at(reported_at)
         update = _new_update(ProgressUpdate, job_id, percent, stage, message, reported_at)
@@ -218,6 +236,10 @@ class UpdateBuffer:
         reports visible sooner. When the store is unavailable the batch is kept (latest per
         job) for the next flush and the error is logged and counted, not raised; the drain
         task then retries with backoff (see ``MAX_RETRY_DELAY``).
+
+        Raises:
+            Exception: whatever the store raised other than ``StoreUnavailableError`` (a bug);
+                the batch is kept for the next flush and the failure counted first.
         """
         async with self._flush_lock:
             self._collect()
@@ -236,15 +258,22 @@ class UpdateBuffer:
                     "store unavailable, %d job states kept for retry: %s", len(batch), exc
                 )
                 return
-            except BaseException:
+            except BaseException as exc:
                 # Cancelled mid-write, or a bug: keep the batch so a later flush can write it.
                 for update in batch.values():
                     self._keep_latest(update)
+                if isinstance(exc, Exception):
+                    self._failed_writes += 1
+                    self._last_error = f"{type(exc).__name__}: {exc}"
                 raise
-            self._last_flush_duration = time.perf_counter() - started
+            duration = time.perf_counter() - started
+            self._last_flush_duration = duration
+            self._last_error = None
             self._consecutive_failures = 0
             self._flushes += 1
             self._store_writes += 1
+            if self._on_flush is not None:
+                self._on_flush(duration)
 
     def statistics(self) -> SinkStatistics:
         """Return the buffer's counters now (see ``SinkStatistics``)."""
@@ -262,6 +291,8 @@ class UpdateBuffer:
                 + len(self._pending)
             ),
             last_flush_duration=self._last_flush_duration,
+            last_error=self._last_error,
+            draining=self._draining,
         )
 
     def _collect(self) -> None:
@@ -298,21 +329,34 @@ class UpdateBuffer:
     async def _drain(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
+        self._draining = True
         task_status.started()
-        next_flush = trio.current_time() + self.flush_interval
-        while True:
-            await trio.sleep_until(next_flush)
-            await self.flush()
-            now = trio.current_time()
-            if self._consecutive_failures:
-                # The store is unavailable: retry with exponential backoff.
-                delay = self.flush_interval * 2.0 ** min(self._consecutive_failures, 30)
-                next_flush = now + min(delay, max(MAX_RETRY_DELAY, self.flush_interval))
-                continue
-            # Keep a fixed schedule; after an overrun, start again one interval from now.
-            next_flush += self.flush_interval
-            if next_flush <= now:
-                next_flush = now + self.flush_interval
+        try:
+            next_flush = trio.current_time() + self.flush_interval
+            while True:
+                await trio.sleep_until(next_flush)
+                try:
+                    await self.flush()
+                except Exception:
+                    # Never stop delivering because of one bad flush: the batch is kept, the
+                    # failure is logged and shown by statistics() (and the server's health),
+                    # and the flush is retried with the same backoff as an unavailable store.
+                    self._consecutive_failures += 1
+                    logger.exception(
+                        "flush of the update buffer failed; its updates are kept and retried"
+                    )
+                now = trio.current_time()
+                if self._consecutive_failures:
+                    # The store is unavailable (or failing): retry with exponential backoff.
+                    delay = self.flush_interval * 2.0 ** min(self._consecutive_failures, 30)
+                    next_flush = now + min(delay, max(MAX_RETRY_DELAY, self.flush_interval))
+                    continue
+                # Keep a fixed schedule; after an overrun, start again one interval from now.
+                next_flush += self.flush_interval
+                if next_flush <= now:
+                    next_flush = now + self.flush_interval
+        finally:
+            self._draining = False
 
     async def _final_flush(self) -> None:
         # Nothing buffered is lost on shutdown, even when we are being cancelled.
@@ -334,6 +378,7 @@ async def open_update_buffer(
     flush_interval: float = DEFAULT_FLUSH_INTERVAL,
     capacity: int = DEFAULT_CAPACITY,
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
+    on_flush: Callable[[float], None] | None = None,
 ) -> AsyncIterator[UpdateBuffer]:
     """Open an ``UpdateBuffer`` whose drain task lives in a nursery owned by this block.
 
@@ -348,12 +393,18 @@ async def open_update_buffer(
         capacity: reports the memory channel holds (default ``DEFAULT_CAPACITY``); beyond it
             the latest report per job is kept in an overflow map, never dropped.
         shutdown_timeout: seconds the final flush may take (default 10).
+        on_flush: called after each flush that wrote a batch, with the duration of its store
+            write in seconds (for a histogram); it must not block or raise.
 
     Raises:
         ValueError: a setting is out of range (the message names it).
     """
     buffer = UpdateBuffer(
-        store, flush_interval=flush_interval, capacity=capacity, shutdown_timeout=shutdown_timeout
+        store,
+        flush_interval=flush_interval,
+        capacity=capacity,
+        shutdown_timeout=shutdown_timeout,
+        on_flush=on_flush,
     )
     body_error: BaseException | None = None
     async with trio.open_nursery() as nursery:

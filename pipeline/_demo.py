@@ -52,7 +52,8 @@ def parse_demo_params(raw: Mapping[str, Any]) -> DemoParams:
         InvalidUpdateError: naming the first bad field as ``params.<field>`` and the reason.
     """
     try:
-        return DemoParams.model_validate(raw)
+        # Clients' JSON: camelCase names and exact JSON types only ("5" is not a number).
+        return DemoParams.model_validate(raw, strict=True, by_alias=True, by_name=False)
     except pydantic.ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "params"

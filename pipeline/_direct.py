@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -12,7 +11,13 @@ import trio
 
 from ._errors import BufferClosedError, InvalidUpdateError, StoreUnavailableError
 from ._sink import SinkStatistics
-from ._snapshot import JobSnapshot, ProgressUpdate, check_progress, check_reported_at
+from ._snapshot import (
+    JobSnapshot,
+    ProgressUpdate,
+    check_progress,
+    check_reported_at,
+    wall_clock,
+)
 from ._status import JobStatus, parse_status
 from ._store import ExportStore
 
@@ -42,6 +47,7 @@ class DirectSync:
         self._store_writes = 0
         self._terminal_writes = 0
         self._in_flight = 0
+        self._idle = trio.lowlevel.ParkingLot()
         self._failed_writes = 0
 
     def report_nowait(
@@ -61,7 +67,7 @@ class DirectSync:
             stage: what the job is doing.
             message: optional free text.
             reported_at: when the producer made the report, seconds since the Unix epoch
-                (``time.time()`` by default).
+                (``wall_clock()`` by default).
 
         Raises:
             InvalidUpdateError: a field is malformed (the message names it).
@@ -74,7 +80,7 @@ class DirectSync:
             raise InvalidUpdateError("jobId", "must be a non-empty string")
         self._reports_received += 1
         self._in_flight += 1
-        reported_at = time.time() if reported_at is None else check_reported_at(reported_at)
+        reported_at = wall_clock() if reported_at is None else check_reported_at(reported_at)
         update = ProgressUpdate(job_id, percent, stage, message, reported_at)
         self._nursery.start_soon(self._write, update)
 
@@ -107,6 +113,12 @@ class DirectSync:
         self._terminal_writes += 1
         return snapshot
 
+    async def flush(self) -> None:
+        """Return once every write started so far has finished (nothing is buffered here)."""
+        await trio.lowlevel.checkpoint()
+        while self._in_flight:
+            await self._idle.park()
+
     def statistics(self) -> SinkStatistics:
         """Return the counters now; ``pending`` is the number of writes in flight."""
         return SinkStatistics(
@@ -136,6 +148,8 @@ class DirectSync:
                     return
         finally:
             self._in_flight -= 1
+            if not self._in_flight:
+                self._idle.unpark_all()
 
 
 @asynccontextmanager

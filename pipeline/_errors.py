@@ -9,6 +9,7 @@ The tree::
     ├── JobExistsError                    a job with that id is registered already
     ├── JobFinishedError                  the job is in a terminal state already
     ├── RegistrationTimeoutError          a job was not registered in time
+    ├── JobQueueFullError                 the runner's queue of waiting jobs is full
     ├── BufferClosedError                 a report reached a buffer that was closed
     ├── StoreUnavailableError             the store could not be reached; try again
     ├── WaitTimeoutError (TimeoutError)   a test-kit wait ended before its condition held
@@ -78,6 +79,16 @@ class RegistrationTimeoutError(ProgressSyncError, TimeoutError):
         super().__init__(f"job {job_id!r} was not registered within {timeout:g} s")
         self.job_id = job_id
         self.timeout = timeout
+
+
+class JobQueueFullError(ProgressSyncError):
+    """The job runner already has as many jobs waiting as it may queue; try again later."""
+
+    def __init__(self, max_queued: int) -> None:
+        super().__init__(
+            f"{max_queued} jobs are already waiting to run; try again when some have started"
+        )
+        self.max_queued = max_queued
 
 
 class BufferClosedError(ProgressSyncError, RuntimeError):

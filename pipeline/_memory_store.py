@@ -17,10 +17,11 @@ from ._snapshot import (
     ProgressUpdate,
     check_job_id,
     check_json,
+    check_kind,
     check_progress,
     check_text,
 )
-from ._status import JobStatus
+from ._status import JobStatus, parse_status
 from ._store import BatchResult, ExportStore, StoreStatistics
 from ._subscription import Subscription
 
@@ -53,7 +54,7 @@ class MemoryStore(ExportStore):
     """
 
     def __init__(self, *, retention: float = DEFAULT_RETENTION, clock: Any = time.time) -> None:
-        if not 0 <= retention < float("inf"):
+        if not (isinstance(retention, int | float) and 0 <= retention < float("inf")):
             raise ValueError(
                 f"retention must be a finite number of seconds >= 0, not {retention!r}"
             )
@@ -81,6 +82,8 @@ class MemoryStore(ExportStore):
     ) -> JobSnapshot:
         await trio.lowlevel.checkpoint()
         check_job_id(job_id)
+        status = parse_status(status)
+        check_kind(kind)
         if status.is_terminal:
             raise InvalidUpdateError(
                 "status", f"a job is registered as queued or running, not {status.value}"
@@ -126,7 +129,9 @@ class MemoryStore(ExportStore):
             if current.status.is_terminal:
                 ignored_terminal += 1
                 continue
-            if update.reported_at < current.reported_at:
+            # Registration is not an update: the first update is never stale, whatever the
+            # producer's clock says.
+            if current.seq > 1 and update.reported_at < current.reported_at:
                 ignored_stale += 1
                 continue
             job.snapshot = replace(
@@ -160,6 +165,7 @@ class MemoryStore(ExportStore):
         last_progress: ProgressUpdate | None = None,
     ) -> JobSnapshot:
         await trio.lowlevel.checkpoint()
+        status = parse_status(status)
         if not status.is_terminal:
             raise InvalidUpdateError(
                 "status", f"must be completed, failed or cancelled, not {status.value}"
@@ -179,7 +185,9 @@ class MemoryStore(ExportStore):
             return current
         now = self._clock()
         percent, stage, message = current.percent, current.stage, current.message
-        if last_progress is not None and last_progress.reported_at >= current.reported_at:
+        if last_progress is not None and (
+            current.seq == 1 or last_progress.reported_at >= current.reported_at
+        ):
             percent, stage, message = (
                 last_progress.percent,
                 last_progress.stage,

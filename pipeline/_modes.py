@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from ._buffer import DEFAULT_CAPACITY, DEFAULT_FLUSH_INTERVAL, open_update_buffer
@@ -18,6 +18,7 @@ async def open_update_sink(
     *,
     flush_interval: float = DEFAULT_FLUSH_INTERVAL,
     capacity: int = DEFAULT_CAPACITY,
+    on_flush: Callable[[float], None] | None = None,
 ) -> AsyncIterator[UpdateSink]:
     """Open ``open_update_buffer`` (``batched``) or ``open_direct_sync`` (``direct``).
 
@@ -26,6 +27,7 @@ async def open_update_sink(
         mode: ``batched`` (default) or ``direct``.
         flush_interval: seconds between flushes (batched only).
         capacity: reports the buffer's channel holds (batched only).
+        on_flush: called with each flush's store-write duration in seconds (batched only).
 
     Raises:
         ValueError: ``mode`` is neither ``batched`` nor ``direct``, or a setting is out of range.
@@ -36,7 +38,7 @@ async def open_update_sink(
         raise ValueError(f"sync mode must be 'batched' or 'direct', not {mode!r}") from None
     if mode is SyncMode.BATCHED:
         async with open_update_buffer(
-            store, flush_interval=flush_interval, capacity=capacity
+            store, flush_interval=flush_interval, capacity=capacity, on_flush=on_flush
         ) as buffer:
             yield buffer
     else:

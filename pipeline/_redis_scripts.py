@@ -99,12 +99,13 @@ local unknown, changed, wanted = {}, {}, {}
 for i = 4, #ARGV, 7 do
   local id = ARGV[i]
   local key = job_key(id)
-  local current = redis.call('HMGET', key, 'status', 'reportedAt', 'order')
+  local current = redis.call('HMGET', key, 'status', 'reportedAt', 'order', 'seq')
   if not current[1] then
     unknown[#unknown + 1] = id
   elseif TERMINAL[current[1]] then
     ignored_terminal = ignored_terminal + 1
-  elseif tonumber(ARGV[i + 5]) < tonumber(current[2]) then
+  elseif tonumber(current[4]) > 1 and tonumber(ARGV[i + 5]) < tonumber(current[2]) then
+    -- registration is not an update: the first update is never stale
     ignored_stale = ignored_stale + 1
   else
     redis.call('HINCRBY', key, 'seq', 1)
@@ -148,14 +149,15 @@ FINISH = (
 --   has_last, percent, stage, has_message, message, reported_at, token
 local now, retention_ms, id, status = ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
 local key = job_key(id)
-local current = redis.call('HMGET', key, 'status', 'reportedAt', 'order', 'finToken')
+local current = redis.call('HMGET', key, 'status', 'reportedAt', 'order', 'finToken', 'seq')
 if not current[1] then return {'notfound'} end
 if TERMINAL[current[1]] then
   local outcome = 'terminal'
   if current[4] == ARGV[16] then outcome = 'ok' end
   return {outcome, redis.call('HGETALL', key)}
 end
-if ARGV[10] == '1' and tonumber(ARGV[15]) >= tonumber(current[2]) then
+local first_update = tonumber(current[5]) == 1
+if ARGV[10] == '1' and (first_update or tonumber(ARGV[15]) >= tonumber(current[2])) then
   redis.call('HSET', key, 'percent', ARGV[11], 'stage', ARGV[12])
   if ARGV[13] == '1' then
     redis.call('HSET', key, 'message', ARGV[14])
@@ -169,7 +171,7 @@ if tonumber(now) > tonumber(reported) then reported = now end
 redis.call('HINCRBY', key, 'seq', 1)
 redis.call('HSET', key, 'status', status, 'updatedAt', now, 'reportedAt', reported,
   'finToken', ARGV[16])
-if status == 'failed' and ARGV[6] == '1' then
+if status ~= 'completed' and ARGV[6] == '1' then
   redis.call('HSET', key, 'error', ARGV[7])
 else
   redis.call('HDEL', key, 'error')

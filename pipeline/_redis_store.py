@@ -38,10 +38,11 @@ from ._snapshot import (
     ProgressUpdate,
     check_job_id,
     check_json,
+    check_kind,
     check_progress,
     check_text,
 )
-from ._status import JobStatus
+from ._status import JobStatus, parse_status
 from ._store import BatchResult, ExportStore, StoreStatistics
 from ._subscription import Subscription
 
@@ -206,6 +207,8 @@ class RedisStore(ExportStore):
         kind: str | None = None,
     ) -> JobSnapshot:
         check_job_id(job_id)
+        status = parse_status(status)
+        check_kind(kind)
         if status.is_terminal:
             raise InvalidUpdateError(
                 "status", f"a job is registered as queued or running, not {status.value}"
@@ -273,6 +276,7 @@ class RedisStore(ExportStore):
         result: Any = None,
         last_progress: ProgressUpdate | None = None,
     ) -> JobSnapshot:
+        status = parse_status(status)
         if not status.is_terminal:
             raise InvalidUpdateError(
                 "status", f"must be completed, failed or cancelled, not {status.value}"

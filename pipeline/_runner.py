@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -14,11 +13,13 @@ import trio
 
 from ._errors import (
     InvalidUpdateError,
+    JobExistsError,
     JobFinishedError,
+    JobQueueFullError,
     StoreUnavailableError,
 )
 from ._sink import UpdateSink
-from ._snapshot import MAX_MESSAGE_LENGTH, JobSnapshot, ProgressUpdate
+from ._snapshot import MAX_MESSAGE_LENGTH, JobSnapshot, ProgressUpdate, wall_clock
 from ._status import JobStatus
 from ._store import ExportStore
 
@@ -26,6 +27,12 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_CONCURRENT_JOBS = 4
 """Jobs the runner runs at once; the others wait as ``queued``."""
+
+DEFAULT_MAX_QUEUED_JOBS = 1000
+"""Jobs that may wait ``queued`` for a slot; ``submit`` refuses more (``JobQueueFullError``)."""
+
+SHUTDOWN_REASON = "the server shut down before the job ended"
+"""The ``error`` of a job cancelled because the runner (the server) shut down."""
 
 TERMINAL_RETRY_TIMEOUT = 30.0
 """Seconds the runner keeps retrying a terminal state while the store is unavailable."""
@@ -85,6 +92,7 @@ class _Job:
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     done: trio.Event = field(default_factory=trio.Event)
     final: JobSnapshot | None = None
+    cancel_reason: str | None = None
 
 
 class JobRunner:
@@ -104,12 +112,14 @@ class JobRunner:
         *,
         kinds: Mapping[str, JobKind],
         max_concurrent: int,
+        max_queued: int = DEFAULT_MAX_QUEUED_JOBS,
     ) -> None:
         self.store = store
         self.sink = sink
         self.kinds = dict(kinds)
         self._nursery = nursery
         self._limiter = trio.CapacityLimiter(max_concurrent)
+        self._max_queued = max_queued
         self._jobs: dict[str, _Job] = {}
 
     @property
@@ -133,6 +143,7 @@ class JobRunner:
         Raises:
             InvalidUpdateError: ``kind`` is unknown or ``params`` are bad (field named).
             JobExistsError: ``job_id`` is taken.
+            JobQueueFullError: no slot is free and ``max_queued`` jobs are waiting already.
         """
         job_kind = self.kinds.get(kind) if isinstance(kind, str) else None
         if job_kind is None:
@@ -145,18 +156,24 @@ class JobRunner:
             self._limiter.acquire_on_behalf_of_nowait(job)
             job.holds_slot = True
         except trio.WouldBlock:
-            pass
+            waiting = sum(not other.holds_slot for other in self._jobs.values())
+            if waiting >= self._max_queued:
+                raise JobQueueFullError(self._max_queued) from None
         status = JobStatus.RUNNING if job.holds_slot else JobStatus.QUEUED
         try:
             snapshot = await self.store.register(job.job_id, status=status, kind=kind)
         except BaseException as exc:
             if job.holds_slot:
                 self._limiter.release_on_behalf_of(job)
-            logger.error(
-                "FAILED to register job %s in the store, so streams for it will not work: %s",
-                job.job_id,
-                exc,
-            )
+            if isinstance(exc, JobExistsError):
+                # The client's mistake, answered with a 409; the existing job is unharmed.
+                logger.info("job %s not registered: the id is taken", job.job_id)
+            else:
+                logger.error(
+                    "FAILED to register job %s in the store, so streams for it will not work: %s",
+                    job.job_id,
+                    exc,
+                )
             raise
         logger.info(
             "job %s (%s) registered in the store with status %s", job.job_id, kind, status.value
@@ -180,17 +197,33 @@ class JobRunner:
             if current.is_terminal:
                 raise JobFinishedError(job_id, current.status.value)
             return await self.sink.finish(job_id, JobStatus.CANCELLED, error=reason)
+        job.cancel_reason = reason
         job.scope.cancel()
         await job.done.wait()
-        return job.final if job.final is not None else await self.store.get(job_id)
+        final = job.final if job.final is not None else await self.store.get(job_id)
+        if final.status is not JobStatus.CANCELLED:
+            # It ended on its own before the cancellation reached it.
+            raise JobFinishedError(job_id, final.status.value)
+        return final
+
+    async def cancel_all(self) -> None:
+        """Cancel every queued and running job; return once each one is stored ``cancelled``.
+
+        The server calls this when it shuts down, so that streams following these jobs get
+        their terminal event before they end. Jobs submitted meanwhile are cancelled too.
+        """
+        await trio.lowlevel.checkpoint()
+        while self._jobs:
+            jobs = list(self._jobs.values())
+            for job in jobs:
+                job.cancel_reason = SHUTDOWN_REASON
+                job.scope.cancel()
+            for job in jobs:
+                await job.done.wait()
 
     async def _run_job(self, job: _Job) -> None:
         reporter = JobReporter(self.sink, job.job_id)
-        outcome: tuple[JobStatus, str | None, Any] = (
-            JobStatus.CANCELLED,
-            "the server shut down before the job ended",
-            None,
-        )
+        outcome: tuple[JobStatus, str | None, Any] = (JobStatus.CANCELLED, SHUTDOWN_REASON, None)
         try:
             with job.scope:
                 if not job.holds_slot:
@@ -198,7 +231,7 @@ class JobRunner:
                     job.holds_slot = True
                     try:
                         await self.store.apply_progress(
-                            [ProgressUpdate(job.job_id, 0.0, "starting", None, time.time())]
+                            [ProgressUpdate(job.job_id, 0.0, "starting", None, wall_clock())]
                         )
                     except StoreUnavailableError:
                         # The sink keeps it and writes it when the store is back.
@@ -213,7 +246,7 @@ class JobRunner:
                 else:
                     outcome = (JobStatus.COMPLETED, None, result)
             if job.scope.cancelled_caught:
-                outcome = (JobStatus.CANCELLED, None, None)
+                outcome = (JobStatus.CANCELLED, job.cancel_reason, None)
         finally:
             if job.holds_slot:
                 self._limiter.release_on_behalf_of(job)
@@ -251,6 +284,7 @@ async def open_job_runner(
     *,
     kinds: Mapping[str, JobKind],
     max_concurrent: int = DEFAULT_MAX_CONCURRENT_JOBS,
+    max_queued: int = DEFAULT_MAX_QUEUED_JOBS,
 ) -> AsyncIterator[JobRunner]:
     """Open a ``JobRunner`` whose jobs run in a nursery owned by this block.
 
@@ -262,15 +296,20 @@ async def open_job_runner(
         sink: where progress and terminal states are written (buffer or direct sync).
         kinds: the job kinds by name (``{"demo": DEMO_KIND}``).
         max_concurrent: jobs run at once (default 4); must be >= 1.
+        max_queued: jobs that may wait for a slot (default 1000); must be >= 0.
 
     Raises:
-        ValueError: ``max_concurrent`` is below 1.
+        ValueError: ``max_concurrent`` is below 1 or ``max_queued`` below 0.
     """
     if not isinstance(max_concurrent, int) or max_concurrent < 1:
         raise ValueError(f"max_concurrent must be a whole number >= 1, not {max_concurrent!r}")
+    if not isinstance(max_queued, int) or max_queued < 0:
+        raise ValueError(f"max_queued must be a whole number >= 0, not {max_queued!r}")
     body_error: BaseException | None = None
     async with trio.open_nursery() as nursery:
-        runner = JobRunner(store, sink, nursery, kinds=kinds, max_concurrent=max_concurrent)
+        runner = JobRunner(
+            store, sink, nursery, kinds=kinds, max_concurrent=max_concurrent, max_queued=max_queued
+        )
         try:
             yield runner
         except BaseException as exc:

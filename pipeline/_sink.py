@@ -35,9 +35,16 @@ class SinkStatistics:
         store_writes: store write calls made for progress (one per batch, or one per report in
             direct mode).
         terminal_writes: terminal states written with ``finish``.
-        failed_writes: store writes that failed because the store was unavailable (retried).
+        failed_writes: flushes that failed, because the store was unavailable or by an
+            unexpected error (logged with its traceback); their updates are kept and retried
+            at the next flush.
         pending: reports waiting in the channel and overflow map now (the buffer depth).
         last_flush_duration: how long the latest flush's store write took, in seconds.
+        last_error: why a flush failed by an unexpected error (``"ExceptionName: message"``),
+            until a flush succeeds again, else None. An unavailable store is not counted here
+            (the store's statistics say so). A server reports itself unhealthy while it is set.
+        draining: True while the drain task runs (False before it starts, after the buffer
+            closed, or if it died); direct sync has no drain task and always reports True.
     """
 
     reports_received: int = 0
@@ -49,6 +56,8 @@ class SinkStatistics:
     failed_writes: int = 0
     pending: int = 0
     last_flush_duration: float = 0.0
+    last_error: str | None = None
+    draining: bool = True
 
 
 class UpdateSink(Protocol):
@@ -75,6 +84,10 @@ class UpdateSink(Protocol):
         result: Any = None,
     ) -> JobSnapshot:
         """Write a terminal state synchronously; see ``UpdateBuffer.finish``."""
+        ...
+
+    async def flush(self) -> None:
+        """Write everything reported so far to the store before returning."""
         ...
 
     def statistics(self) -> SinkStatistics:

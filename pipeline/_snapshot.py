@@ -6,6 +6,7 @@ import functools
 import json
 import math
 import re
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -48,7 +49,7 @@ class ProgressUpdate(NamedTuple):
         stage: a short name of what the job is doing (at most ``MAX_STAGE_LENGTH`` characters).
         message: optional free text (at most ``MAX_MESSAGE_LENGTH`` characters).
         reported_at: when the producer reported it, in seconds since the Unix epoch
-            (``time.time()``). The store ignores an update older than the one it holds, and
+            (``wall_clock()``). The store ignores an update older than the one it holds, and
             report-to-client latency is measured from it.
     """
 
@@ -57,6 +58,19 @@ class ProgressUpdate(NamedTuple):
     stage: str
     message: str | None
     reported_at: float
+
+
+_WALL_CLOCK_OFFSET = time.time() - time.monotonic()
+
+
+def wall_clock() -> float:
+    """Seconds since the Unix epoch, from a clock that never goes backwards in this process.
+
+    ``time.time()`` at import plus the ``time.monotonic()`` seconds since: it tracks the wall
+    clock (both are slewed by NTP) but ignores steps of it, so a report made after another in
+    this process always carries a later ``reported_at`` and is never taken for a stale one.
+    """
+    return _WALL_CLOCK_OFFSET + time.monotonic()
 
 
 def check_progress(percent: object, stage: object, message: object) -> float:
@@ -129,6 +143,16 @@ def check_text(field: str, value: object) -> str:
     if len(value) > MAX_MESSAGE_LENGTH:
         raise InvalidUpdateError(field, f"must be at most {MAX_MESSAGE_LENGTH} characters")
     return value
+
+
+def check_kind(kind: object) -> None:
+    """Check a job kind: None or a str of 1 to 64 characters.
+
+    Raises:
+        InvalidUpdateError: naming ``kind`` when it is not.
+    """
+    if kind is not None and (type(kind) is not str or not 1 <= len(kind) <= 64):
+        raise InvalidUpdateError("kind", "must be None or a string of 1 to 64 characters")
 
 
 def check_json(field: str, value: object) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import trio
 
@@ -102,6 +102,87 @@ class Subscription:
             self._on_close()
 
     def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> JobSnapshot:
+        try:
+            return await self.receive()
+        except trio.EndOfChannel:
+            raise StopAsyncIteration from None
+
+
+class MultiSubscription:
+    """Receives the snapshots of several jobs, each conflated on its own, through one wait.
+
+    Built from subscriptions already open (``store.subscribe(job_id)`` entered for each job);
+    it does not own them: close them as usual when done. Every job keeps its own conflating
+    slot, so a subscriber that cannot keep up gets the latest state of each job and its
+    memory stays bounded by the number of jobs, whatever the update rate. Jobs with a pending
+    snapshot are served in turn (round robin), so a chatty job cannot starve a quiet one.
+
+    Args:
+        subscriptions: the open subscriptions, at most one per job.
+
+    Raises:
+        ValueError: two subscriptions follow the same job.
+
+    Attributes:
+        subscriptions: the subscriptions, in the order given.
+    """
+
+    def __init__(self, subscriptions: Sequence[Subscription]) -> None:
+        job_ids = [s.job_id for s in subscriptions]
+        if len(set(job_ids)) != len(job_ids):
+            raise ValueError(f"one subscription per job, got {job_ids!r}")
+        self.subscriptions = tuple(subscriptions)
+        self._lot = trio.lowlevel.ParkingLot()
+        for subscription in self.subscriptions:
+            # One parking lot for all: an offer to any of them wakes the one waiter here.
+            subscription._lot = self._lot
+        self._next = 0
+
+    @property
+    def ended(self) -> bool:
+        """True once the terminal snapshot of every job has been received (or all closed)."""
+        return all(s._ended or s._closed for s in self.subscriptions)
+
+    def receive_nowait(self) -> JobSnapshot:
+        """Take the next pending snapshot of any job without waiting.
+
+        Raises:
+            trio.WouldBlock: no job has a snapshot not yet received.
+            trio.EndOfChannel: every job's terminal snapshot was received already.
+        """
+        subscriptions = self.subscriptions
+        count = len(subscriptions)
+        start = self._next
+        for step in range(count):
+            index = (start + step) % count
+            subscription = subscriptions[index]
+            if subscription._pending is not None and not subscription._closed:
+                self._next = index + 1
+                return subscription.receive_nowait()
+        if self.ended:
+            raise trio.EndOfChannel
+        raise trio.WouldBlock
+
+    async def receive(self) -> JobSnapshot:
+        """Wait for the next snapshot of any of the jobs and return it.
+
+        Raises:
+            trio.EndOfChannel: every job's terminal snapshot was received already.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while True:
+            try:
+                snapshot = self.receive_nowait()
+            except trio.WouldBlock:
+                await self._lot.park()
+            else:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                return snapshot
+
+    def __aiter__(self) -> MultiSubscription:
         return self
 
     async def __anext__(self) -> JobSnapshot:

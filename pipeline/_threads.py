@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import threading
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ import trio
 from ._buffer import DEFAULT_FLUSH_INTERVAL
 from ._errors import BufferClosedError, InvalidUpdateError
 from ._sink import UpdateSink
-from ._snapshot import JobSnapshot, check_progress
+from ._snapshot import JobSnapshot, check_progress, wall_clock
 from ._status import JobStatus
 
 _Pending = tuple[float, str, str | None, float]
@@ -97,7 +96,7 @@ class ThreadReporter:
         percent = check_progress(percent, stage, message)
         if type(job_id) is not str or not job_id:
             raise InvalidUpdateError("jobId", "must be a non-empty string")
-        entry = (percent, stage, message, time.time())
+        entry = (percent, stage, message, wall_clock())
         with self._lock:
             if self._closed:
                 raise BufferClosedError(

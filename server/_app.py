@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from quart import Response, jsonify, make_response
+from quart import Response, jsonify
 from quart_schema import QuartSchema, validate_request
 from quart_trio import QuartTrio
 
@@ -14,11 +14,18 @@ from pipeline import ExportStore, InvalidUpdateError, JobRunner, UpdateSink, che
 
 from ._auth import install_auth
 from ._config import ServerConfig
+from ._cors import install_cors
 from ._errors import install_error_handlers
+from ._guard import ConnectionGuard
+from ._hub import StreamHub
 from ._ingest import created_response, install_ingest_routes, register_external_job
+from ._metrics import Metrics
 from ._models import CreateJobRequest
-from ._sse import SSE_HEADERS, job_event_stream
+from ._ops_routes import install_ops_routes
+from ._read_routes import install_read_routes
+from ._request import ApiRequest
 from ._stream_refusal import install_stream_refusal
+from ._stream_routes import install_stream_routes
 from ._web import install_web_routes
 
 logger = logging.getLogger(__name__)
@@ -33,12 +40,16 @@ class Services:
         store: the export store.
         sink: where reports go (the update buffer, or direct sync).
         runner: the job runner.
+        streams: the server's open SSE streams (admission, shutdown).
+        metrics: the server's Prometheus metrics.
     """
 
     config: ServerConfig
     store: ExportStore
     sink: UpdateSink
     runner: JobRunner
+    streams: StreamHub = field(default_factory=StreamHub)
+    metrics: Metrics = field(default_factory=Metrics)
 
 
 def create_app(services: Services) -> QuartTrio:
@@ -48,20 +59,29 @@ def create_app(services: Services) -> QuartTrio:
         ``GET /``, ``/static/...``: the web page with live progress bars (see ``_web``).
         ``POST /api/jobs``: start a job (with ``kind``) or register an external job (without);
             201 ``{jobId, status, statusUrl, streamUrl}`` (+ ``subscribeToken``).
-        ``GET /api/jobs/{jobId}``: the job's snapshot (the polling fallback); 404 if unknown.
-        ``GET /api/jobs/{jobId}/progress/stream``: the job's SSE stream.
+        ``GET /api/jobs``: the jobs, a page at a time (``_read_routes``).
+        ``GET /api/jobs/{jobId}``: the job's snapshot with an ETag (``_read_routes``).
+        ``GET /api/jobs/{jobId}/progress/stream``: the job's SSE stream (``_stream_routes``).
+        ``GET /api/progress/stream?jobIds=a,b``: several jobs' SSE stream (``_stream_routes``).
         ``POST /api/jobs/{jobId}/cancel``: cancel; 202 with the ``cancelled`` snapshot.
-        ``GET /healthz``: liveness and the pipeline's counters.
+        ``GET /healthz``, ``GET /metrics``: health and Prometheus metrics (``_ops_routes``).
         ``GET /openapi.json``, ``/docs``: the OpenAPI document (quart-schema).
         The ingest routes of ``install_ingest_routes``; authentication by ``install_auth``.
+
+    Every request body is limited to ``config.max_body_bytes`` (413 beyond), every write to a
+    client to ``config.send_timeout`` seconds (``ConnectionGuard``), and cross-origin use to
+    ``config.cors_origins``.
     """
     app = QuartTrio(__name__)
-    app.config["JSON_SORT_KEYS"] = False
-    QuartSchema(app, info={"title": "progress-sync", "version": "0.1.0"})
-    install_error_handlers(app)
-    install_web_routes(app)
-    install_stream_refusal(app, services.config)
+    app.request_class = ApiRequest
     config = services.config
+    QuartSchema(app, info={"title": "progress-sync", "version": "0.1.0"})
+    # Bodies keep their keys in the order written (jobId first), as the SSE data does.
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    install_error_handlers(app)
+    install_cors(app, config.cors_origins)
+    install_web_routes(app)
+    install_stream_refusal(app, config)
     store = services.store
     runner = services.runner
     auth = install_auth(app, config)
@@ -81,29 +101,6 @@ def create_app(services: Services) -> QuartTrio:
             snapshot = await runner.submit(data.kind, data.params, job_id=job_id)
         return created_response(snapshot, auth)
 
-    @app.get("/api/jobs/<job_id>")
-    async def get_job(job_id: str) -> Response:
-        """The job's current snapshot: the polling fallback."""
-        check_job_id(job_id)
-        snapshot = await store.get(job_id)
-        return jsonify(snapshot.to_dict())
-
-    @app.get("/api/jobs/<job_id>/progress/stream")
-    async def stream_job(job_id: str) -> Response:
-        """The job's progress as server-sent events (see ``job_event_stream``)."""
-        check_job_id(job_id)
-        events = job_event_stream(
-            store,
-            job_id,
-            registration_timeout=config.registration_timeout,
-            retry_ms=config.retry_ms,
-            heartbeat_interval=config.heartbeat_interval,
-        )
-        response: Response = await make_response(events, 200, SSE_HEADERS)
-        # Quart cuts responses after RESPONSE_TIMEOUT (60 s) unless told otherwise.
-        response.timeout = None
-        return response
-
     @app.post("/api/jobs/<job_id>/cancel")
     async def cancel_job(job_id: str) -> tuple[Response, int]:
         """Cancel a queued or running job; 202 once it is stored ``cancelled``."""
@@ -111,40 +108,13 @@ def create_app(services: Services) -> QuartTrio:
         snapshot = await runner.cancel(job_id)
         return jsonify(snapshot.to_dict()), 202
 
-    @app.get("/healthz")
-    async def healthz() -> Response:
-        """``{"status": "ok"|"degraded", "syncMode", "store": {...}, "sink": {...}}``.
-
-        ``degraded`` (still 200: the process serves, streams keep their heartbeats) while the
-        store cannot be reached; ``store.available`` says the same, and
-        ``store.unavailableErrors`` counts the operations that failed because of it.
-        """
-        store_stats = store.statistics()
-        sink_stats = services.sink.statistics()
-        return jsonify(
-            {
-                "status": "ok" if store_stats.available else "degraded",
-                "syncMode": config.sync_mode.value,
-                "activeJobs": runner.active_jobs,
-                "store": {
-                    "backend": type(store).__name__,
-                    "available": store_stats.available,
-                    "jobs": store_stats.jobs,
-                    "subscribers": store_stats.subscribers,
-                    "writes": store_stats.writes,
-                    "ignoredTerminal": store_stats.ignored_terminal,
-                    "unavailableErrors": store_stats.unavailable_errors,
-                    "resyncs": store_stats.resyncs,
-                },
-                "sink": {
-                    "reportsReceived": sink_stats.reports_received,
-                    "coalesced": sink_stats.coalesced,
-                    "overflowed": sink_stats.overflowed,
-                    "storeWrites": sink_stats.store_writes,
-                    "pending": sink_stats.pending,
-                    "failedWrites": sink_stats.failed_writes,
-                },
-            }
-        )
-
+    install_read_routes(app, services)
+    install_stream_routes(app, services)
+    install_ops_routes(app, services)
+    app.asgi_app = ConnectionGuard(  # type: ignore[method-assign]
+        app.asgi_app,
+        send_timeout=config.send_timeout,
+        hub=services.streams,
+        metrics=services.metrics,
+    )
     return app

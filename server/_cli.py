@@ -23,17 +23,24 @@ from pipeline import (
 from pipeline.client import run_command
 
 from ._config import (
+    DEFAULT_GRACEFUL_TIMEOUT,
+    DEFAULT_HEARTBEAT_INTERVAL,
     DEFAULT_HOST,
     DEFAULT_MAX_BATCH_UPDATES,
     DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_STREAM_JOBS,
+    DEFAULT_MAX_SUBSCRIBERS,
     DEFAULT_PORT,
     DEFAULT_REGISTRATION_TIMEOUT,
+    DEFAULT_RETRY_MS,
+    DEFAULT_SEND_TIMEOUT,
+    DEFAULT_SHUTDOWN_RETRY_SPREAD_MS,
     DEFAULT_SUBSCRIBE_TOKEN_TTL,
     ServerConfig,
 )
 from ._demo import run_demo
 from ._gc import tune_garbage_collector
-from ._serve import is_address_in_use, serve
+from ._serve import bind_error, is_address_in_use, serve
 from ._workers import run_workers
 
 _LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -78,6 +85,13 @@ def _server_options(command: click.Command) -> click.Command:
             help="Jobs run at once; the rest wait queued.",
         ),
         click.option(
+            "--max-queued-jobs",
+            default=1000,
+            show_default=True,
+            type=click.IntRange(min=1),
+            help="Jobs that may wait queued; more are refused with 503.",
+        ),
+        click.option(
             "--registration-timeout",
             default=DEFAULT_REGISTRATION_TIMEOUT,
             show_default=True,
@@ -97,6 +111,7 @@ def _server_options(command: click.Command) -> click.Command:
             default=DEFAULT_MAX_BODY_BYTES,
             show_default=True,
             type=click.IntRange(min=1),
+            envvar="PROGRESS_SYNC_MAX_BODY_BYTES",
             help="Bytes a request body may hold (more: 413).",
         ),
         click.option(
@@ -127,10 +142,81 @@ def _server_options(command: click.Command) -> click.Command:
             type=click.FloatRange(min=0),
             help="Seconds a job stays in the store after its terminal state.",
         ),
+        *_stream_options(),
     ]
     for option in reversed(options):
         command = option(command)
     return command
+
+
+def _stream_options() -> list:  # type: ignore[type-arg]
+    return [
+        click.option(
+            "--retry-ms",
+            default=DEFAULT_RETRY_MS,
+            show_default=True,
+            type=click.IntRange(min=1),
+            envvar="PROGRESS_SYNC_RETRY_MS",
+            help="The SSE retry: field sent at stream start (client reconnection delay, ms).",
+        ),
+        click.option(
+            "--heartbeat-interval",
+            default=DEFAULT_HEARTBEAT_INTERVAL,
+            show_default=True,
+            type=click.FloatRange(min=0, min_open=True),
+            envvar="PROGRESS_SYNC_HEARTBEAT_INTERVAL",
+            help="Seconds of silence after which a stream sends a ': heartbeat' comment.",
+        ),
+        click.option(
+            "--send-timeout",
+            default=DEFAULT_SEND_TIMEOUT,
+            show_default=True,
+            type=click.FloatRange(min=0, min_open=True),
+            envvar="PROGRESS_SYNC_SEND_TIMEOUT",
+            help="Seconds a client may take no data before it is dropped.",
+        ),
+        click.option(
+            "--graceful-timeout",
+            default=DEFAULT_GRACEFUL_TIMEOUT,
+            show_default=True,
+            type=click.FloatRange(min=0, min_open=True),
+            envvar="PROGRESS_SYNC_GRACEFUL_TIMEOUT",
+            help="Drain timeout: seconds from SIGTERM until the last connection is cut.",
+        ),
+        click.option(
+            "--shutdown-retry-spread-ms",
+            default=DEFAULT_SHUTDOWN_RETRY_SPREAD_MS,
+            show_default=True,
+            type=click.IntRange(min=0),
+            envvar="PROGRESS_SYNC_SHUTDOWN_RETRY_SPREAD_MS",
+            help="At shutdown, streams get a retry: from retry-ms to retry-ms + this (ms).",
+        ),
+        click.option(
+            "--max-subscribers",
+            default=DEFAULT_MAX_SUBSCRIBERS,
+            show_default=True,
+            type=click.IntRange(min=1),
+            envvar="PROGRESS_SYNC_MAX_SUBSCRIBERS",
+            help="Open SSE streams per server process; more get 503 with Retry-After.",
+        ),
+        click.option(
+            "--max-stream-jobs",
+            default=DEFAULT_MAX_STREAM_JOBS,
+            show_default=True,
+            type=click.IntRange(min=1),
+            envvar="PROGRESS_SYNC_MAX_STREAM_JOBS",
+            help="Most jobIds in one multi-job stream.",
+        ),
+        click.option(
+            "--cors-origin",
+            "cors_origins",
+            multiple=True,
+            envvar="PROGRESS_SYNC_CORS_ORIGINS",
+            help="An origin (https://app.example.com) allowed to use the API from a browser; "
+            "repeat it for more, or * for any. None by default. The environment variable "
+            "takes several, separated by spaces.",
+        ),
+    ]
 
 
 def _auth_options() -> list:  # type: ignore[type-arg]
@@ -203,6 +289,7 @@ def _config(**options: object) -> ServerConfig:
         flush_interval=float(options["flush_interval"]),  # type: ignore[arg-type]
         sync_mode=SyncMode(options["sync_mode"]),
         max_concurrent_jobs=int(options["max_concurrent_jobs"]),  # type: ignore[call-overload]
+        max_queued_jobs=int(options["max_queued_jobs"]),  # type: ignore[call-overload]
         registration_timeout=float(options["registration_timeout"]),  # type: ignore[arg-type]
         producer_token=read_secret(
             options["producer_token"], options["producer_token_file"], "producer-token"
@@ -218,6 +305,14 @@ def _config(**options: object) -> ServerConfig:
         store_prefix=str(options["store_prefix"]),
         job_retention=float(options["job_retention"]),  # type: ignore[arg-type]
         workers=int(options.get("workers", 1)),  # type: ignore[call-overload]
+        retry_ms=int(options["retry_ms"]),  # type: ignore[call-overload]
+        heartbeat_interval=float(options["heartbeat_interval"]),  # type: ignore[arg-type]
+        send_timeout=float(options["send_timeout"]),  # type: ignore[arg-type]
+        graceful_timeout=float(options["graceful_timeout"]),  # type: ignore[arg-type]
+        shutdown_retry_spread_ms=int(options["shutdown_retry_spread_ms"]),  # type: ignore[call-overload]
+        max_subscribers=int(options["max_subscribers"]),  # type: ignore[call-overload]
+        max_stream_jobs=int(options["max_stream_jobs"]),  # type: ignore[call-overload]
+        cors_origins=tuple(options["cors_origins"]),  # type: ignore[arg-type]
     )
 
 
@@ -297,9 +392,14 @@ def serve_command(**options: object) -> None:
             raise
         raise click.ClickException(_in_use(config)) from exc
     except BaseExceptionGroup as group:
-        if not is_address_in_use(group):
+        if is_address_in_use(group):
+            raise click.ClickException(_in_use(config)) from None
+        error = bind_error(group)
+        if error is None:
             raise
-        raise click.ClickException(_in_use(config)) from None
+        raise click.ClickException(
+            f"cannot listen on {config.host}:{config.port}: {error}; check --host"
+        ) from None
 
 
 def _in_use(config: ServerConfig) -> str:
@@ -321,6 +421,8 @@ def demo_command(linger: float, **options: object) -> None:
     Exits 0 when every stream got its terminal event and each job ended as expected.
     """
     logging.getLogger().setLevel(logging.WARNING)
+    if options.get("refuse_streams"):
+        raise click.UsageError("the demo follows streams; --refuse-streams is for `serve` only")
     config = _checked_config(**options)
     console = Console()
     try:

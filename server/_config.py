@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 from pipeline import (
     DEFAULT_CAPACITY,
     DEFAULT_FLUSH_INTERVAL,
     DEFAULT_MAX_CONCURRENT_JOBS,
+    DEFAULT_MAX_QUEUED_JOBS,
     DEFAULT_REDIS_PREFIX,
     DEFAULT_RETENTION,
     MEMORY_STORE_URL,
@@ -23,9 +25,20 @@ DEFAULT_REGISTRATION_TIMEOUT = 20.0
 DEFAULT_RETRY_MS = 2000
 """The SSE ``retry:`` field sent at stream start, in milliseconds."""
 DEFAULT_HEARTBEAT_INTERVAL = 15.0
-"""Seconds of silence after which a stream sends a ``:`` comment line (a heartbeat)."""
+"""Seconds of silence after which a stream sends a ``:`` comment line (a heartbeat).
+
+The WHATWG HTML standard, section 9.2.7 "Authoring notes", suggests a comment line every 15
+seconds or so against legacy proxies that drop idle HTTP connections."""
 DEFAULT_GRACEFUL_TIMEOUT = 5.0
-"""Seconds Hypercorn gives open connections to finish when the server shuts down."""
+"""Seconds a shutdown may take to drain: open streams get their last events, then are cut."""
+DEFAULT_SEND_TIMEOUT = 10.0
+"""Seconds one write to a client may wait for the client to take data before it is dropped."""
+DEFAULT_SHUTDOWN_RETRY_SPREAD_MS = 5000
+"""Width, in milliseconds, of the window over which clients come back after a shutdown."""
+DEFAULT_MAX_SUBSCRIBERS = 10_000
+"""Open SSE streams per server process; more get 503 with ``Retry-After``."""
+DEFAULT_MAX_STREAM_JOBS = 100
+"""Most ``jobIds`` one multi-job stream may follow."""
 DEFAULT_SUBSCRIBE_TOKEN_TTL = 86400.0
 """Seconds a subscribe token stays valid after it was issued (one day)."""
 DEFAULT_MAX_BATCH_UPDATES = 10_000
@@ -34,6 +47,8 @@ DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 """Bytes a request body may hold (4 MiB): about 40,000 batch lines of 100 bytes."""
 MIN_SUBSCRIBE_SECRET_LENGTH = 16
 """Characters a subscribe secret needs at least (``secrets.token_urlsafe(32)`` gives 43)."""
+
+_ORIGIN = re.compile(r"https?://[^/\s]+")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,10 +62,22 @@ class ServerConfig:
         flush_interval: seconds between buffer flushes (default 0.5).
         buffer_capacity: reports the buffer's channel holds (default 8192).
         max_concurrent_jobs: jobs the runner runs at once (default 4).
+        max_queued_jobs: jobs that may wait for a slot (default 1000); more get 503.
         registration_timeout: seconds a stream waits for its job to be registered (default 20).
         retry_ms: the SSE ``retry:`` value in milliseconds (default 2000).
         heartbeat_interval: seconds of silence before a heartbeat comment (default 15).
-        graceful_timeout: seconds open connections get to finish at shutdown (default 5).
+        graceful_timeout: the drain timeout: seconds a shutdown may take from SIGTERM until
+            the last connection is cut (default 5).
+        send_timeout: seconds a write to a client may wait for the client to take data before
+            the client is dropped (default 10).
+        shutdown_retry_spread_ms: at shutdown, each stream still open gets a ``retry:`` drawn
+            from ``retry_ms`` to ``retry_ms + shutdown_retry_spread_ms`` milliseconds (default
+            5000), so clients do not all come back at once.
+        max_subscribers: open SSE streams per server process; more get 503 (default 10000).
+            A multi-job stream counts once.
+        max_stream_jobs: most ``jobIds`` in one multi-job stream (default 100).
+        cors_origins: origins (``https://app.example.com``) allowed to use the API from a
+            browser, or ``("*",)`` for any; none by default.
         producer_token: the bearer token producer endpoints (create, ingest, finish, cancel)
             require in ``Authorization: Bearer``; None (default) leaves them open. Kept out of
             ``repr``.
@@ -80,10 +107,16 @@ class ServerConfig:
     flush_interval: float = DEFAULT_FLUSH_INTERVAL
     buffer_capacity: int = DEFAULT_CAPACITY
     max_concurrent_jobs: int = DEFAULT_MAX_CONCURRENT_JOBS
+    max_queued_jobs: int = DEFAULT_MAX_QUEUED_JOBS
     registration_timeout: float = DEFAULT_REGISTRATION_TIMEOUT
     retry_ms: int = DEFAULT_RETRY_MS
     heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
     graceful_timeout: float = DEFAULT_GRACEFUL_TIMEOUT
+    send_timeout: float = DEFAULT_SEND_TIMEOUT
+    shutdown_retry_spread_ms: int = DEFAULT_SHUTDOWN_RETRY_SPREAD_MS
+    max_subscribers: int = DEFAULT_MAX_SUBSCRIBERS
+    max_stream_jobs: int = DEFAULT_MAX_STREAM_JOBS
+    cors_origins: tuple[str, ...] = ()
     producer_token: str | None = field(default=None, repr=False)
     subscribe_secret: str | None = field(default=None, repr=False)
     subscribe_token_ttl: float = DEFAULT_SUBSCRIBE_TOKEN_TTL
@@ -109,6 +142,7 @@ class ServerConfig:
             "registration_timeout",
             "heartbeat_interval",
             "graceful_timeout",
+            "send_timeout",
             "subscribe_token_ttl",
         ):
             value = getattr(self, name)
@@ -117,14 +151,34 @@ class ServerConfig:
         for name in (
             "buffer_capacity",
             "max_concurrent_jobs",
+            "max_queued_jobs",
             "retry_ms",
             "workers",
             "max_batch_updates",
             "max_body_bytes",
+            "max_subscribers",
+            "max_stream_jobs",
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a whole number >= 1, not {value!r}")
+        spread = self.shutdown_retry_spread_ms
+        if not isinstance(spread, int) or isinstance(spread, bool) or spread < 0:
+            raise ValueError(
+                f"shutdown_retry_spread_ms must be a whole number >= 0, not {spread!r}"
+            )
+        if isinstance(self.cors_origins, str):
+            raise ValueError("cors_origins must be a tuple of origins, not one string")
+        origins = tuple(self.cors_origins)
+        for origin in origins:
+            if origin != "*" and (
+                not isinstance(origin, str) or _ORIGIN.fullmatch(origin.rstrip("/")) is None
+            ):
+                raise ValueError(
+                    f"cors_origins: {origin!r} is no origin; write scheme://host[:port], "
+                    "like https://app.example.com, or * for any"
+                )
+        object.__setattr__(self, "cors_origins", tuple(o.rstrip("/") for o in origins))
         # The messages name the setting, never its value: these are secrets.
         if self.producer_token is not None and (
             not isinstance(self.producer_token, str) or not self.producer_token.strip()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from dataclasses import dataclass, replace
 from functools import partial
 
@@ -100,37 +101,58 @@ async def run_demo(
         0 when every stream got its terminal event and each job ended as expected, else 1.
     """
     outcomes = [_Outcome(spec) for spec in jobs]
-    async with trio.open_nursery() as nursery:
-        stop = trio.Event()
-        base_url = await _start_server(nursery, config, stop)
-        console.print(f"[bold]progress-sync[/] serving on {base_url} ({config.sync_mode} mode)")
-        try:
-            async with httpx.AsyncClient(base_url=base_url, timeout=30.0) as client:
-                for outcome in outcomes:
-                    body = {"kind": "demo", "params": outcome.spec.params}
-                    response = await client.post("/api/jobs", json=body)
-                    response.raise_for_status()
-                    outcome.job_id = response.json()["jobId"]
-                    console.print(
-                        f"  {outcome.spec.label}: curl -N {base_url}{response.json()['streamUrl']}"
-                    )
-                columns = (
-                    TextColumn("{task.description:<15}"),
-                    BarColumn(),
-                    TextColumn("{task.percentage:>5.1f}%"),
-                    TextColumn("{task.fields[stage]}"),
-                )
-                with Progress(*columns, console=console) as progress:
-                    async with trio.open_nursery() as followers:
-                        for outcome in outcomes:
-                            task = progress.add_task(outcome.spec.label, total=100, stage="")
-                            followers.start_soon(_follow, client, outcome, progress, task)
-            if linger > 0:
-                console.print(f"serving for {linger:g} s more on {base_url}; Ctrl-C stops")
-                await trio.sleep(linger)
-        finally:
-            stop.set()
+    # Ctrl-C (or SIGTERM) stops the demo cleanly: the server shuts down and the summary is
+    # still printed, rather than a KeyboardInterrupt traceback.
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            stop = trio.Event()
+            base_url = await _start_server(nursery, config, stop)
+            console.print(f"[bold]progress-sync[/] serving on {base_url} ({config.sync_mode} mode)")
+            try:
+                async with trio.open_nursery() as work:
+
+                    async def stop_on_signal() -> None:
+                        async for _ in signals:
+                            console.print("interrupted: stopping the demo")
+                            work.cancel_scope.cancel()
+                            return
+
+                    work.start_soon(stop_on_signal)
+                    await _run_jobs(base_url, outcomes, console, linger)
+                    work.cancel_scope.cancel()
+            finally:
+                stop.set()
     return _summarise(console, outcomes)
+
+
+async def _run_jobs(
+    base_url: str, outcomes: list[_Outcome], console: Console, linger: float
+) -> None:
+    async with httpx.AsyncClient(base_url=base_url, timeout=30.0) as client:
+        for outcome in outcomes:
+            body = {"kind": "demo", "params": outcome.spec.params}
+            response = await client.post("/api/jobs", json=body)
+            response.raise_for_status()
+            outcome.job_id = response.json()["jobId"]
+            # soft_wrap: a long URL stays on one line, so it can be copied and pasted.
+            console.print(
+                f"  {outcome.spec.label}: curl -N {base_url}{response.json()['streamUrl']}",
+                soft_wrap=True,
+            )
+        columns = (
+            TextColumn("{task.description:<15}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>5.1f}%"),
+            TextColumn("{task.fields[stage]}"),
+        )
+        with Progress(*columns, console=console) as progress:
+            async with trio.open_nursery() as followers:
+                for outcome in outcomes:
+                    task = progress.add_task(outcome.spec.label, total=100, stage="")
+                    followers.start_soon(_follow, client, outcome, progress, task)
+    if linger > 0:
+        console.print(f"serving for {linger:g} s more on {base_url}; Ctrl-C stops")
+        await trio.sleep(linger)
 
 
 def _summarise(console: Console, outcomes: list[_Outcome]) -> int:

@@ -1,4 +1,11 @@
-"""Every error becomes a JSON body ``{"error", "detail", "field"}`` with a 4xx or 5xx status."""
+"""Every error becomes a JSON body ``{"error", "detail", "field"}`` with a 4xx or 5xx status.
+
+Errors raised by the HTTP layer itself (the pipeline's are in ``pipeline._errors``)::
+
+    ApiError                       answer with this status and JSON body
+    ├── TooManySubscribersError    503 + Retry-After: the server holds max_subscribers streams
+    └── ShuttingDownError          503 + Retry-After: the server is draining before it exits
+"""
 
 from __future__ import annotations
 
@@ -14,6 +21,7 @@ from pipeline import (
     JobExistsError,
     JobFinishedError,
     JobNotFoundError,
+    JobQueueFullError,
     StoreUnavailableError,
     UnknownStatusError,
 )
@@ -47,6 +55,43 @@ class ApiError(Exception):
         self.detail = detail
         self.field = field
         self.headers = headers or {}
+
+
+class TooManySubscribersError(ApiError):
+    """The server holds its maximum number of open streams (``max_subscribers``): 503.
+
+    Attributes:
+        limit: the maximum.
+        retry_after: whole seconds the client should wait (the ``Retry-After`` header).
+    """
+
+    def __init__(self, limit: int, retry_after: int) -> None:
+        super().__init__(
+            503,
+            "too many subscribers",
+            f"this server holds its maximum of {limit} open streams; retry in {retry_after} s "
+            "(or raise --max-subscribers)",
+            headers={"Retry-After": str(retry_after)},
+        )
+        self.limit = limit
+        self.retry_after = retry_after
+
+
+class ShuttingDownError(ApiError):
+    """The server is shutting down: 503; the client should come back (to another instance).
+
+    Attributes:
+        retry_after: whole seconds the client should wait (the ``Retry-After`` header).
+    """
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            503,
+            "shutting down",
+            f"the server is shutting down; retry in {retry_after} s",
+            headers={"Retry-After": str(retry_after)},
+        )
+        self.retry_after = retry_after
 
 
 def error_response(status: int, error: str, detail: str, field: str | None = None) -> Response:
@@ -98,6 +143,12 @@ def install_error_handlers(app: Quart) -> None:
     @app.errorhandler(JobFinishedError)
     async def job_finished(exc: JobFinishedError) -> Response:
         return error_response(409, "job finished", str(exc), "jobId")
+
+    @app.errorhandler(JobQueueFullError)
+    async def queue_full(exc: JobQueueFullError) -> Response:
+        response = error_response(503, "queue full", str(exc))
+        response.headers["Retry-After"] = "5"
+        return response
 
     @app.errorhandler(StoreUnavailableError)
     async def store_unavailable(exc: StoreUnavailableError) -> Response:

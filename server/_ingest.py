@@ -14,7 +14,6 @@ Routes (see README "Ingest API"):
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +41,7 @@ from ._auth import Auth
 from ._config import ServerConfig
 from ._errors import ApiError, error_response
 from ._models import CompleteJobRequest, CreateJobRequest, FailJobRequest, ProgressRequest
+from ._request import decode_json
 
 MAX_CLOCK_SKEW = 300.0
 """Seconds a producer's ``reportedAt`` may be ahead of the server's clock.
@@ -205,10 +205,7 @@ async def _read_json(*, allow_empty: bool) -> Any:
         if allow_empty:
             return {}
         raise InvalidUpdateError("body", "is empty; send a JSON object")
-    try:
-        return json.loads(data)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise InvalidUpdateError("body", f"is not valid JSON: {exc}") from None
+    return decode_json(data)
 
 
 async def _read_object(allowed: tuple[str, ...], *, allow_empty: bool = True) -> dict[str, Any]:
@@ -374,20 +371,20 @@ async def _read_batch(max_updates: int) -> list[tuple[int, object]]:
             if not raw.strip():
                 continue
             try:
-                lines.append((number, json.loads(raw)))
-            except (UnicodeDecodeError, ValueError) as exc:
-                lines.append((number, InvalidUpdateError("body", f"not valid JSON: {exc}")))
+                lines.append((number, decode_json(raw)))
+            except InvalidUpdateError as exc:
+                lines.append((number, exc))
             if len(lines) > max_updates:
                 break
     else:
         if not data.strip():
             raise InvalidUpdateError("body", "is empty; send a JSON array of updates")
         try:
-            items = json.loads(data)
-        except (UnicodeDecodeError, ValueError) as exc:
+            items = decode_json(data)
+        except InvalidUpdateError as exc:
             raise InvalidUpdateError(
                 "body",
-                f"is not valid JSON ({exc}); send a JSON array, or NDJSON with "
+                f"{exc.reason}; send a JSON array, or NDJSON with "
                 "Content-Type: application/x-ndjson",
             ) from None
         if not isinstance(items, list):

@@ -9,8 +9,15 @@ from pydantic.alias_generators import to_camel
 
 
 class _ApiModel(pydantic.BaseModel):
+    # Clients send camelCase only (snake_case names are refused as unknown fields), and
+    # values of the right JSON type only: "5" is not a number and true is not 1.
     model_config = pydantic.ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid"
+        alias_generator=to_camel,
+        validate_by_alias=True,
+        validate_by_name=False,
+        serialize_by_alias=True,
+        extra="forbid",
+        strict=True,
     )
 
 
@@ -95,3 +102,91 @@ class ErrorResponse(_ApiModel):
     error: str
     detail: str
     field: str | None = None
+
+
+class _QueryModel(pydantic.BaseModel):
+    # A query string is text: numbers are parsed from it (``?limit=10``), unlike JSON bodies.
+    # Names are camelCase only, as in bodies.
+    model_config = pydantic.ConfigDict(
+        alias_generator=to_camel,
+        validate_by_alias=True,
+        validate_by_name=False,
+        extra="forbid",
+    )
+
+
+class StreamQuery(_QueryModel):
+    """Query of ``GET /api/jobs/{jobId}/progress/stream``.
+
+    Attributes:
+        last_event_id: ``lastEventId``, the last event id the client has, for a first
+            connection that cannot send the ``Last-Event-ID`` header (EventSource cannot set
+            headers); the header wins when both are sent. A malformed id is ignored.
+    """
+
+    # Other parameters (the subscribe ``token``, a cache buster) are not this route's business.
+    model_config = pydantic.ConfigDict(extra="ignore")
+
+    last_event_id: str | None = None
+
+
+class MultiStreamQuery(StreamQuery):
+    """Query of ``GET /api/progress/stream``.
+
+    Attributes:
+        job_ids: ``jobIds``, the jobs to follow, comma-separated (``a,b,c``), at most
+            ``max_stream_jobs`` of them.
+        last_event_id: ``lastEventId``, as for the single-job stream.
+    """
+
+    job_ids: str = pydantic.Field(min_length=1)
+
+
+class ListJobsQuery(_QueryModel):
+    """Query of ``GET /api/jobs``.
+
+    Attributes:
+        status: only jobs in this state (``queued``, ``running``, ``completed``, ``failed``,
+            ``cancelled``, or an alias such as ``pending``); all by default.
+        offset: how many matching jobs to skip (default 0).
+        limit: the most jobs in the page, 1-1000 (default 100).
+    """
+
+    status: str | None = None
+    offset: int = pydantic.Field(default=0, ge=0)
+    limit: int = pydantic.Field(default=100, ge=1, le=1000)
+
+
+class JobSnapshotModel(_ApiModel):
+    """A job's snapshot, as ``GET /api/jobs/{jobId}`` and every stream event carry it."""
+
+    job_id: str
+    status: str
+    percent: float
+    stage: str
+    message: str | None
+    seq: int
+    created_at: str
+    updated_at: str
+    reported_at: float
+    kind: str | None
+    error: str | None
+    result: Any
+
+
+class JobListResponse(_ApiModel):
+    """``GET /api/jobs``: a page of jobs, newest first.
+
+    Attributes:
+        jobs: the snapshots of the page.
+        total: how many jobs match in all.
+        offset: the page's offset.
+        limit: the page's size limit.
+        next_offset: ``nextOffset``, the offset of the next page, or None on the last page.
+    """
+
+    jobs: list[JobSnapshotModel]
+    total: int
+    offset: int
+    limit: int
+    next_offset: int | None

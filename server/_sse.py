@@ -10,17 +10,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator
 
-import trio
-
-from pipeline import (
-    ExportStore,
-    JobSnapshot,
-    JobStatus,
-    RegistrationTimeoutError,
-    StoreUnavailableError,
-)
+from pipeline import JobSnapshot, JobStatus
 
 EVENT_FOR_STATUS: dict[JobStatus, str] = {
     JobStatus.QUEUED: "job-progress",
@@ -32,20 +23,30 @@ EVENT_FOR_STATUS: dict[JobStatus, str] = {
 """The SSE ``event`` name that carries a snapshot in each state."""
 
 JOB_ERROR_EVENT = "job-error"
-"""The event that ends a stream whose job was not registered in time."""
+"""The event that ends a stream whose job was not registered in time (or, in a multi-job
+stream, tells that one of the jobs is not registered)."""
+
+RECONNECT_EVENT = "reconnect"
+"""The last event of a stream cut by a server shutdown: come back after the ``retry:`` time."""
 
 HEARTBEAT = b": heartbeat\n\n"
+"""A comment line: ignored by clients, it keeps proxies from closing an idle stream."""
 
 STORE_RETRY_INTERVAL = 1.0
 """Seconds between two attempts to open a stream's subscription while the store is unavailable."""
-"""A comment line: ignored by clients, it keeps proxies from closing an idle stream."""
 
 SSE_HEADERS = {
     "Content-Type": "text/event-stream; charset=utf-8",
-    "Cache-Control": "no-cache",
+    "Cache-Control": "no-cache, no-transform",
     "X-Accel-Buffering": "no",
 }
-"""Headers of every stream response; ``X-Accel-Buffering: no`` stops nginx buffering it."""
+"""Headers of every stream response.
+
+``no-cache`` keeps caches from replaying a stream; ``no-transform`` forbids proxies to compress
+or otherwise rewrite it (RFC 9111, section 5.2.2.6), since a compressed stream is held back in
+the compressor's buffer; ``X-Accel-Buffering: no`` stops nginx buffering it. The app itself
+never compresses a response.
+"""
 
 _LINE_BREAKS = re.compile(r"\r\n|\r|\n")
 
@@ -80,74 +81,37 @@ def format_retry(retry_ms: int) -> bytes:
     return f"retry: {int(retry_ms)}\n\n".encode()
 
 
-def snapshot_event(snapshot: JobSnapshot) -> bytes:
+def snapshot_event(snapshot: JobSnapshot, id: str | None = None) -> bytes:
     """Encode a snapshot as its event: ``id`` = seq, ``event`` by status, ``data`` = JSON.
 
     The JSON is the snapshot's cached one-line encoding (``JobSnapshot.json_text``): JSON
-    escapes every control character, so it never holds a line break and never splits.
+    escapes every control character (CR and LF included), so the data never holds a line
+    break and never splits, whatever the producer put in ``stage`` or ``message``. A lone
+    surrogate (``"\\ud800"`` is valid JSON input) cannot be encoded as UTF-8; it is written as
+    its JSON escape, so the stream stays valid UTF-8 (section 9.2.5 decodes it as such).
+
+    Args:
+        snapshot: the snapshot.
+        id: the event's ``id`` field; the snapshot's ``seq`` by default. A multi-job stream
+            passes its own (digits and commas only, so never a line break).
     """
-    return b"id: %d\nevent: %s\ndata: %s\n\n" % (
-        snapshot.seq,
+    return b"id: %s\nevent: %s\ndata: %s\n\n" % (
+        id.encode() if id is not None else b"%d" % snapshot.seq,
         EVENT_FOR_STATUS[snapshot.status].encode(),
-        snapshot.json_text.encode(),
+        snapshot.json_text.encode("utf-8", "backslashreplace"),
     )
 
 
-async def job_event_stream(
-    store: ExportStore,
-    job_id: str,
-    *,
-    registration_timeout: float,
-    retry_ms: int,
-    heartbeat_interval: float,
-) -> AsyncIterator[bytes]:
-    """Yield the SSE byte chunks of one job's stream, from ``retry:`` to the terminal event.
+def reconnect_event(retry_ms: int, detail: dict[str, object]) -> bytes:
+    """Encode the last event of a stream cut by a shutdown: ``retry:`` then ``reconnect``.
 
-    1. ``retry:`` at once, so the status line and headers reach the client at once.
-    2. Wait for the job to be registered, sending heartbeats meanwhile; if it is not
-       registered within ``registration_timeout`` seconds, send ``job-error`` and end.
-    3. The current snapshot, then each change (conflated: a slow client gets the latest state,
-       never a backlog), as ``job-progress`` events.
-    4. The terminal event (``job-completed``, ``job-failed`` or ``job-cancelled``), then end.
+    The ``retry:`` field sets the client's reconnection time (WHATWG HTML, section 9.2.6,
+    "Interpreting an event stream"); EventSource reconnects that long after the stream ends,
+    sending the last event id it saw in ``Last-Event-ID``.
 
-    A heartbeat comment goes out whenever nothing was sent for ``heartbeat_interval`` seconds.
-    While the store cannot be reached (``StoreUnavailableError``: Redis is away) the stream
-    stays open, sends heartbeats and looks again every ``STORE_RETRY_INTERVAL`` seconds; an
-    open subscription simply waits, and resumes from the current snapshot (the store resyncs
-    it) when the store is back.
-    The subscription is closed when the generator ends, is closed or is cancelled (the client
-    went away).
+    Args:
+        retry_ms: the reconnection time to ask for, in milliseconds.
+        detail: the event's data (a JSON object).
     """
-    yield format_retry(retry_ms)
-    deadline = trio.current_time() + registration_timeout
-    while True:
-        remaining = deadline - trio.current_time()
-        try:
-            await store.wait_registered(job_id, max(0.0, min(heartbeat_interval, remaining)))
-            async with store.subscribe(job_id) as subscription:
-                while True:
-                    snapshot = None
-                    with trio.move_on_after(heartbeat_interval):
-                        snapshot = await subscription.receive()
-                    if snapshot is None:
-                        yield HEARTBEAT
-                        continue
-                    yield snapshot_event(snapshot)
-                    if snapshot.is_terminal:
-                        return
-        except RegistrationTimeoutError:
-            if remaining <= heartbeat_interval:
-                reason = {
-                    "jobId": job_id,
-                    "error": "job not registered",
-                    "detail": f"job {job_id!r} was not registered within "
-                    f"{registration_timeout:g} s; check the job id",
-                }
-                yield format_event(json.dumps(reason), event=JOB_ERROR_EVENT)
-                return
-            yield HEARTBEAT
-        except StoreUnavailableError:
-            # The store (Redis) cannot be reached: keep the stream open with heartbeats and
-            # look again; the subscription resumes from the current snapshot.
-            yield HEARTBEAT
-            await trio.sleep(min(heartbeat_interval, STORE_RETRY_INTERVAL))
+    data = json.dumps({**detail, "retryMs": retry_ms}, separators=(",", ":"))
+    return f"retry: {int(retry_ms)}\nevent: {RECONNECT_EVENT}\ndata: {data}\n\n".encode()

@@ -694,6 +694,9 @@ def _default_config(flush_interval: float) -> ServerConfig:
         flush_interval=flush_interval,
         registration_timeout=5.0,
         graceful_timeout=1.0,
+        # Long enough that a test can freeze a client for a while and thaw it; the server's
+        # default (10 s) drops a client that takes no data for that long.
+        send_timeout=60.0,
     )
 
 
@@ -703,7 +706,8 @@ def _default_config(flush_interval: float) -> ServerConfig:
 @pytest.fixture
 def progress_server_config(progress_flush_interval: float) -> ServerConfig:
     """Settings of ``progress_server`` and ``progress_client``: 127.0.0.1, port 0, the kit's
-    flush interval, 5 s registration timeout, 1 s graceful timeout. Override to change."""
+    flush interval, 5 s registration timeout, 1 s graceful timeout, 60 s send timeout.
+    Override to change."""
     return _default_config(progress_flush_interval)
 
 

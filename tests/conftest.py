@@ -43,6 +43,8 @@ def server_config() -> ServerConfig:
         registration_timeout=1.0,
         heartbeat_interval=15.0,
         graceful_timeout=1.0,
+        # Tests freeze clients for a while and thaw them; the default (10 s) would drop them.
+        send_timeout=60.0,
     )
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.conftest import start_server, with_config
+
 
 @pytest.mark.parametrize(
     ("body", "field", "detail"),
@@ -84,3 +86,51 @@ async def test_healthz_and_openapi(running_server):
         assert health["syncMode"] == "batched"
         spec = (await client.get("/openapi.json")).json()
         assert "/api/jobs" in spec["paths"]
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b'{"kind": "\xff"}', "body: is not UTF-8 text (invalid start byte at byte 10)"),
+        (b'{"kind": ' + b"[" * 5000 + b"]" * 5000 + b"}", "body: is JSON nested too deeply"),
+        (b'{"kind": "demo",}', "body: is not valid JSON: Expecting property name"),
+        (b"", "body: is not valid JSON: Expecting value: line 1 column 1"),
+    ],
+)
+@pytest.mark.parametrize("path", ["/api/jobs", "/api/progress"])
+async def test_malformed_bodies_get_400_with_the_reason_never_500(
+    running_server, path, body, reason
+):
+    async with running_server.client() as client:
+        response = await client.post(
+            path, content=body, headers={"content-type": "application/json"}
+        )
+    assert response.status_code == 400
+    error = response.json()
+    assert error["field"] == "body"
+    if path == "/api/jobs" or body:
+        assert error["detail"].startswith(reason)
+
+
+async def test_response_bodies_keep_jobid_first(running_server):
+    async with running_server.client() as client:
+        created = await client.post(
+            "/api/jobs", json={"kind": "demo", "params": {"durationS": 0.1}}
+        )
+        assert created.text.startswith('{"jobId":')
+        snapshot = await client.get(f"/api/jobs/{created.json()['jobId']}")
+        assert snapshot.text.startswith('{"jobId":')
+
+
+async def test_a_full_job_queue_gets_503_with_retry_after(nursery, server_config):
+    config = with_config(server_config, max_concurrent_jobs=1, max_queued_jobs=1)
+    server = await start_server(nursery, config)
+    async with server.client() as client:
+        body = {"kind": "demo", "params": {"durationS": 30}}
+        assert (await client.post("/api/jobs", json=body)).status_code == 201
+        assert (await client.post("/api/jobs", json=body)).status_code == 201
+        full = await client.post("/api/jobs", json=body)
+        assert full.status_code == 503
+        assert full.headers["retry-after"] == "5"
+        assert full.json()["error"] == "queue full"
+    assert server.store.statistics().jobs == 2

@@ -303,8 +303,15 @@ def test_a_short_secret_from_the_environment_is_refused_without_echoing_it():
     assert "tooshort-secret" not in result.output
 
 
-async def test_no_log_line_holds_a_secret_or_token(secured, caplog):
+@pytest.fixture
+def debug_logs(caplog):
+    """Every log record from DEBUG up; listed before the server fixture, so it sees its start."""
     caplog.set_level(logging.DEBUG)
+    return caplog
+
+
+async def test_no_log_line_holds_a_secret_or_token(debug_logs, secured):
+    caplog = debug_logs
     token = (await create(secured, "logged"))["subscribeToken"]
     async with secured.client() as client:
         await client.get("/api/jobs/logged", params={"token": token})

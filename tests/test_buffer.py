@@ -294,8 +294,10 @@ async def test_reporting_after_the_block_raises_buffer_closed(autojump_clock, st
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"flush_interval": 0}, "flush_interval must be a positive number of seconds"),
-        ({"flush_interval": float("inf")}, "flush_interval must be a positive number of seconds"),
+        ({"flush_interval": 0}, r"flush_interval must be a number of seconds from 0\.001 up"),
+        ({"flush_interval": 0.0001}, r"flush_interval must be a number of seconds from 0\.001"),
+        ({"flush_interval": float("inf")}, "flush_interval must be a number of seconds from"),
+        ({"flush_interval": True}, "flush_interval must be a number of seconds from"),
         ({"capacity": 0}, "capacity must be a whole number of reports >= 1"),
         ({"capacity": 1.5}, "capacity must be a whole number of reports >= 1"),
         ({"shutdown_timeout": -1}, "shutdown_timeout must be a positive number of seconds"),

@@ -81,3 +81,41 @@ async def test_serve_refuses_a_port_in_use():
         )
     assert result.returncode == 1
     assert f"127.0.0.1:{port} is in use; pick another --port" in result.stderr.decode()
+
+
+async def _read_until(stream, needle: bytes, seen: bytes = b"") -> bytes:
+    while needle not in seen:
+        chunk = await stream.receive_some()
+        assert chunk, seen.decode()
+        seen += chunk
+    return seen
+
+
+async def test_ctrl_c_stops_the_demo_cleanly_with_its_summary():
+    process = await trio.lowlevel.open_process(
+        [*COMMAND, "demo", "--port", "0", "--linger", "60"], stdout=subprocess.PIPE, env=ENV
+    )
+    try:
+        with trio.fail_after(30):
+            out = await _read_until(process.stdout, b"more on http")
+            process.send_signal(signal.SIGINT)
+            while chunk := await process.stdout.receive_some():
+                out += chunk
+            returncode = await process.wait()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    text = out.decode()
+    assert "interrupted: stopping the demo" in text
+    assert "every stream got its terminal event" in text
+    assert "Traceback" not in text
+    assert returncode == 0
+
+
+async def test_demo_refuses_refuse_streams():
+    result = await trio.run_process(
+        [*COMMAND, "demo", "--refuse-streams"], capture_stderr=True, env=ENV, check=False
+    )
+    assert result.returncode == 2
+    assert "--refuse-streams is for `serve` only" in result.stderr.decode()

@@ -14,7 +14,7 @@ async def collect(server: RunningServer, job_id: str) -> list[tuple[str, str, di
     async with server.client() as client, open_event_stream(client, job_id) as stream:
         assert stream.response.status_code == 200
         assert stream.response.headers["content-type"].startswith("text/event-stream")
-        assert stream.response.headers["cache-control"] == "no-cache"
+        assert stream.response.headers["cache-control"] == "no-cache, no-transform"
         assert stream.response.headers["x-accel-buffering"] == "no"
         return [(event.event, event.id or "", event.payload) async for event in stream]
 

@@ -15,7 +15,10 @@ from pipeline import (
     JobFinishedError,
     JobKind,
     JobNotFoundError,
+    JobQueueFullError,
     JobStatus,
+    MemoryStore,
+    StoreUnavailableError,
     open_job_runner,
     open_update_buffer,
 )
@@ -103,8 +106,9 @@ async def test_cancel_ends_the_job_cancelled(autojump_clock, store):
     ):
         job = await runner.submit("demo", {"durationS": 60})
         await trio.sleep(5)
-        final = await runner.cancel(job.job_id)
+        final = await runner.cancel(job.job_id, reason="the user asked")
         assert final.status is JobStatus.CANCELLED
+        assert final.error == "the user asked"
         assert 0 < final.percent < 100
         assert runner.active_jobs == 0
         with pytest.raises(JobFinishedError, match="has ended already with status 'cancelled'"):
@@ -189,9 +193,14 @@ def test_demo_stages_are_weighted():
     assert demo_stage(100) == ("mux", 100.0)
 
 
-async def test_registration_is_logged_and_a_failed_registration_loudly(
-    autojump_clock, store, caplog
-):
+async def test_registration_is_logged_and_a_failed_registration_loudly(autojump_clock, caplog):
+    class DownForOneId(MemoryStore):
+        async def register(self, job_id, **kwargs):
+            if job_id == "unlucky":
+                raise StoreUnavailableError("redis is down")
+            return await super().register(job_id, **kwargs)
+
+    store = DownForOneId()
     caplog.set_level(logging.INFO, logger="pipeline")
     async with (
         open_update_buffer(store) as buffer,
@@ -201,13 +210,74 @@ async def test_registration_is_logged_and_a_failed_registration_loudly(
         await runner.submit("demo", {"durationS": 60}, job_id="y")
         assert "job x (demo) registered in the store with status running" in caplog.text
         assert "job y (demo) registered in the store with status queued" in caplog.text
+        # A taken id is the client's mistake (a 409), not a failure of the store.
         with pytest.raises(JobExistsError):
             await runner.submit("demo", job_id="x")
+        assert "job x not registered: the id is taken" in caplog.text
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+        with pytest.raises(StoreUnavailableError):
+            await runner.submit("demo", job_id="unlucky")
         [record] = [r for r in caplog.records if r.levelno == logging.ERROR]
-        assert "FAILED to register job x in the store, so streams for it will not work" in (
+        assert "FAILED to register job unlucky in the store, so streams for it will not work" in (
             record.getMessage()
         )
         await runner.cancel("x")
-        # The failed submission took no slot: y starts as soon as x is cancelled.
+        # The failed submissions took no slot: y starts as soon as x is cancelled.
         await wait_all_tasks_blocked()
         assert (await store.get("y")).status is JobStatus.RUNNING
+
+
+async def test_cancel_of_a_job_that_ends_on_its_own_first_is_a_conflict(autojump_clock, store):
+    async def quick(reporter, params):
+        # Ends while shielded from the cancellation, as a job finishing its last step would.
+        with trio.CancelScope(shield=True):
+            await trio.sleep(1)
+        return "done"
+
+    async with (
+        open_update_buffer(store) as buffer,
+        open_job_runner(store, buffer, kinds={"quick": _kind("quick", quick)}) as runner,
+    ):
+        job = await runner.submit("quick")
+        with pytest.raises(JobFinishedError, match="has ended already with status 'completed'"):
+            await runner.cancel(job.job_id)
+
+
+async def test_a_full_queue_refuses_new_jobs_and_leaves_the_others(autojump_clock, store):
+    async with (
+        open_update_buffer(store) as buffer,
+        open_job_runner(
+            store, buffer, kinds={"demo": DEMO_KIND}, max_concurrent=1, max_queued=2
+        ) as runner,
+    ):
+        jobs = [await runner.submit("demo", {"durationS": 1}) for _ in range(3)]
+        with pytest.raises(JobQueueFullError, match="2 jobs are already waiting to run"):
+            await runner.submit("demo", {"durationS": 1})
+        assert store.statistics().jobs == 3
+        finals = [await _wait_terminal(store, job.job_id) for job in jobs]
+        assert {f.status for f in finals} == {JobStatus.COMPLETED}
+        # Room again once the queue has drained.
+        await runner.submit("demo", {"durationS": 1})
+
+
+async def test_max_queued_must_not_be_negative(store):
+    async with open_update_buffer(store) as buffer:
+        with pytest.raises(ValueError, match="max_queued must be a whole number >= 0"):
+            async with open_job_runner(store, buffer, kinds={}, max_queued=-1):
+                pass
+
+
+async def test_cancel_all_cancels_every_job_with_the_shutdown_reason(autojump_clock, store):
+    async with (
+        open_update_buffer(store) as buffer,
+        open_job_runner(store, buffer, kinds={"demo": DEMO_KIND}, max_concurrent=1) as runner,
+    ):
+        jobs = [await runner.submit("demo", {"durationS": 60}) for _ in range(3)]
+        await runner.cancel_all()
+        assert runner.active_jobs == 0
+        for job in jobs:
+            final = await store.get(job.job_id)
+            assert (final.status, final.error) == (
+                JobStatus.CANCELLED,
+                "the server shut down before the job ended",
+            )

@@ -170,6 +170,29 @@ async def test_an_update_older_than_the_stored_state_is_ignored(store: ExportSto
     assert store.statistics().ignored_stale == 1
 
 
+async def test_the_first_update_is_never_stale_whatever_the_producers_clock(store: ExportStore):
+    # A producer whose clock is a minute behind the server's still moves a new job.
+    await store.register("job-1")
+    behind = time.time() - 60
+    assert (await store.apply_progress([update("job-1", 10, at=behind)])).applied == 1
+    assert (await store.apply_progress([update("job-1", 20, at=behind + 1)])).applied == 1
+    assert (await store.get("job-1")).percent == 20.0
+    await store.register("job-2")
+    final = await store.finish(
+        "job-2", JobStatus.FAILED, error="x", last_progress=update("job-2", 30, at=behind)
+    )
+    assert final.percent == 30.0
+
+
+async def test_a_cancelled_job_keeps_its_reason_and_a_completed_one_none(store: ExportStore):
+    await store.register("job-1")
+    await store.register("job-2")
+    cancelled = await store.finish("job-1", JobStatus.CANCELLED, error="user asked")
+    completed = await store.finish("job-2", JobStatus.COMPLETED, error="ignored")
+    assert (cancelled.error, completed.error) == ("user asked", None)
+    assert (await store.get("job-1")).error == "user asked"
+
+
 @pytest.mark.parametrize(
     ("percent", "reason"),
     [

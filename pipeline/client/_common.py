@@ -6,7 +6,6 @@ import logging
 import math
 import re
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +20,7 @@ from .._errors import (
     ServerRejectedError,
     ServerUnavailableError,
 )
-from .._snapshot import check_job_id, check_progress
+from .._snapshot import check_job_id, check_progress, wall_clock
 
 logger = logging.getLogger("pipeline.client")
 
@@ -113,7 +112,7 @@ class PendingReports:
         if message is not None:
             line["message"] = message
         if self._send_reported_at:
-            line["reportedAt"] = time.time()
+            line["reportedAt"] = wall_clock()
         with self._lock:
             self.reports += 1
             if job_id in self._lines:

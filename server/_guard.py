@@ -1,0 +1,84 @@
+"""ASGI middleware around the app: a send timeout per write, and stream admissions released.
+
+Why here and not in the stream: Quart writes a streaming body by iterating it and awaiting
+the ASGI ``send`` for each chunk, so the stream is parked at its ``yield`` while a write
+waits on a frozen client and cannot time out itself. Wrapping ``send`` puts a deadline on
+every write: the whole request runs in one cancel scope whose deadline is set to
+``send_timeout`` seconds from now before each write and cleared after it (two cheap
+attribute updates per write, no task, no new scope). If a write takes longer, the request is
+cancelled: the stream generator is closed (its subscriptions leave the store), the app
+returns, and Hypercorn closes the connection because the response never ended.
+
+Under HTTP/2 the wait for a client's flow-control window is cancellable, so the deadline
+acts at once. Under HTTP/1.1 Hypercorn's trio worker shields the socket write itself from
+cancellation, so the kernel has to give up on the socket first: ``serve`` sets
+``TCP_USER_TIMEOUT`` to the same ``send_timeout`` on the listening socket (Linux), which makes
+the kernel abort a connection whose peer has taken no data for that long (zero-window probes
+included); the write then fails and the request is cancelled the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import trio
+from hypercorn.typing import ASGIFramework, ASGIReceiveCallable, ASGISendCallable, Scope
+
+from ._hub import StreamHub
+from ._metrics import Metrics
+
+logger = logging.getLogger(__name__)
+
+
+class ConnectionGuard:
+    """Wraps an ASGI app (``app.asgi_app = ConnectionGuard(app.asgi_app, ...)``).
+
+    Args:
+        app: the ASGI app to wrap.
+        send_timeout: seconds one write to a client may take before the client is dropped.
+        hub: the server's streams; a request's admission is released when it ends.
+        metrics: counts dropped clients (``progress_sync_clients_dropped{reason}``).
+    """
+
+    def __init__(
+        self, app: ASGIFramework, *, send_timeout: float, hub: StreamHub, metrics: Metrics
+    ) -> None:
+        self.app = app
+        self.send_timeout = send_timeout
+        self.hub = hub
+        self._dropped = metrics.clients_dropped.labels(reason="send_timeout")
+
+    async def __call__(
+        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        timeout = self.send_timeout
+        current_time = trio.current_time
+
+        with trio.CancelScope() as request_scope:
+
+            async def send_with_timeout(message: Any) -> None:
+                request_scope.deadline = current_time() + timeout
+                try:
+                    await send(message)
+                finally:
+                    request_scope.deadline = math.inf
+
+            try:
+                await self.app(scope, receive, send_with_timeout)
+            finally:
+                self.hub.release(scope)
+        if request_scope.cancelled_caught:
+            self._dropped.inc()
+            client = scope.get("client") or ("?", 0)
+            logger.info(
+                "dropped client %s:%s of %s: a write did not finish within %g s",
+                client[0],
+                client[1],
+                scope.get("path"),
+                timeout,
+            )
