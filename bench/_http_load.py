@@ -20,6 +20,8 @@ import httpx
 import trio
 from httpx_sse import aconnect_sse
 
+from pipeline import wall_clock
+
 from ._processes import ServerProcess
 from ._recorder import PeakRss, Recorder, View, cpu_seconds, sample_while_running
 from ._results import RunResult
@@ -133,7 +135,7 @@ async def _produce(
         receive.close()
         async with send:
             sent = 0
-            previous = time.time()
+            previous = wall_clock()
             duration = schedule.end - schedule.start
             next_tick = schedule.start
             while True:
@@ -142,7 +144,7 @@ async def _produce(
                     return
                 due = min(int((now - schedule.start) * schedule.rate) - sent, schedule.cap)
                 if due > 0:
-                    wall = time.time()
+                    wall = wall_clock()
                     base = 99.0 * (now - schedule.start) / duration
                     body = []
                     for k in range(due):
@@ -198,7 +200,7 @@ async def _follow(
         async for event in source.aiter_sse():
             if ended or not event.data:  # retry: alone, or after the end
                 continue
-            received = time.time()
+            received = wall_clock()
             if event.event in TERMINAL_EVENTS:
                 recorder.on_terminal(view)
                 ended = True

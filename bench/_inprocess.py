@@ -21,6 +21,7 @@ from pipeline import (
     open_direct_sync,
     open_update_buffer,
     open_update_sink,
+    wall_clock,
 )
 
 from ._recorder import PeakRss, Recorder, View, cpu_seconds, sample_while_running
@@ -73,7 +74,7 @@ async def _produce(
         if due > 0:
             base = 99.0 * (now - schedule.start) / duration
             step = 0.5 / due
-            stamp = time.time()
+            stamp = wall_clock()
             started = time.perf_counter()
             for k in range(due):
                 percent = base + k * step
@@ -99,7 +100,7 @@ async def _subscribe(
     async with store.subscribe(job_id) as subscription:
         task_status.started()
         async for snapshot in subscription:
-            received = time.time()
+            received = wall_clock()
             if snapshot.status.is_terminal:
                 recorder.on_terminal(view)
                 return
@@ -226,7 +227,7 @@ async def measure_ingest(*, rounds: int = 7, batch: int = DEFAULT_CAPACITY) -> I
     so the untimed flushes between rounds drop them at once.
     """
     job_ids = [f"job-{i % 100}" for i in range(batch)]
-    stamp = time.time()
+    stamp = wall_clock()
     items = [ProgressUpdate(job_id, 50.0, "bench", None, stamp) for job_id in job_ids]
     send, receive = trio.open_memory_channel[ProgressUpdate](batch)
     store = MemoryStore()

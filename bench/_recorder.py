@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 import os
-import time
 from array import array
 
 import psutil
 import trio
+
+from pipeline import wall_clock
 
 from ._results import Percentiles
 
@@ -109,7 +110,7 @@ class Recorder:
     def start_window(self) -> None:
         """Start measuring. Every view counts as up to date until the first report of the
         window: before it there was nothing newer to show."""
-        now = time.time()
+        now = wall_clock()
         for view in self.views:
             view.reported_at = max(view.reported_at, now)
         self.measuring = True
@@ -174,8 +175,3 @@ async def sample_while_running(recorder: Recorder, rss: PeakRss) -> None:
             recorder.sample_staleness()
         next_sample += SAMPLE_INTERVAL
         await trio.sleep_until(max(next_sample, trio.current_time()))
-
-
-def wall_clock() -> float:
-    """Seconds since the epoch: the clock ``reportedAt`` uses (``time.time``)."""
-    return time.time()

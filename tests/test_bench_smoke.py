@@ -48,6 +48,7 @@ def test_quick_bench_writes_json_markdown_and_plot_with_sane_figures(tmp_path):
     assert set(runs) == expected
     for run in runs.values():
         assert run["error"] is None
+        assert run["notes"] == []  # every subscriber caught up with its job's latest report
         assert run["reports"] > 0
         assert 0 < run["reports_per_s"] <= 1.01 * run["offered_per_s"]
         assert run["producer_us_per_report"] > 0
