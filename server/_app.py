@@ -80,7 +80,7 @@ def create_app(services: Services) -> QuartTrio:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     install_error_handlers(app)
     install_cors(app, config.cors_origins)
-    install_web_routes(app)
+    install_web_routes(app, config)
     install_stream_refusal(app, config)
     store = services.store
     runner = services.runner
