@@ -54,6 +54,7 @@ from ._snapshot import ProgressUpdate as ProgressUpdate
 from ._snapshot import check_job_id as check_job_id
 from ._snapshot import check_progress as check_progress
 from ._snapshot import check_reported_at as check_reported_at
+from ._snapshot import check_text as check_text
 from ._snapshot import wall_clock as wall_clock
 from ._status import TERMINAL_STATUSES as TERMINAL_STATUSES
 from ._status import JobStatus as JobStatus
@@ -122,6 +123,7 @@ __all__ = [
     "UpdateSink",
     "WaitTimeoutError",
     "check_job_id",
+    "check_text",
     "check_progress",
     "check_reported_at",
     "is_shared_store",

@@ -20,6 +20,7 @@ from ._snapshot import (
     ProgressUpdate,
     check_progress,
     check_reported_at,
+    wall_clock,
 )
 from ._status import JobStatus, parse_status
 from ._store import ExportStore
@@ -48,8 +49,25 @@ flush the drain task waits twice as long as before (from ``flush_interval``) up 
 
 # The fast path of report_nowait takes a float percent and no message; anything else goes
 # through the full check.
-_new_update = ProgressUpdate.__new__
+_Report = tuple[str, float, str, str | None, float]
+"""A report as it waits in the buffer: ``ProgressUpdate``'s fields as a plain tuple."""
+
+_make_update = ProgressUpdate._make
 _monotonic = time.monotonic
+
+
+def _checked_report(
+    job_id: object, percent: object, stage: object, message: object, reported_at: object
+) -> _Report:
+    """The full check of a report (see ``UpdateBuffer.report_nowait``), as a ``_Report``."""
+    percent = check_progress(percent, stage, message)
+    if type(job_id) is not str or not job_id:
+        raise InvalidUpdateError("jobId", "must be a non-empty string")
+    if reported_at is None:
+        reported_at = wall_clock()
+    elif type(reported_at) is not float or not 0.0 <= reported_at < math.inf:
+        reported_at = check_reported_at(reported_at)
+    return (job_id, percent, stage, message, reported_at)  # type: ignore[return-value]
 
 
 class UpdateBuffer:
@@ -96,12 +114,16 @@ class UpdateBuffer:
         self.capacity = capacity
         self.shutdown_timeout = float(shutdown_timeout)
         self._on_flush = on_flush
-        self._send, self._receive = trio.open_memory_channel[ProgressUpdate](capacity)
-        self._overflow: dict[str, ProgressUpdate] = {}
-        self._pending: dict[str, ProgressUpdate] = {}
+        # Reports travel as plain tuples laid out as ProgressUpdate (job_id, percent, stage,
+        # message, reported_at): building a NamedTuple per report would cost more than the
+        # channel's own send_nowait. The flush turns the batch into ProgressUpdates.
+        self._send, self._receive = trio.open_memory_channel[_Report](capacity)
+        self._send_nowait = self._send.send_nowait
+        self._overflow: dict[str, _Report] = {}
+        self._pending: dict[str, _Report] = {}
         self._flush_lock = trio.Lock()
         self._closed = False
-        self._reports_received = 0
+        self._drained = 0
         self._coalesced = 0
         self._overflowed = 0
         self._flushes = 0
@@ -143,35 +165,37 @@ class UpdateBuffer:
             InvalidUpdateError: a field is malformed (the message names it).
             BufferClosedError: the buffer has been closed.
         """
-        if self._closed:
-            raise BufferClosedError(
-                "the update buffer is closed; report inside its async with block"
-            )
-        # The common case (float percent, short stage, no message) is checked inline: this is
-        # the producers' hot path, and check_progress is the full check with the messages.
-        if not (
+        # The common case (a float percent, a short stage, no message, stamped now) is checked
+        # inline: this is the producers' hot path. Anything else takes the full check.
+        if (
             type(percent) is float
             and 0.0 <= percent <= 100.0
             and type(stage) is str
             and len(stage) <= MAX_STAGE_LENGTH
+            and stage.isascii()
             and message is None
+            and reported_at is None
+            and type(job_id) is str
+            and job_id
         ):
-            percent = check_progress(percent, stage, message)
-        if type(job_id) is not str or not job_id:
-            raise InvalidUpdateError("jobId", "must be a non-empty string")
-        if reported_at is None:
-            reported_at = _WALL_CLOCK_OFFSET + _monotonic()  # wall_clock(), inlined
-        elif type(reported_at) is not float or not 0.0 <= reported_at < math.inf:
-            reported_at = check_reported_at(reported_at)
-        update = _new_update(ProgressUpdate, job_id, percent, stage, message, reported_at)
-        self._reports_received += 1
+            report = (job_id, percent, stage, None, _WALL_CLOCK_OFFSET + _monotonic())
+        else:
+            report = _checked_report(job_id, percent, stage, message, reported_at)
         try:
-            self._send.send_nowait(update)
+            self._send_nowait(report)
         except trio.WouldBlock:
             self._overflowed += 1
-            if job_id in self._overflow:
+            current = self._overflow.get(job_id)
+            if current is not None:
                 self._coalesced += 1
-            self._overflow[job_id] = update
+                if current[4] > report[4]:
+                    return
+            self._overflow[job_id] = report
+        except trio.ClosedResourceError:
+            # The channel is closed when the buffer closes: no flag to test per report.
+            raise BufferClosedError(
+                "the update buffer is closed; report inside its async with block"
+            ) from None
 
     async def finish(
         self,
@@ -217,7 +241,8 @@ class UpdateBuffer:
         # snapshot carries the job's latest progress and nothing lands after it.
         async with self._flush_lock:
             self._collect()
-            last_progress = self._pending.pop(job_id, None)
+            last_report = self._pending.pop(job_id, None)
+            last_progress = None if last_report is None else ProgressUpdate._make(last_report)
             try:
                 snapshot = await self.store.finish(
                     job_id, status, error=error, result=result, last_progress=last_progress
@@ -248,7 +273,7 @@ class UpdateBuffer:
             batch, self._pending = self._pending, {}
             started = time.perf_counter()
             try:
-                await self.store.apply_progress(list(batch.values()))
+                await self.store.apply_progress([_make_update(r) for r in batch.values()])
             except StoreUnavailableError as exc:
                 self._failed_writes += 1
                 self._consecutive_failures += 1
@@ -257,6 +282,12 @@ class UpdateBuffer:
                 logger.warning(
                     "store unavailable, %d job states kept for retry: %s", len(batch), exc
                 )
+                return
+            except InvalidUpdateError:
+                # Reports are checked on entry, so only a store with stricter rules gets here.
+                # Write them one by one and drop those it refuses: one bad report must never
+                # stall every other job's progress.
+                await self._write_one_by_one(batch)
                 return
             except BaseException as exc:
                 # Cancelled mid-write, or a bug: keep the batch so a later flush can write it.
@@ -275,10 +306,26 @@ class UpdateBuffer:
             if self._on_flush is not None:
                 self._on_flush(duration)
 
+    async def _write_one_by_one(self, batch: dict[str, _Report]) -> None:
+        for report in batch.values():
+            try:
+                await self.store.apply_progress([_make_update(report)])
+            except InvalidUpdateError as exc:
+                self._failed_writes += 1
+                self._last_error = f"{type(exc).__name__}: {exc}"
+                logger.error("the store refused the report for job %s, dropped: %s", report[0], exc)
+            except BaseException:
+                self._keep_latest(report)
+                raise
+            else:
+                self._store_writes += 1
+
     def statistics(self) -> SinkStatistics:
         """Return the buffer's counters now (see ``SinkStatistics``)."""
         return SinkStatistics(
-            reports_received=self._reports_received,
+            reports_received=(
+                self._drained + self._overflowed + self._send.statistics().current_buffer_used
+            ),
             coalesced=self._coalesced,
             overflowed=self._overflowed,
             flushes=self._flushes,
@@ -298,33 +345,42 @@ class UpdateBuffer:
     def _collect(self) -> None:
         """Move the channel, then the overflow map, into ``_pending``, latest per job.
 
-        Runs with no checkpoint, so nothing is reported in between: every report in the
-        overflow map came after every report in the channel.
+        "Latest" is by ``reported_at``, as the store orders updates: a report that arrives
+        after a newer one for its job (from another producer's request, say) is dropped here.
+        Runs with no checkpoint, so nothing is reported in between.
         """
         pending = self._pending
         receive_nowait = self._receive.receive_nowait
-        coalesced = 0
+        drained = coalesced = 0
         while True:
             try:
-                update = receive_nowait()
-            except trio.WouldBlock:
+                report = receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel):
                 break
-            if update.job_id in pending:
+            drained += 1
+            current = pending.get(report[0])
+            if current is not None:
                 coalesced += 1
-            pending[update.job_id] = update
+                if current[4] > report[4]:
+                    continue
+            pending[report[0]] = report
         if self._overflow:
-            for update in self._overflow.values():
-                if update.job_id in pending:
+            for report in self._overflow.values():
+                current = pending.get(report[0])
+                if current is not None:
                     coalesced += 1
-                pending[update.job_id] = update
+                    if current[4] > report[4]:
+                        continue
+                pending[report[0]] = report
             self._overflow.clear()
+        self._drained += drained
         self._coalesced += coalesced
 
-    def _keep_latest(self, update: ProgressUpdate) -> None:
-        """Put ``update`` back in ``_pending`` unless a newer one for its job is there."""
-        current = self._pending.get(update.job_id)
-        if current is None or current.reported_at < update.reported_at:
-            self._pending[update.job_id] = update
+    def _keep_latest(self, report: _Report) -> None:
+        """Put ``report`` back in ``_pending`` unless a newer one for its job is there."""
+        current = self._pending.get(report[0])
+        if current is None or current[4] < report[4]:
+            self._pending[report[0]] = report
 
     async def _drain(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -419,6 +475,7 @@ async def open_update_buffer(
             # Everything inside the block (a job runner, say) has finished by now, so nothing
             # can be reported after this flush.
             buffer._closed = True
+            buffer._send.close()
             nursery.cancel_scope.cancel()
             await buffer._final_flush()
     if body_error is not None:

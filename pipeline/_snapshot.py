@@ -102,6 +102,8 @@ def check_progress(percent: object, stage: object, message: object) -> float:
         raise InvalidUpdateError("stage", f"must be a string, not {type(stage).__name__}")
     if len(stage) > MAX_STAGE_LENGTH:
         raise InvalidUpdateError("stage", f"must be at most {MAX_STAGE_LENGTH} characters")
+    if not stage.isascii():
+        check_unicode("stage", stage)
     if message is not None:
         check_text("message", message)
     return percent
@@ -142,7 +144,24 @@ def check_text(field: str, value: object) -> str:
         raise InvalidUpdateError(field, f"must be a string, not {type(value).__name__}")
     if len(value) > MAX_MESSAGE_LENGTH:
         raise InvalidUpdateError(field, f"must be at most {MAX_MESSAGE_LENGTH} characters")
+    if not value.isascii():
+        check_unicode(field, value)
     return value
+
+
+def check_unicode(field: str, value: str) -> None:
+    """Check that ``value`` can be encoded as UTF-8: JSON allows lone surrogates (``"\\ud800"``),
+    but no byte stream, Redis or HTTP body, can carry them.
+
+    Raises:
+        InvalidUpdateError: naming ``field`` when ``value`` holds a lone surrogate.
+    """
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise InvalidUpdateError(
+            field, "must be valid Unicode text (it holds a lone surrogate such as \\ud800)"
+        ) from None
 
 
 def check_kind(kind: object) -> None:
@@ -153,6 +172,8 @@ def check_kind(kind: object) -> None:
     """
     if kind is not None and (type(kind) is not str or not 1 <= len(kind) <= 64):
         raise InvalidUpdateError("kind", "must be None or a string of 1 to 64 characters")
+    if kind is not None and not kind.isascii():
+        check_unicode("kind", kind)
 
 
 def check_json(field: str, value: object) -> None:

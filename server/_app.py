@@ -7,10 +7,23 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from quart_schema import document_response, tag, validate_request, validate_response
+from quart_schema import (
+    document_request,
+    document_response,
+    tag,
+    validate_request,
+    validate_response,
+)
 from quart_trio import QuartTrio
 
-from pipeline import ExportStore, InvalidUpdateError, JobRunner, UpdateSink, check_job_id
+from pipeline import (
+    ExportStore,
+    InvalidUpdateError,
+    JobRunner,
+    UpdateSink,
+    check_job_id,
+    check_text,
+)
 
 from ._auth import document_auth, install_auth
 from ._config import ServerConfig
@@ -18,9 +31,9 @@ from ._cors import install_cors
 from ._errors import install_error_handlers
 from ._guard import ConnectionGuard
 from ._hub import StreamHub
-from ._ingest import created_response, install_ingest_routes, register_external_job
+from ._ingest import created_response, install_ingest_routes, read_object, register_external_job
 from ._metrics import Metrics
-from ._models import CreateJobRequest, CreateJobResponse, JobSnapshot
+from ._models import CancelJobRequest, CreateJobRequest, CreateJobResponse, JobSnapshot
 from ._openapi import LocationHeader, error_responses, install_openapi
 from ._ops_routes import install_ops_routes
 from ._read_routes import install_read_routes
@@ -81,7 +94,7 @@ def create_app(services: Services) -> QuartTrio:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     install_error_handlers(app)
     install_cors(app, config.cors_origins)
-    install_web_routes(app)
+    install_web_routes(app, config)
     install_stream_refusal(app, config)
     store = services.store
     runner = services.runner
@@ -116,15 +129,21 @@ def create_app(services: Services) -> QuartTrio:
     @app.post("/api/jobs/<job_id>/cancel")
     @tag(["jobs"])
     @document_auth(config, "produce")
-    @error_responses(400, 404, 409, 503)
+    @error_responses(400, 404, 409, 413, 503)
     @validate_response(JobSnapshot, 202)
+    @document_request(CancelJobRequest)
     async def cancel_job(job_id: str) -> tuple[dict[str, Any], int]:
         """Cancel a queued or running job.
 
-        202 with the ``cancelled`` snapshot once it is stored; 409 if the job has ended.
+        202 with the ``cancelled`` snapshot once it is stored; 409 if the job has ended. The
+        body is optional: ``{"reason": "..."}`` becomes the job's ``error``.
         """
         check_job_id(job_id)
-        snapshot = await runner.cancel(job_id)
+        body = await read_object(("reason",))
+        reason = body.get("reason")
+        if reason is not None:
+            check_text("reason", reason)
+        snapshot = await runner.cancel(job_id, reason=reason)
         return snapshot.to_dict(), 202
 
     install_read_routes(app, services)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import errno
+import importlib
 import logging
 import sys
 from functools import partial
+from typing import ClassVar
 
 import click
 import trio
@@ -37,6 +39,7 @@ from ._config import (
     ServerConfig,
 )
 from ._demo import run_demo
+from ._gc import tune_garbage_collector
 from ._serve import bind_error, is_address_in_use, serve
 from ._workers import run_workers
 
@@ -321,7 +324,30 @@ def _checked_config(**options: object) -> ServerConfig:
         raise click.UsageError(str(exc)) from exc
 
 
-@click.group()
+class _LazyGroup(click.Group):
+    """A group whose heavier subcommands are imported only when they run or show their help.
+
+    ``progress-sync bench`` lives in the top-level ``bench`` package; importing it here at
+    start-up would make every command pay for it (click's documented pattern, "Lazily
+    Loading Subcommands": https://click.palletsprojects.com/en/stable/complex/).
+    """
+
+    lazy_subcommands: ClassVar[dict[str, str]] = {"bench": "bench._cli:bench_command"}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.lazy_subcommands])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = self.lazy_subcommands.get(cmd_name)
+        if target is None:
+            return super().get_command(ctx, cmd_name)
+        module_name, _, attribute = target.partition(":")
+        command = getattr(importlib.import_module(module_name), attribute)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=_LazyGroup)
 @click.option(
     "--log-level",
     default="INFO",
@@ -357,6 +383,7 @@ def serve_command(**options: object) -> None:
             if code:
                 raise click.ClickException(f"a worker stopped with exit code {code}; see its log")
         else:
+            tune_garbage_collector()
             trio.run(serve, config)
     except StoreUnavailableError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -227,7 +227,13 @@ async def _read_json(*, allow_empty: bool) -> Any:
     return decode_json(data)
 
 
-async def _read_object(allowed: tuple[str, ...], *, allow_empty: bool = True) -> dict[str, Any]:
+async def read_object(allowed: tuple[str, ...], *, allow_empty: bool = True) -> dict[str, Any]:
+    """Read a JSON object body with only the ``allowed`` fields (an empty body is ``{}``
+    when ``allow_empty``).
+
+    Raises:
+        InvalidUpdateError: the body is not JSON, not an object, or has another field.
+    """
     body = await _read_json(allow_empty=allow_empty)
     if not isinstance(body, dict):
         raise InvalidUpdateError("body", f"must be a JSON object, not {_json_type(body)}")
@@ -377,7 +383,7 @@ def install_ingest_routes(app: Quart, services: Any, auth: Auth) -> None:
         the job's latest buffered progress goes into the same write. 409 if the job has
         ended or the server runs it.
         """
-        body = await _read_object(("result",))
+        body = await read_object(("result",))
         return await finish(job_id, JobStatus.COMPLETED, result=body.get("result"))
 
     @app.post("/api/jobs/<job_id>/fail")
@@ -392,7 +398,7 @@ def install_ingest_routes(app: Quart, services: Any, auth: Auth) -> None:
         200 with the terminal snapshot once it is stored and the job's subscribers are told.
         409 if the job has ended or the server runs it.
         """
-        body = await _read_object(("error",), allow_empty=False)
+        body = await read_object(("error",), allow_empty=False)
         if "error" not in body:
             raise InvalidUpdateError("error", "is required: why the job failed")
         if not isinstance(body["error"], str) or not body["error"].strip():

@@ -94,11 +94,20 @@ class Metrics:
         """Read the pipeline's counters from ``store``, ``sink`` and ``hub`` at each scrape."""
         self._collector.sources = (store, sink, hub)
 
-    def snapshot_sent(self, snapshot: JobSnapshot) -> None:
-        """Count one snapshot event written to a client, and its report-to-send latency."""
+    def snapshot_sent(self, snapshot: JobSnapshot, *, since: float = 0.0) -> None:
+        """Count one snapshot event written to a client, and its report-to-send latency.
+
+        Args:
+            snapshot: the snapshot sent.
+            since: when the stream opened (seconds since the epoch). A snapshot stored before
+                that is the state the client connected to, not a change delivered live: it is
+                counted, but its age is not a latency and is left out of the histogram.
+        """
         self._sent_by_status[snapshot.status].inc()
-        # The clock reports are stamped with in this process (producers elsewhere send theirs).
-        self._observe_latency(max(0.0, wall_clock() - snapshot.reported_at))
+        if snapshot.updated_at >= since:
+            # The clock reports are stamped with in this process (producers elsewhere send
+            # theirs).
+            self._observe_latency(max(0.0, wall_clock() - snapshot.reported_at))
         if snapshot.status in _TERMINAL:
             self._terminal_inc()
 

@@ -187,6 +187,13 @@ class CompleteJobRequest(_ApiModel):
     """The job's result: any JSON value; null by default."""
 
 
+class CancelJobRequest(_ApiModel):
+    """``POST /api/jobs/{jobId}/cancel``: why the job is cancelled (the body may be empty)."""
+
+    reason: str | None = pydantic.Field(default=None, max_length=MAX_MESSAGE_LENGTH)
+    """Why the job is cancelled; it becomes the job's ``error``."""
+
+
 class FailJobRequest(_ApiModel):
     """``POST /api/jobs/{jobId}/fail``: why the job failed."""
 

@@ -50,6 +50,7 @@ from werkzeug.routing import BaseConverter, Rule
 from ._models import (
     JOB_ID_SCHEMA,
     BatchRequest,
+    CancelJobRequest,
     CompleteJobRequest,
     ErrorResponse,
     JobErrorEvent,
@@ -446,8 +447,9 @@ class ApiOpenAPIProvider(OpenAPIProvider):
                 },
                 "example": '{"jobId": "a", "percent": 10}\n{"jobId": "b", "percent": 55.5}\n',
             }
-        # Every body is required but that of complete, which may be empty (no result).
-        return {"content": content, "required": model is not CompleteJobRequest}, components
+        # Every body is required but those of complete and cancel, which may be empty.
+        required = model not in (CompleteJobRequest, CancelJobRequest)
+        return {"content": content, "required": required}, components
 
     def build_response_object(
         self, model: type, headers_model: type | None

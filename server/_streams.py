@@ -16,6 +16,7 @@ lines as heartbeats against idle proxies (9.2.7).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -141,6 +142,7 @@ async def job_event_stream(
         job_id: the job to follow.
         last_seen: the ``seq`` the client has already (from ``Last-Event-ID``), or None.
     """
+    opened_at = time.time()
     metrics = ctx.metrics
     store = ctx.store
     with ctx.hub.track() as handle:
@@ -175,7 +177,7 @@ async def job_event_stream(
                         if snapshot is not None:
                             if snapshot.seq != last_seen:
                                 yield snapshot_event(snapshot)
-                                metrics.snapshot_sent(snapshot)
+                                metrics.snapshot_sent(snapshot, since=opened_at)
                                 last_seen = snapshot.seq
                             if snapshot.is_terminal:
                                 return
@@ -242,6 +244,7 @@ async def multi_job_event_stream(
         job_ids: the jobs, without duplicates.
         last_seen: the seqs the client has already (from ``Last-Event-ID``), or None.
     """
+    opened_at = time.time()
     metrics = ctx.metrics
     seen = list(last_seen) if last_seen is not None else [0] * len(job_ids)
     position = {job_id: index for index, job_id in enumerate(job_ids)}
@@ -295,7 +298,7 @@ async def multi_job_event_stream(
                             continue  # the client has this one (it resumed with it)
                         seen[index] = snapshot.seq
                         yield snapshot_event(snapshot, format_seq_vector(seen))
-                        metrics.snapshot_sent(snapshot)
+                        metrics.snapshot_sent(snapshot, since=opened_at)
             except StoreUnavailableError:
                 pass
             # The store (Redis) cannot be reached: keep the stream open and look again.

@@ -8,27 +8,41 @@ serves an app's ``static`` folder at ``/static/<path>`` by itself (``Quart(stati
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
-from quart import Quart, Response, send_from_directory
+from quart import Quart, Response, request
 from quart_schema import hide
+
+from ._config import ServerConfig
 
 STATIC_DIR = Path(__file__).parent / "static"
 """Where the page's files are: ``index.html``, ``app.css``, ``app.js``, ``progress-client.js``."""
 
+MAX_STREAM_JOBS_MARKER = "{{maxStreamJobs}}"
+"""Where ``index.html`` gets the server's ``max_stream_jobs`` (in a ``<meta>`` the page reads)."""
 
-def install_web_routes(app: Quart) -> None:
+
+def render_page(config: ServerConfig) -> bytes:
+    """``index.html`` with this server's settings in it: the most ``jobIds`` per stream."""
+    page = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
+    return page.replace(MAX_STREAM_JOBS_MARKER, str(config.max_stream_jobs)).encode()
+
+
+def install_web_routes(app: Quart, config: ServerConfig) -> None:
     """Register ``GET /``: the page that starts demo jobs and follows them live.
 
     The page's own assets come from Quart's static route (``/static/...``); the page reads its
     settings from its URL's query (``sseTimeoutMs``, ``pollIntervalMs``, ``sseRetryMs``,
-    ``maxStreams``; see ``static/app.js``).
+    ``maxStreams``; see ``static/progress-client.js``) and the server's ``max_stream_jobs``
+    from a ``<meta name="progress-sync-max-stream-jobs">`` in the page.
     """
 
     @app.get("/")
     @hide
     async def web_page() -> Response:
-        """The web page (``static/index.html``); revalidated on every load."""
-        response = await send_from_directory(STATIC_DIR, "index.html")
-        response.headers["Cache-Control"] = "no-cache"
-        return response
+        """The web page (``static/index.html``); revalidated on every load (ETag)."""
+        body = render_page(config)
+        response = Response(body, 200, {"Cache-Control": "no-cache"}, mimetype="text/html")
+        response.set_etag(hashlib.sha256(body).hexdigest()[:32])
+        return await response.make_conditional(request)

@@ -26,6 +26,7 @@ import trio
 from pipeline import StoreUnavailableError
 
 from ._config import ServerConfig
+from ._gc import tune_garbage_collector
 from ._serve import hypercorn_config, serve, wait_for_shutdown_signal
 
 logger = logging.getLogger(__name__)
@@ -118,6 +119,7 @@ def _worker(
     backlog = hypercorn_config(config).backlog
     for sock in (*sockets.secure_sockets, *sockets.insecure_sockets):
         sock.listen(backlog)
+    tune_garbage_collector()
     try:
         trio.run(
             partial(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.conftest import start_server, with_config
@@ -134,3 +136,44 @@ async def test_a_full_job_queue_gets_503_with_retry_after(nursery, server_config
         assert full.headers["retry-after"] == "5"
         assert full.json()["error"] == "queue full"
     assert server.store.statistics().jobs == 2
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/api/jobs/ext/progress", {"percent": 7, "stage": "\ud800"}, "stage"),
+        ("/api/jobs/ext/progress", {"percent": 7, "stage": "x", "message": "\udc00"}, "message"),
+        ("/api/jobs/ext/fail", {"error": "\udc00"}, "error"),
+        ("/api/jobs/ext/cancel", {"reason": "\udc00"}, "reason"),
+        ("/api/jobs", {"jobId": "other", "stage": "\ud800"}, "stage"),
+    ],
+)
+async def test_lone_surrogates_are_refused_and_harm_no_other_job(running_server, path, body, field):
+    async with running_server.client() as client:
+        assert (await client.post("/api/jobs", json={"jobId": "ext"})).status_code == 201
+        # JSON escapes carry the lone surrogate (httpx could not encode it as UTF-8).
+        response = await client.post(
+            path, content=json.dumps(body), headers={"content-type": "application/json"}
+        )
+        assert response.status_code == 400
+        assert response.json()["field"] == field
+        detail = response.json()["detail"]
+        assert "lone surrogate" in detail or "unicode string" in detail  # ours, or pydantic's
+        # The job is intact and still moves.
+        assert (await client.post("/api/jobs/ext/progress", json={"percent": 9})).status_code == 202
+        assert (await client.get("/api/jobs/ext")).status_code == 200
+        await running_server.store.get("ext")
+
+
+async def test_cancel_takes_an_optional_reason(running_server):
+    async with running_server.client() as client:
+        created = await client.post("/api/jobs", json={"kind": "demo", "params": {"durationS": 30}})
+        job_id = created.json()["jobId"]
+        cancelled = await client.post(f"/api/jobs/{job_id}/cancel", json={"reason": "user asked"})
+        assert cancelled.status_code == 202
+        assert cancelled.json()["error"] == "user asked"
+        other = await client.post("/api/jobs", json={"kind": "demo", "params": {"durationS": 30}})
+        bad = await client.post(f"/api/jobs/{other.json()['jobId']}/cancel", json={"why": "x"})
+        assert bad.status_code == 400
+        assert bad.json()["field"] == "why"
+        await client.post(f"/api/jobs/{other.json()['jobId']}/cancel")

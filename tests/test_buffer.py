@@ -6,6 +6,7 @@ Each test drives the buffer with reports and checks what reached the store, and 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import pytest
@@ -340,3 +341,47 @@ async def test_store_unavailable_keeps_the_latest_state_and_retries(autojump_clo
         await wait_all_tasks_blocked()
         assert (await store.get("a")).percent == 20.0
         assert buffer.statistics().pending == 0
+
+
+async def test_coalescing_keeps_the_newest_report_by_reported_at(autojump_clock, recording_store):
+    # Two producers' requests for one job overtook each other: the older report arrived last.
+    await recording_store.register("a")
+    await recording_store.register("b")
+    now = time.time()
+    async with open_update_buffer(recording_store, flush_interval=0.5, capacity=2) as buffer:
+        buffer.report_nowait("a", 60.0, "newer", reported_at=now + 2)
+        buffer.report_nowait("a", 50.0, "older", reported_at=now + 1)
+        # The channel is full now: these go to the overflow map, newest kept there too.
+        buffer.report_nowait("b", 80.0, "newer", reported_at=now + 2)
+        buffer.report_nowait("b", 70.0, "older", reported_at=now + 1)
+        assert buffer.statistics().reports_received == 4
+        await trio.sleep(0.5)
+        await wait_all_tasks_blocked()
+    [batch] = recording_store.batches
+    assert sorted((u.job_id, u.stage) for u in batch) == [("a", "newer"), ("b", "newer")]
+
+
+async def test_a_report_the_store_refuses_is_dropped_and_the_others_still_flow(
+    autojump_clock, caplog
+):
+    class StricterStore(MemoryStore):
+        async def apply_progress(self, updates):
+            if any(update.stage == "bad" for update in updates):
+                # As a store with its own, stricter rule would.
+                raise InvalidUpdateError("stage", "refused by the store")
+            return await super().apply_progress(updates)
+
+    store = StricterStore()
+    await store.register("a")
+    await store.register("b")
+    async with open_update_buffer(store, flush_interval=0.5) as buffer:
+        buffer.report_nowait("a", 10.0, "bad")
+        buffer.report_nowait("b", 20.0, "good")
+        await trio.sleep(0.5)
+        await wait_all_tasks_blocked()
+        assert (await store.get("b")).percent == 20.0
+        assert (await store.get("a")).percent == 0.0
+        assert buffer.statistics().pending == 0
+        assert "the store refused the report for job a, dropped" in caplog.text
+        buffer.report_nowait("a", 11.0, "fine")
+    assert (await store.get("a")).percent == 11.0

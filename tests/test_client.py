@@ -339,3 +339,17 @@ async def test_a_server_error_without_a_mapping_is_a_server_rejected_error(autoj
         with pytest.raises(ServerRejectedError, match="418 I'm a teapot: short and stout") as r:
             await c.complete("j")
     assert r.value.status_code == 418
+
+
+@pytest.mark.parametrize("code", [429, 502, 503, 504])
+def test_answers_that_say_try_again_are_transient(code):
+    import httpx
+
+    from pipeline import ServerUnavailableError
+    from pipeline.client._common import raise_for_answer
+
+    response = httpx.Response(code, json={"error": "store unavailable", "detail": "try again"})
+    with pytest.raises(
+        ServerUnavailableError, match=f"the server answered {code} store unavailable"
+    ):
+        raise_for_answer(response, "job-1")

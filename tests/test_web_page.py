@@ -17,6 +17,7 @@ Rules of this module:
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -24,6 +25,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -37,6 +39,8 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 README_SCREENSHOT = Path(__file__).resolve().parent / "screenshots" / "web-page.png"
+STREAM_URL = re.compile(r".*/progress/stream(\?.*)?$")
+"""Both stream routes: one job's and the multi-job stream (``?jobIds=a,b``)."""
 WAIT_MS = 15_000
 """How long an ``expect`` waits for its condition, in milliseconds (generous: 2 shared cores)."""
 
@@ -169,7 +173,7 @@ def test_job_started_from_the_page_reaches_100_percent_and_completed(start_serve
     expect(transport_of(job)).to_have_text("Final · via SSE")
     expect(job.get_by_role("button", name=re.compile("Cancel"))).to_be_hidden()
     urls = [r.url for r in tab.requests_for(job_id)]
-    assert urls == [f"{base_url}/api/jobs/{job_id}/progress/stream"], "followed by one stream"
+    assert urls == [f"{base_url}/api/progress/stream?jobIds={job_id}"], "followed by one stream"
 
 
 def test_failing_job_shows_failed_and_its_message(start_server, open_page):
@@ -207,7 +211,7 @@ def test_refused_streams_fall_back_to_polling_and_still_reach_100_percent(start_
 def test_silent_stream_falls_back_to_polling_then_goes_back_to_sse(start_server, open_page):
     tab = open_page(start_server() + "/?sseTimeoutMs=500&pollIntervalMs=200&sseRetryMs=700")
     held = []  # stream requests left unanswered: the connection stays open and silent
-    tab.page.route(re.compile(r".*/progress/stream$"), lambda route: held.append(route))
+    tab.page.route(STREAM_URL, lambda route: held.append(route))
     job_id, job = start_job(tab.page, 30, rate=20)
 
     expect(transport_of(job)).to_have_text("Polling")
@@ -215,7 +219,7 @@ def test_silent_stream_falls_back_to_polling_then_goes_back_to_sse(start_server,
     assert held, "the page tried the stream first"
     assert any(r.url.endswith(f"/api/jobs/{job_id}") for r in tab.requests), "it polled"
     # The page closed those streams when it fell back to polling; let the next one through.
-    tab.page.unroute(re.compile(r".*/progress/stream$"))
+    tab.page.unroute(STREAM_URL)
 
     expect(transport_of(job)).to_have_text("Live (SSE)")
     job.get_by_role("button", name=re.compile("Cancel")).click()
@@ -327,10 +331,197 @@ def test_keyboard_phone_sized_screen_and_accessibility(start_server, open_page):
     assert results.violations_count == 0, results.generate_report()
 
 
+def stream_requests(tab: PageUnderTest) -> list[Request]:
+    """The page's requests for the multi-job stream."""
+    return [r for r in tab.requests if "/api/progress/stream" in r.url]
+
+
+def stream_query(request: Request) -> dict[str, str]:
+    """The query of a stream request, decoded: ``{"jobIds": "a,b", "lastEventId": "5,7"}``."""
+    return {name: values[0] for name, values in parse_qs(urlsplit(request.url).query).items()}
+
+
+def register(base_url: str, job_id: str, **body: Any) -> None:
+    """Register an external job (``running``) over the ingest API."""
+    response = httpx.post(f"{base_url}/api/jobs", json={"jobId": job_id, **body}, timeout=10)
+    assert response.status_code == 201, response.text
+
+
+def post(base_url: str, path: str, body: dict[str, Any] | None = None) -> None:
+    response = httpx.post(f"{base_url}{path}", json=body or {}, timeout=10)
+    assert response.status_code in (200, 202), response.text
+
+
+def test_jobs_on_the_server_appear_on_load_and_share_one_stream(start_server, open_page):
+    base_url = start_server()
+    register(base_url, "ext-done", stage="rows")
+    post(base_url, "/api/jobs/ext-done/complete", {"result": {"rows": 3}})
+    register(base_url, "ext-broken", stage="rows")
+    post(base_url, "/api/jobs/ext-broken/fail", {"error": "database gone"})
+    running = ["ext-a", "ext-b", "ext-c"]
+    for job_id in running:
+        register(base_url, job_id, stage="rows")
+    post(base_url, "/api/jobs/ext-a/progress", {"percent": 30, "stage": "rows"})
+
+    tab = open_page(base_url + "/")
+    page = tab.page
+    job = {job_id: page.locator(f'.job[data-job-id="{job_id}"]') for job_id in running}
+    done = page.locator('.job[data-job-id="ext-done"]')
+    broken = page.locator('.job[data-job-id="ext-broken"]')
+    expect(page.locator(".job")).to_have_count(5)
+    # The finished ones keep their final state and are not followed.
+    expect(status_of(done)).to_have_text("completed")
+    expect(transport_of(done)).to_have_text("Final")
+    expect(status_of(broken)).to_have_text("failed")
+    expect(broken.locator('[data-role="error"]')).to_have_text("database gone")
+    # The running ones are live, all on ONE multi-job stream, none on a stream of its own.
+    for job_id in running:
+        expect(transport_of(job[job_id])).to_have_text("Live (SSE)")
+    expect(job["ext-a"].get_by_role("progressbar")).to_have_attribute("aria-valuenow", "30")
+    assert [set(stream_query(r)["jobIds"].split(",")) for r in stream_requests(tab)] == [
+        set(running)
+    ]
+    assert [r.url for r in tab.requests if "/progress/stream" in r.url] == [
+        r.url for r in stream_requests(tab)
+    ], "no single-job streams"
+    assert tab.requests_for("ext-done") == tab.requests_for("ext-broken") == []
+
+    post(base_url, "/api/jobs/ext-a/progress", {"percent": 42.5, "stage": "rows"})
+    expect(job["ext-a"].get_by_role("progressbar")).to_have_attribute("aria-valuenow", "42.5")
+
+    # A job that ends leaves the stream: it is reopened with the others, resuming where it was.
+    with page.expect_request(lambda r: "/api/progress/stream" in r.url) as reopened:
+        post(base_url, "/api/jobs/ext-b/complete")
+    expect(status_of(job["ext-b"])).to_have_text("completed")
+    expect(transport_of(job["ext-b"])).to_have_text("Final · via SSE")
+    query = stream_query(reopened.value)
+    ids = query["jobIds"].split(",")
+    assert sorted(ids) == ["ext-a", "ext-c"], query
+    seqs = dict(zip(ids, map(int, query["lastEventId"].split(",")), strict=True))
+    assert all(seq > 0 for seq in seqs.values()), query
+    post(base_url, "/api/jobs/ext-c/progress", {"percent": 77, "stage": "rows"})
+    expect(job["ext-c"].get_by_role("progressbar")).to_have_attribute("aria-valuenow", "77")
+    expect(transport_of(job["ext-a"])).to_have_text("Live (SSE)")
+
+    made = len(tab.requests_for("ext-b"))
+    post(base_url, "/api/jobs/ext-a/complete")
+    post(base_url, "/api/jobs/ext-c/cancel")
+    expect(status_of(job["ext-a"])).to_have_text("completed")
+    expect(status_of(job["ext-c"])).to_have_text("cancelled")
+    page.wait_for_function("window.__eventSources.every(s => s.readyState === 2)")
+    assert tab.requests_for("ext-b")[made:] == [], "no request for a job after it ended"
+    # Reopened once for ext-b; once more for ext-c alone unless both ends fell in one debounce.
+    assert len(stream_requests(tab)) in (2, 3), stream_requests(tab)
+
+
+def test_more_jobs_than_the_server_allows_per_stream_are_split(start_server, open_page):
+    base_url = start_server(max_stream_jobs=2)
+    running = ["split-a", "split-b", "split-c"]
+    for job_id in running:
+        register(base_url, job_id)
+    tab = open_page(base_url + "/")
+    for job_id in running:
+        expect(transport_of(tab.page.locator(f'.job[data-job-id="{job_id}"]'))).to_have_text(
+            "Live (SSE)"
+        )
+    groups = [stream_query(r)["jobIds"].split(",") for r in stream_requests(tab)]
+    assert sorted(map(len, groups)) == [1, 2], groups
+    assert sorted(job_id for group in groups for job_id in group) == running
+    for job_id in running:
+        post(base_url, f"/api/jobs/{job_id}/cancel")
+
+
+def test_unchanged_polls_get_304_not_modified(start_server, open_page):
+    base_url = start_server(refuse_streams=True)
+    register(base_url, "polled", stage="rows")
+    tab = open_page(base_url + "/?pollIntervalMs=100")
+    job = tab.page.locator('.job[data-job-id="polled"]')
+    expect(transport_of(job)).to_have_text("Polling")
+
+    with tab.page.expect_response(
+        lambda r: r.url.endswith("/api/jobs/polled") and r.status == 304
+    ) as unchanged:
+        pass
+    first = next(
+        r.response()
+        for r in tab.requests
+        if r.url.endswith("/api/jobs/polled") and r.response() is not None
+    )
+    assert first.status == 200
+    etag = first.header_value("etag")
+    assert etag
+    assert unchanged.value.request.header_value("if-none-match") == etag
+
+    # A change gets a 200 with the new state (and a new ETag), then 304s again.
+    post(base_url, "/api/jobs/polled/progress", {"percent": 55, "stage": "rows"})
+    expect(job.get_by_role("progressbar")).to_have_attribute("aria-valuenow", "55")
+    post(base_url, "/api/jobs/polled/complete")
+    expect(status_of(job)).to_have_text("completed")
+    expect(transport_of(job)).to_have_text("Final · via polling")
+    statuses = [r.response().status for r in tab.requests_for("polled") if r.response()]
+    assert statuses.count(304) >= 1
+    assert statuses.count(200) >= 3, statuses
+
+
+def test_a_reconnect_event_shows_reconnecting_then_live_again(start_server, open_page):
+    tab = open_page(start_server() + "/")
+    page = tab.page
+    state: dict[str, Any] = {"first": True, "hold": True, "held": []}
+
+    def handle(route: Any) -> None:
+        if state["first"]:
+            # What a server that shuts down sends: then the connection ends.
+            state["first"] = False
+            job_id = parse_qs(urlsplit(route.request.url).query)["jobIds"][0]
+            snapshot = json.dumps(
+                {"jobId": job_id, "status": "running", "percent": 5, "stage": "", "seq": 1}
+            )
+            goodbye = json.dumps(
+                {"reason": "server shutting down", "jobIds": [job_id], "retryMs": 300}
+            )
+            route.fulfill(
+                status=200,
+                headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"},
+                body=f"id: 1\nevent: job-progress\ndata: {snapshot}\n\n"
+                f"retry: 300\nevent: reconnect\ndata: {goodbye}\n\n",
+            )
+        elif state["hold"]:
+            state["held"].append(route)
+        else:
+            route.continue_()
+
+    page.route(STREAM_URL, handle)
+    _, job = start_job(page, 30)
+    expect(transport_of(job)).to_have_text("Reconnecting…")
+    expect(transport_of(job)).to_have_attribute(
+        "title", "Why: the server is shutting down; reconnecting in 0.3 s"
+    )
+    # EventSource comes back by itself after `retry:`, resuming with Last-Event-ID.
+    state["hold"] = False
+    for route in state["held"]:
+        assert route.request.header_value("last-event-id") == "1"
+        route.continue_()
+    expect(transport_of(job)).to_have_text("Live (SSE)")
+    expect(job.get_by_role("progressbar")).not_to_have_attribute("aria-valuenow", "5")
+    job.get_by_role("button", name=re.compile("Cancel")).click()
+    expect(status_of(job)).to_have_text("cancelled")
+    assert len(stream_requests(tab)) == 2, "one reconnection, by the browser"
+
+
+def test_a_204_stream_answer_makes_the_page_poll_without_a_reconnect_loop(start_server, open_page):
+    tab = open_page(start_server() + "/?pollIntervalMs=100&sseRetryMs=60000")
+    tab.page.route(STREAM_URL, lambda route: route.fulfill(status=204))
+    _, job = start_job(tab.page, 1, rate=20)
+    expect(transport_of(job)).to_have_text("Polling")
+    expect(status_of(job)).to_have_text("completed")
+    expect(transport_of(job)).to_have_text("Final · via polling")
+    assert len(stream_requests(tab)) == 1
+
+
 def test_screenshot_of_jobs_in_different_states(start_server, open_page):
-    # Two jobs at a time on the server (the third waits queued); one stream slot on the page
-    # (the other running jobs are polled).
-    base_url = start_server(max_concurrent_jobs=2)
+    # Three jobs at a time on the server (the fourth waits queued), two jobs per stream, one
+    # stream on the page: two running jobs share the stream, the others are polled.
+    base_url = start_server(max_concurrent_jobs=3, max_stream_jobs=2)
     tab = open_page(base_url + "/?maxStreams=1&pollIntervalMs=300")
     page = tab.page
     _, completed = start_job(page, 1, rate=30)
@@ -342,16 +533,19 @@ def test_screenshot_of_jobs_in_different_states(start_server, open_page):
     expect(cancelled.get_by_role("progressbar")).to_have_attribute("aria-valuenow", at_least_10)
     cancelled.get_by_role("button", name=re.compile("Cancel")).click()
     expect(status_of(cancelled)).to_have_text("cancelled")
-    _, live = start_job(page, 12)
+    live_id, live = start_job(page, 12)
+    live2_id, live2 = start_job(page, 14)
     _, polled = start_job(page, 10)
     _, queued = start_job(page, 20)
     expect(transport_of(live)).to_have_text("Live (SSE)")
+    expect(transport_of(live2)).to_have_text("Live (SSE)")
     expect(transport_of(polled)).to_have_text("Polling")
     expect(status_of(queued)).to_have_text("queued")
-    expect(live.get_by_role("progressbar")).to_have_attribute("aria-valuenow", at_least_10)
-    expect(polled.get_by_role("progressbar")).to_have_attribute("aria-valuenow", at_least_10)
+    for job in (live, live2, polled):
+        expect(job.get_by_role("progressbar")).to_have_attribute("aria-valuenow", at_least_10)
     expect(transport_of(polled)).to_have_text("Polling")
     expect(status_of(queued)).to_have_text("queued")
+    assert stream_query(stream_requests(tab)[-1])["jobIds"].split(",") == [live_id, live2_id]
 
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / "web-page.png"

@@ -26,6 +26,23 @@ async def test_the_page_is_served_at_the_root(running_server):
     assert response.headers["cache-control"] == "no-cache"
     assert '<script type="module" src="/static/app.js"></script>' in response.text
     assert '<link rel="stylesheet" href="/static/app.css">' in response.text
+    assert '<meta name="progress-sync-max-stream-jobs" content="100">' in response.text
+    assert "{{" not in response.text
+
+
+async def test_the_page_says_how_many_jobs_a_stream_may_carry(nursery, server_config):
+    store = MemoryStore()
+    stop = trio.Event()
+    config = with_config(server_config, max_stream_jobs=7)
+    urls = await nursery.start(partial(serve, config, store=store, shutdown_trigger=stop.wait))
+    server = RunningServer(urls[0], store, stop)
+    async with server.client() as client:
+        response = await client.get("/")
+        again = await client.get("/", headers={"If-None-Match": response.headers["etag"]})
+    stop.set()
+    assert '<meta name="progress-sync-max-stream-jobs" content="7">' in response.text
+    assert again.status_code == 304
+    assert again.content == b""
 
 
 @pytest.mark.parametrize(

@@ -189,6 +189,7 @@ def raise_for_answer(response: httpx.Response, job_id: str | None = None) -> Non
         JobNotFoundError: 404 for the job.
         JobExistsError: 409, the job id is taken.
         JobFinishedError: 409, the job has ended already.
+        ServerUnavailableError: 429, 502, 503 or 504: try again later.
         ServerRejectedError: any other error answer.
     """
     if response.is_success:
@@ -205,6 +206,10 @@ def raise_for_answer(response: httpx.Response, job_id: str | None = None) -> Non
     field_name = body.get("field")
     if code in (401, 403):
         raise AuthenticationError(code, error, detail, field_name)
+    if code in (429, 502, 503, 504):
+        # The store is away, the server is draining for a deploy, or a proxy lost it for a
+        # moment: the reports are kept and sent again, like after a connection error.
+        raise ServerUnavailableError(f"the server answered {code} {error}: {detail}")
     if code == 400 and isinstance(field_name, str):
         prefix = f"{field_name}: "
         raise InvalidUpdateError(field_name, detail.removeprefix(prefix))

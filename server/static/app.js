@@ -1,17 +1,24 @@
-// The page: start demo jobs, cancel them, and show each job's progress live.
-// Settings come from the page's URL (see progress-client.js, DEFAULTS), for example
-// /?sseTimeoutMs=3000&pollIntervalMs=500.
+// The page: list the server's jobs, start demo jobs, cancel them, and show each job's progress
+// live. Settings come from the page's URL (see progress-client.js, DEFAULTS), for example
+// /?sseTimeoutMs=3000&pollIntervalMs=500; the server's most jobIds per stream from a <meta>.
 
 import {
   JobFollower,
-  PerJobStreams,
+  MultiJobStreams,
   TERMINAL_STATUSES,
   jobUrl,
+  readMaxStreamJobs,
   readOptions,
 } from "./progress-client.js";
 
+/** How many of the server's newest jobs the page shows when it loads. */
+const LISTED_JOBS = 100;
+
 const options = readOptions(new URLSearchParams(window.location.search));
-const streams = new PerJobStreams({ maxStreams: options.maxStreams });
+const streams = new MultiJobStreams({
+  maxStreams: options.maxStreams,
+  maxJobsPerStream: readMaxStreamJobs(document),
+});
 
 const form = document.getElementById("start-form");
 const formError = document.getElementById("form-error");
@@ -74,7 +81,9 @@ form.addEventListener("submit", async (event) => {
       showFormError(`Could not start the job: ${detail}`, inputsByField[body?.field]);
       return;
     }
-    addJob(body.jobId, body.status, params);
+    const snapshot = { jobId: body.jobId, status: body.status, percent: 0, stage: "" };
+    addJob(snapshot, describe(params));
+    announce(`Job ${shortIdOf(body.jobId)} started`);
   } catch (error) {
     showFormError(`Could not reach the server: ${error.message}`);
   } finally {
@@ -112,18 +121,25 @@ function describe(params) {
   return parts.join(" · ");
 }
 
-function addJob(jobId, status, params) {
+function shortIdOf(jobId) {
+  return jobId.length > 8 ? jobId.slice(0, 8) : jobId;
+}
+
+/** Show a job, and follow it until it ends unless `snapshot` is already its final state. */
+function addJob(snapshot, details) {
+  const { jobId } = snapshot;
+  if (views.has(jobId)) return;
   viewCount += 1;
   const element = template.content.firstElementChild.cloneNode(true);
   const part = (role) => element.querySelector(`[data-role="${role}"]`);
-  const shortId = jobId.length > 8 ? jobId.slice(0, 8) : jobId;
+  const shortId = shortIdOf(jobId);
   const titleId = `job-${viewCount}-title`;
   const title = element.querySelector(".job-title");
   title.id = titleId;
   title.textContent = `Job ${shortId}`;
   const detail = document.createElement("span");
   detail.className = "job-params";
-  detail.textContent = describe(params);
+  detail.textContent = details;
   title.append(" ", detail);
   element.dataset.jobId = jobId;
   const bar = element.querySelector('[role="progressbar"]');
@@ -148,24 +164,51 @@ function addJob(jobId, status, params) {
       error: part("error"),
       cancel,
     },
-    snapshot: { jobId, status, percent: 0, stage: "", message: null, error: null },
+    snapshot: { message: null, error: null, ...snapshot },
     follower: null,
   };
   cancel.addEventListener("click", () => cancelJob(view));
   views.set(jobId, view);
   jobList.prepend(element);
+  render(view);
+  if (TERMINAL_STATUSES.has(snapshot.status)) {
+    // Ended before the page saw it: its final state, and nothing to follow.
+    renderTransport(view, "ended", "");
+    updateListState();
+    return;
+  }
   view.follower = new JobFollower(jobId, {
     streams,
     options,
-    onSnapshot: (snapshot) => onSnapshot(view, snapshot),
+    onSnapshot: (next) => onSnapshot(view, next),
     onTransport: (transport, why) => renderTransport(view, transport, why),
     onGone: () => onGone(view),
   });
-  render(view);
   updateListState();
-  announce(`${view.label} started`);
   view.follower.start();
   startElapsedTimer();
+}
+
+// ---- the jobs already on the server ----------------------------------------------------------
+
+/** Show the server's newest jobs (started by another tab, by `progress-sync demo`, by a
+ * producer) and follow those that have not ended. */
+async function loadExistingJobs() {
+  let body;
+  try {
+    const response = await fetch(`/api/jobs?limit=${LISTED_JOBS}`, {
+      headers: { Accept: "application/json" },
+    });
+    if (!response.ok) return; // the list needs a token on this server: show what starts here
+    body = await response.json();
+  } catch (error) {
+    announce(`Could not list the server's jobs: ${error.message}`);
+    return;
+  }
+  const jobs = (body?.jobs ?? []).filter((job) => typeof job?.jobId === "string");
+  // Newest first in the answer; each job is put at the top, so the oldest goes first.
+  for (const job of jobs.reverse()) addJob(job, job.kind ? `${job.kind} job` : "external job");
+  if (jobs.length > 0) announce(`${jobs.length} ${jobs.length === 1 ? "job" : "jobs"} on the server`);
 }
 
 function onSnapshot(view, snapshot) {
@@ -321,3 +364,4 @@ clearFinished.addEventListener("click", () => {
 });
 
 updateListState();
+loadExistingJobs();

@@ -1,0 +1,192 @@
+"""Server processes for the HTTP and stream levels: started, watched (psutil) and always ended."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections import deque
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+
+from ._recorder import PeakRss, cpu_seconds
+from ._workload import System
+
+logger = logging.getLogger(__name__)
+
+STARTUP_TIMEOUT = 60.0
+"""Seconds a server process may take to say where it listens."""
+
+STOP_TIMEOUT = 10.0
+"""Seconds a server process gets to exit after SIGTERM before it is killed."""
+
+_RUNNING_ON = re.compile(r"Running on (http://[^\s]+)")
+"""How every server here says where it listens: Hypercorn's own log line, which our
+reference servers print too."""
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+"""The directory holding ``bench``, ``pipeline`` and ``server``; put on the servers'
+``PYTHONPATH`` so that they import the same code as the bench."""
+
+
+class ServerStartError(RuntimeError):
+    """A server process exited or stayed silent before saying where it listens."""
+
+
+@dataclass(frozen=True)
+class ServerProcess:
+    """A server running in its own process.
+
+    Attributes:
+        url: its base URL (``http://127.0.0.1:PORT``).
+        pid: its process id.
+        argv: the command line that started it.
+        rss: its peak resident memory, sampled by ``sample``.
+    """
+
+    url: str
+    pid: int
+    argv: tuple[str, ...]
+    rss: PeakRss
+
+    def cpu_seconds(self) -> float:
+        """The process's user + system CPU seconds so far (OS accounting)."""
+        return cpu_seconds(self.pid)
+
+    async def sample_memory(self, interval: float = 0.1) -> None:
+        """Sample the peak RSS every ``interval`` seconds until cancelled."""
+        while True:
+            self.rss.sample()
+            await trio.sleep(interval)
+
+
+def progress_sync_argv(
+    mode: System,
+    *,
+    flush_interval: float,
+    extra: Sequence[str] = (),
+) -> list[str]:
+    """``progress-sync --log-level INFO serve --sync-mode MODE --port 0 ...``, run with
+    this interpreter so that it is the same installation as the bench."""
+    return [
+        sys.executable,
+        "-c",
+        "import sys; from server._cli import main; sys.exit(main(prog_name='progress-sync'))",
+        "--log-level",
+        "INFO",  # Hypercorn's "Running on http://..." is logged at INFO
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--sync-mode",
+        mode.value,
+        "--flush-interval",
+        repr(flush_interval),
+        *extra,
+    ]
+
+
+def module_argv(module: str, *args: str) -> list[str]:
+    """``python -m MODULE ARGS...`` with this interpreter."""
+    return [sys.executable, "-m", module, *args]
+
+
+@asynccontextmanager
+async def open_server_process(argv: Sequence[str]) -> AsyncIterator[ServerProcess]:
+    """Start ``argv``, wait until it prints ``Running on http://...``, and yield it.
+
+    On exit (normal, error or cancellation) the process gets SIGTERM, and SIGKILL if it has
+    not exited within ``STOP_TIMEOUT`` seconds; it is never left running.
+
+    Raises:
+        ServerStartError: the process exited, or said nothing, before listening; the
+            message holds the end of its output.
+    """
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONUNBUFFERED"] = "1"
+    process = await trio.lowlevel.open_process(
+        list(argv),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
+    output: deque[str] = deque(maxlen=40)
+    assert process.stdout is not None
+    lines = _Lines(process.stdout, output)
+    try:
+        url = None
+        with trio.move_on_after(STARTUP_TIMEOUT):
+            while url is None and (line := await lines.next_line()) is not None:
+                match = _RUNNING_ON.search(line)
+                url = match.group(1) if match else None
+        if url is None:
+            tail = "\n".join(output)
+            raise ServerStartError(
+                f"{' '.join(argv[-8:])} did not start listening "
+                f"(exit code {process.returncode}); its output ended with:\n{tail}"
+            )
+        server = ServerProcess(url, process.pid, tuple(argv), PeakRss(process.pid))
+        logger.info("server process %d listening on %s", process.pid, server.url)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(lines.drain)
+            nursery.start_soon(server.sample_memory)
+            yield server
+            nursery.cancel_scope.cancel()
+    finally:
+        with trio.CancelScope(shield=True):
+            await _stop(process)
+
+
+class _Lines:
+    """The lines a process writes; the last ones are kept for error messages."""
+
+    def __init__(self, stream: trio.abc.ReceiveStream, output: deque[str]) -> None:
+        self._stream = stream
+        self._output = output
+        self._pending = b""
+        self._ready: deque[str] = deque()
+
+    async def next_line(self) -> str | None:
+        """The next line, or None once the process has closed its output."""
+        while not self._ready:
+            chunk = await self._stream.receive_some()
+            if not chunk:
+                return None
+            self._pending += chunk
+            *complete, self._pending = self._pending.split(b"\n")
+            for raw in complete:
+                line = raw.decode(errors="replace").rstrip()
+                self._output.append(line)
+                self._ready.append(line)
+        return self._ready.popleft()
+
+    async def drain(self) -> None:
+        """Read until the process closes its output, so that it never blocks on a full pipe."""
+        while await self.next_line() is not None:
+            pass
+
+
+async def _stop(process: trio.Process) -> None:
+    logger.info("stopping server process %d", process.pid)
+    if process.returncode is None:
+        process.send_signal(signal.SIGTERM)
+        with trio.move_on_after(STOP_TIMEOUT):
+            await process.wait()
+    if process.returncode is None:
+        logger.warning("server process %d ignored SIGTERM; killing it", process.pid)
+        process.kill()
+        await process.wait()
+    if process.stdout is not None:
+        await process.stdout.aclose()
+    logger.info("server process %d exited with %s", process.pid, process.returncode)
