@@ -32,8 +32,22 @@ def build_plan(
     connections: int | None,
     rounds: int | None,
     reference: bool,
+    store: str | None = None,
+    workers: int = 1,
+    scale_out: bool = False,
 ) -> Plan:
-    """The plan for these command-line options (see ``bench_command``)."""
+    """The plan for these command-line options (see ``bench_command``).
+
+    Raises:
+        click.UsageError: an option needs another (several workers, or ``--scale-out``,
+            without a Redis ``--store``); the message says which.
+    """
+    if scale_out and levels and set(levels) != {Level.HTTP.value}:
+        raise click.UsageError(
+            "--scale-out runs the HTTP level only: leave out --level or give --level http"
+        )
+    if scale_out:
+        levels = (Level.HTTP.value,)
     base = quick_plan() if quick else default_plan()
     inprocess, http, stream = base.inprocess, base.http, base.stream
     if jobs or rates or subscribers:
@@ -64,14 +78,20 @@ def build_plan(
             flush_interval=flush_interval or stream.flush_interval,
         )
     selected = set(levels) if levels else {level.value for level in Level}
-    return Plan(
-        inprocess=inprocess if Level.INPROCESS.value in selected else (),
-        http=http if Level.HTTP.value in selected else (),
-        stream=stream if Level.STREAM.value in selected else None,
-        rounds=rounds or base.rounds,
-        ingest_rounds=base.ingest_rounds,
-        reference=reference,
-    )
+    try:
+        return Plan(
+            inprocess=inprocess if Level.INPROCESS.value in selected else (),
+            http=http if Level.HTTP.value in selected else (),
+            stream=stream if Level.STREAM.value in selected else None,
+            rounds=rounds or base.rounds,
+            ingest_rounds=base.ingest_rounds,
+            reference=reference,
+            store=store,
+            workers=workers,
+            scale_out=scale_out,
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
 
 
 def require(modules: tuple[str, ...]) -> None:
@@ -158,6 +178,25 @@ def _command_line(ctx: click.Context) -> str:
     help="Run the sse-starlette reference over HTTP (needs the bench extra).",
 )
 @click.option(
+    "--store",
+    metavar="URL",
+    help="HTTP level: serve on this Redis store (redis://127.0.0.1:6379/0), each run under "
+    "its own key prefix, deleted after the run [default: the in-memory store].",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="HTTP level: server processes (serve --workers); more than 1 needs --store.",
+)
+@click.option(
+    "--scale-out",
+    is_flag=True,
+    help="HTTP level only: batched on --store with 1 worker and with --workers (2 unless "
+    "given) alternating, and their ratios, instead of the systems comparison.",
+)
+@click.option(
     "--output-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=DEFAULT_OUTPUT,
@@ -179,6 +218,9 @@ def bench_command(
     connections: int | None,
     rounds: int | None,
     reference: bool,
+    store: str | None,
+    workers: int,
+    scale_out: bool,
     output_dir: Path,
     tag: str | None,
     verbose: bool,
@@ -194,16 +236,6 @@ def bench_command(
     others default to 100 jobs, 100 Hz, 2 subscribers).
     """
     require(NEEDED)
-    import trio
-    from rich.console import Console
-
-    from ._report import summary, write
-    from ._run import run_plan
-
-    # A no-op under ``progress-sync``, whose --log-level configured logging already.
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("bench").setLevel(logging.INFO if verbose else logging.WARNING)
     plan = build_plan(
         quick=quick,
         levels=levels,
@@ -215,10 +247,24 @@ def bench_command(
         connections=connections,
         rounds=rounds,
         reference=reference,
+        store=store,
+        workers=workers,
+        scale_out=scale_out,
     )
+    import trio
+    from rich.console import Console
+
+    from ._report import summary, write
+    from ._run import run_plan
+
+    # A no-op under ``progress-sync``, whose --log-level configured logging already.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("bench").setLevel(logging.INFO if verbose else logging.WARNING)
     console = Console(stderr=True)
     report = trio.run(partial(run_plan, plan, console=console, command=_command_line(ctx)))
-    written = write(report, output_dir, tag or ("quick" if quick else "latest"))
+    default_tag = "scale-out" if scale_out else "quick" if quick else "latest"
+    written = write(report, output_dir, tag or default_tag)
     summary(report, Console())
     click.echo("results: " + ", ".join(str(path) for path in written))
     failed = [r for r in report.runs if not r.ok] + [s for s in report.stream if s.error]

@@ -8,6 +8,7 @@ with httpx-sse, so the same workload runs against our server and the sse-starlet
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -371,9 +372,14 @@ async def _measure(
     def delta(section: str, name: str) -> int:
         return _counter(health_after, section, name) - _counter(health_before, section, name)
 
-    reports = delta("sink", "reportsReceived") or recorder.reports
-    coalesced = delta("sink", "coalesced")
-    writes = delta("store", "writes")
+    if server.workers > 1:
+        # /healthz answers from one worker, with its own counters: count what the producers
+        # had accepted, and leave the store's counters out.
+        reports, coalesced, writes = recorder.reports, 0, 0
+    else:
+        reports = delta("sink", "reportsReceived") or recorder.reports
+        coalesced = delta("sink", "coalesced")
+        writes = delta("store", "writes")
     problems = list(errors[:3])
     if not drained:
         problems.append(f"not every subscriber caught up within {DRAIN_TIMEOUT:g} s")
@@ -390,7 +396,7 @@ async def _measure(
             recorder.producer_seconds / recorder.reports * 1e6 if recorder.reports else math.nan
         ),
         store_writes=writes,
-        store_writes_per_s=writes / window,
+        store_writes_per_s=writes / window if server.workers == 1 else math.nan,
         events=recorder.events,
         events_per_s=recorder.events / window,
         cpu_s=server_cpu,
@@ -401,9 +407,24 @@ async def _measure(
         staleness=recorder.staleness_summary(),
         terminal_expected=len(recorder.views),
         terminal_lost=recorder.terminal_lost,
-        coalescing_ratio=reports / (reports - coalesced) if reports > coalesced else math.nan,
+        coalescing_ratio=(
+            reports / (reports - coalesced)
+            if reports > coalesced and server.workers == 1
+            else math.nan
+        ),
         notes=tuple(problems),
+        store=store_kind(server.argv),
+        workers=server.workers,
     )
+
+
+def store_kind(argv: Sequence[str]) -> str:
+    """``redis`` when ``argv`` serves with ``--store redis://...`` (or another Redis URL),
+    else ``memory``."""
+    for option, value in itertools.pairwise(argv):
+        if option == "--store" and value != "memory":
+            return "redis"
+    return "memory"
 
 
 async def _show_progress(progress: Callable[[float], None], schedule: _Schedule) -> None:

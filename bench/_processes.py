@@ -8,15 +8,17 @@ import re
 import signal
 import subprocess
 import sys
+import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import coredis
 import trio
 
-from ._recorder import PeakRss, cpu_seconds
+from ._recorder import PeakRss, tree_cpu_seconds
 from ._workload import System
 
 logger = logging.getLogger(__name__)
@@ -48,17 +50,21 @@ class ServerProcess:
         url: its base URL (``http://127.0.0.1:PORT``).
         pid: its process id.
         argv: the command line that started it.
-        rss: its peak resident memory, sampled by ``sample``.
+        rss: its peak resident memory, sampled by ``sample``: with its child processes
+            (Hypercorn workers), the peak of their sum.
+        workers: server processes answering on ``url`` (``serve --workers``).
     """
 
     url: str
     pid: int
     argv: tuple[str, ...]
     rss: PeakRss
+    workers: int = 1
 
     def cpu_seconds(self) -> float:
-        """The process's user + system CPU seconds so far (OS accounting)."""
-        return cpu_seconds(self.pid)
+        """User + system CPU seconds so far (OS accounting) of the process and all its
+        children, recursively (the workers of ``serve --workers N`` are its children)."""
+        return tree_cpu_seconds(self.pid)
 
     async def sample_memory(self, interval: float = 0.1) -> None:
         """Sample the peak RSS every ``interval`` seconds until cancelled."""
@@ -67,14 +73,42 @@ class ServerProcess:
             await trio.sleep(interval)
 
 
+def unique_store_prefix() -> str:
+    """A Redis key prefix for one server run, that no other run uses."""
+    return f"progress-sync-bench:{uuid.uuid4().hex[:12]}:"
+
+
 def progress_sync_argv(
     mode: System,
     *,
     flush_interval: float,
+    store: str | None = None,
+    store_prefix: str | None = None,
+    workers: int = 1,
     extra: Sequence[str] = (),
 ) -> list[str]:
     """``progress-sync --log-level INFO serve --sync-mode MODE --port 0 ...``, run with
-    this interpreter so that it is the same installation as the bench."""
+    this interpreter so that it is the same installation as the bench.
+
+    Args:
+        mode: batched or direct.
+        flush_interval: the update buffer's flush interval, seconds.
+        store: None for the in-memory store, or a Redis URL (``--store``).
+        store_prefix: the key prefix in Redis (``--store-prefix``); needed with ``store``.
+        workers: server processes (``--workers``); more than 1 needs ``store``.
+        extra: more ``serve`` options.
+
+    Raises:
+        ValueError: ``store`` without ``store_prefix``, or several workers without ``store``.
+    """
+    if store is not None and not store_prefix:
+        raise ValueError("a store needs its own store_prefix (see unique_store_prefix())")
+    if workers > 1 and store is None:
+        raise ValueError(
+            f"workers={workers} needs a Redis store: the in-memory store is not shared"
+        )
+    store_args = ["--store", store, "--store-prefix", str(store_prefix)] if store else []
+    worker_args = ["--workers", str(workers)] if workers > 1 else []
     return [
         sys.executable,
         "-c",
@@ -90,6 +124,8 @@ def progress_sync_argv(
         mode.value,
         "--flush-interval",
         repr(flush_interval),
+        *store_args,
+        *worker_args,
         *extra,
     ]
 
@@ -99,12 +135,30 @@ def module_argv(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
 
 
-@asynccontextmanager
-async def open_server_process(argv: Sequence[str]) -> AsyncIterator[ServerProcess]:
-    """Start ``argv``, wait until it prints ``Running on http://...``, and yield it.
+async def delete_store_prefix(url: str, prefix: str) -> int:
+    """Delete every key under ``prefix`` in the Redis database of ``url``.
 
-    On exit (normal, error or cancellation) the process gets SIGTERM, and SIGKILL if it has
-    not exited within ``STOP_TIMEOUT`` seconds; it is never left running.
+    Returns:
+        How many keys were deleted.
+    """
+    client: coredis.Redis[str] = coredis.Redis.from_url(url, decode_responses=True)
+    async with client:
+        keys = [key async for key in client.scan_iter(match=prefix + "*", count=1000)]
+        for start in range(0, len(keys), 1000):
+            await client.delete(keys[start : start + 1000])
+    return len(keys)
+
+
+@asynccontextmanager
+async def open_server_process(
+    argv: Sequence[str], *, workers: int = 1
+) -> AsyncIterator[ServerProcess]:
+    """Start ``argv``, wait until it prints ``Running on http://...`` (once per worker, so
+    that every worker accepts connections before the load starts), and yield it.
+
+    On exit (normal, error or cancellation) the process gets SIGTERM, and its whole process
+    group SIGKILL if it has not exited within ``STOP_TIMEOUT`` seconds; it is never left
+    running.
 
     Raises:
         ServerStartError: the process exited, or said nothing, before listening; the
@@ -126,17 +180,22 @@ async def open_server_process(argv: Sequence[str]) -> AsyncIterator[ServerProces
     lines = _Lines(process.stdout, output)
     try:
         url = None
+        listening = 0
         with trio.move_on_after(STARTUP_TIMEOUT):
-            while url is None and (line := await lines.next_line()) is not None:
+            while listening < workers and (line := await lines.next_line()) is not None:
                 match = _RUNNING_ON.search(line)
-                url = match.group(1) if match else None
-        if url is None:
+                if match:
+                    url = match.group(1)
+                    listening += 1
+        if url is None or listening < workers:
             tail = "\n".join(output)
             raise ServerStartError(
                 f"{' '.join(argv[-8:])} did not start listening "
                 f"(exit code {process.returncode}); its output ended with:\n{tail}"
             )
-        server = ServerProcess(url, process.pid, tuple(argv), PeakRss(process.pid))
+        server = ServerProcess(
+            url, process.pid, tuple(argv), PeakRss(process.pid, children=True), workers
+        )
         logger.info("server process %d listening on %s", process.pid, server.url)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(lines.drain)
@@ -184,8 +243,11 @@ async def _stop(process: trio.Process) -> None:
         with trio.move_on_after(STOP_TIMEOUT):
             await process.wait()
     if process.returncode is None:
-        logger.warning("server process %d ignored SIGTERM; killing it", process.pid)
-        process.kill()
+        logger.warning("server process %d ignored SIGTERM; killing its process group", process.pid)
+        try:
+            os.killpg(process.pid, signal.SIGKILL)  # its own session: workers included
+        except ProcessLookupError:
+            process.kill()
         await process.wait()
     if process.stdout is not None:
         await process.stdout.aclose()

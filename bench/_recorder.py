@@ -139,18 +139,31 @@ class Recorder:
 
 
 class PeakRss:
-    """Peak resident memory of a process, sampled (psutil), in MiB."""
+    """Peak resident memory of a process, sampled (psutil), in MiB.
 
-    def __init__(self, pid: int | None = None) -> None:
+    With ``children=True``, each sample is the sum over the process and its children,
+    recursively (the workers of ``serve --workers N``).
+    """
+
+    def __init__(self, pid: int | None = None, *, children: bool = False) -> None:
         self._process = psutil.Process(pid if pid is not None else os.getpid())
+        self._children = children
         self.peak_bytes = 0
 
     def sample(self) -> None:
         """Take one sample; a process that has exited keeps its last peak."""
         try:
-            rss = self._process.memory_info().rss
+            processes = [self._process]
+            if self._children:
+                processes += self._process.children(recursive=True)
         except psutil.Error:
             return
+        rss = 0
+        for process in processes:
+            try:
+                rss += process.memory_info().rss
+            except psutil.Error:  # exited since it was listed: it holds no memory
+                continue
         self.peak_bytes = max(self.peak_bytes, rss)
 
     @property
@@ -164,6 +177,20 @@ def cpu_seconds(pid: int | None = None) -> float:
     bench's own process by default."""
     times = psutil.Process(pid if pid is not None else os.getpid()).cpu_times()
     return times.user + times.system
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds so far of a process and its children, recursively
+    (psutil); a child that exits between being listed and being read counts nothing."""
+    root = psutil.Process(pid)
+    total = 0.0
+    for process in [root, *root.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
 
 
 async def sample_while_running(recorder: Recorder, rss: PeakRss) -> None:

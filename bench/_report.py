@@ -60,7 +60,7 @@ def _run_row(run: RunResult) -> list[str]:
             f"{w.jobs}",
             f"{w.rate:g}",
             f"{w.subscribers}",
-            run.system.value,
+            run.system_label,
             f"not measured: {run.error}",
             *[""] * 10,
         ]
@@ -74,7 +74,7 @@ def _run_row(run: RunResult) -> list[str]:
         f"{w.jobs}",
         f"{w.rate:g}",
         f"{w.subscribers}",
-        run.system.value + (" ⚠" if run.notes else ""),
+        run.system_label + (" ⚠" if run.notes else ""),
         f"{_f(run.reports_per_s, 0)} / {_f(run.offered_per_s, 0)}",
         _f(run.producer_us_per_report, 2),
         _f(run.store_writes_per_s, 1),
@@ -197,7 +197,7 @@ def markdown(report: BenchReport) -> str:
         noted = [r for r in runs if r.notes]
         if noted:
             lines += [""] + [
-                f"- ⚠ {r.level.value} {r.workload.label} {r.system.value}: {'; '.join(r.notes)}"
+                f"- ⚠ {r.level.value} {r.workload.label} {r.system_label}: {'; '.join(r.notes)}"
                 for r in noted
             ]
     if report.stream:
@@ -235,7 +235,8 @@ def plot(report: BenchReport, path: Path) -> bool:
     styles = ["-", "--", ":", "-."]
     markers = ["o", "s", "^", "D", "v", "P"]
     for column, level in enumerate(levels):
-        runs = [r for r in report.runs if r.level is level and r.ok]
+        # One worker only: the points of a system are medians over like runs.
+        runs = [r for r in report.runs if r.level is level and r.ok and r.workers == 1]
         shapes = sorted({(r.workload.jobs, r.workload.subscribers) for r in runs})
         for system in System:
             for k, (jobs, subs) in enumerate(shapes):
@@ -319,12 +320,12 @@ def summary(report: BenchReport, console: Console) -> None:
             table.add_column(column, overflow="fold")
         for r in report.runs:
             if not r.ok:
-                table.add_row(r.level.value, r.workload.label, r.system.value, f"[red]{r.error}[/]")
+                table.add_row(r.level.value, r.workload.label, r.system_label, f"[red]{r.error}[/]")
                 continue
             table.add_row(
                 r.level.value,
                 r.workload.label,
-                r.system.value + (" ⚠" if r.notes else ""),
+                r.system_label + (" ⚠" if r.notes else ""),
                 _f(r.reports_per_s, 0),
                 _f(r.cpu_s_per_1k_reports, 4),
                 _f(r.events_per_s, 0),

@@ -85,6 +85,11 @@ class RunResult:
         coalescing_ratio: reports per snapshot written to the store (1.0: no coalescing).
         error: what went wrong, if the run could not be measured.
         notes: caveats of a measured run (a subscriber that did not catch up, say).
+        store: the server's export store over HTTP: ``memory`` or ``redis``.
+        workers: server processes over HTTP (``serve --workers``). With more than 1,
+            ``cpu_s`` and ``peak_rss_mb`` are sums over the workers and their parent, and
+            ``reports`` is counted by the producers (the server's counters are per worker);
+            ``store_writes`` and ``coalescing_ratio`` are not measured (0 and NaN).
     """
 
     level: Level
@@ -111,11 +116,23 @@ class RunResult:
     coalescing_ratio: float = math.nan
     error: str | None = None
     notes: tuple[str, ...] = ()
+    store: str = "memory"
+    workers: int = 1
 
     @property
     def ok(self) -> bool:
         """True when the run was measured (no ``error``)."""
         return self.error is None
+
+    @property
+    def system_label(self) -> str:
+        """``batched``, or ``batched · redis · 2 workers`` off the defaults."""
+        parts = [self.system.value]
+        if self.store != "memory":
+            parts.append(self.store)
+        if self.workers > 1:
+            parts.append(f"{self.workers} workers")
+        return " · ".join(parts)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import trio
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -22,9 +23,16 @@ from pipeline import SyncMode
 
 from ._http_load import run_http
 from ._inprocess import measure_ingest, run_inprocess
-from ._processes import module_argv, open_server_process, progress_sync_argv
+from ._processes import (
+    delete_store_prefix,
+    module_argv,
+    open_server_process,
+    progress_sync_argv,
+    unique_store_prefix,
+)
 from ._report import this_machine
 from ._results import BenchReport, IngestResult, RunResult, StreamResult
+from ._scale_out import scale_out
 from ._stream import run_stream
 from ._targets import evaluate
 from ._workload import Level, Plan, StreamWorkload, System, Workload
@@ -36,6 +44,9 @@ REFERENCE_MISSING = (
     "sse-starlette reference skipped: sse-starlette and uvicorn are not installed "
     "(pip install -e '.[bench]' adds them)"
 )
+
+CLEANUP_TIMEOUT = 10.0
+"""Seconds the deletion of a run's Redis keys may take."""
 
 ShowProgress = Callable[[float], None]
 """Called with the fraction of the current step done, 0 to 1."""
@@ -72,6 +83,8 @@ class _Step:
     workload: Workload | None = None
     stream_workload: StreamWorkload | None = None
     round: int = 0
+    workers: int = 1
+    store: str = "memory"
 
     def failed(self, error: str) -> RunResult | StreamResult | None:
         """The result that records this step's failure."""
@@ -83,6 +96,8 @@ class _Step:
                 round=self.round,
                 offered_per_s=self.workload.offered_rate,
                 error=error,
+                workers=self.workers,
+                store=self.store,
             )
         if self.stream_workload is not None:
             return StreamResult(system=self.system, workload=self.stream_workload, error=error)
@@ -90,14 +105,37 @@ class _Step:
 
 
 async def _http_run(
-    workload: Workload, system: System, round: int, show: ShowProgress
+    workload: Workload,
+    system: System,
+    round: int,
+    show: ShowProgress,
+    *,
+    store: str | None = None,
+    workers: int = 1,
 ) -> RunResult:
+    """One HTTP run. Our servers use ``store`` (None: in memory) and ``workers``; on Redis
+    each run gets its own key prefix, whose keys are deleted after the run."""
+    prefix = None
     if system is System.SSE_STARLETTE:
         argv = module_argv("bench._starlette_ref")
+        store, workers = None, 1
     else:
-        argv = progress_sync_argv(system, flush_interval=workload.flush_interval)
-    async with open_server_process(argv) as server:
-        return await run_http(server, workload, system, round=round, progress=show)
+        prefix = unique_store_prefix() if store else None
+        argv = progress_sync_argv(
+            system,
+            flush_interval=workload.flush_interval,
+            store=store,
+            store_prefix=prefix,
+            workers=workers,
+        )
+    try:
+        async with open_server_process(argv, workers=workers) as server:
+            return await run_http(server, workload, system, round=round, progress=show)
+    finally:
+        if store is not None and prefix is not None:
+            with trio.CancelScope(shield=True), trio.move_on_after(CLEANUP_TIMEOUT):
+                deleted = await delete_store_prefix(store, prefix)
+                logger.info("deleted %d Redis keys under %s", deleted, prefix)
 
 
 def _steps(plan: Plan, http_systems: list[System]) -> list[_Step]:
@@ -122,17 +160,44 @@ def _steps(plan: Plan, http_systems: list[System]) -> list[_Step]:
 
                 label = f"inprocess {workload.label} · {system.value}"
                 steps.append(_Step(label, system, inprocess, Level.INPROCESS, workload, round=r))
+    store_kind = "redis" if plan.store else "memory"
     for r in range(plan.rounds):
         for i, workload in enumerate(plan.http):
-            for system in _ordered(http_systems, i + r):
+            if plan.scale_out:
+                # Batched on Redis, 1 worker and N, alternating (1 N, N 1, ...).
+                counts = _ordered([1, plan.scale_out_workers], i + r)
+                runs = [(System.BATCHED, n) for n in counts]
+            else:
+                runs = [(s, plan.workers) for s in _ordered(http_systems, i + r)]
+            for system, workers in runs:
+                ours = system is not System.SSE_STARLETTE
 
                 def http(
-                    show: ShowProgress, w: Workload = workload, s: System = system, rr: int = r
+                    show: ShowProgress,
+                    w: Workload = workload,
+                    s: System = system,
+                    rr: int = r,
+                    n: int = workers,
                 ) -> Awaitable[RunResult]:
-                    return _http_run(w, s, rr, show)
+                    return _http_run(w, s, rr, show, store=plan.store, workers=n)
 
                 label = f"http {workload.label} · {system.value}"
-                steps.append(_Step(label, system, http, Level.HTTP, workload, round=r))
+                if ours and plan.store:
+                    label += f" · {store_kind}"
+                if ours and (plan.scale_out or workers > 1):
+                    label += f" · {workers} worker{'s' if workers > 1 else ''}"
+                steps.append(
+                    _Step(
+                        label,
+                        system,
+                        http,
+                        Level.HTTP,
+                        workload,
+                        round=r,
+                        workers=workers if ours else 1,
+                        store=store_kind if ours else "memory",
+                    )
+                )
     if plan.stream is not None:
         for system in (System.BATCHED, System.RAW_ASGI):
 
@@ -153,6 +218,8 @@ def _steps(plan: Plan, http_systems: list[System]) -> list[_Step]:
                 s.workload,
                 s.stream_workload,
                 s.round,
+                s.workers,
+                s.store,
             )
             if s.level is not None
             else s
@@ -170,7 +237,7 @@ async def run_plan(plan: Plan, *, console: Console, command: str) -> BenchReport
     machine = this_machine()
     notes: list[str] = []
     http_systems = [System.BATCHED, System.DIRECT]
-    if plan.http and plan.reference:
+    if plan.http and plan.reference and not plan.scale_out:
         if reference_available():
             http_systems.append(System.SSE_STARLETTE)
         else:
@@ -215,6 +282,7 @@ async def run_plan(plan: Plan, *, console: Console, command: str) -> BenchReport
             elif isinstance(outcome, StreamResult):
                 stream.append(outcome)
         progress.update(current, visible=False)
+    notes += [comparison.describe() for comparison in scale_out(runs)]
     return BenchReport(
         started_at=started_at,
         command=command,
@@ -222,7 +290,8 @@ async def run_plan(plan: Plan, *, console: Console, command: str) -> BenchReport
         runs=tuple(runs),
         ingest=ingest,
         stream=tuple(stream),
-        targets=evaluate(runs, ingest, stream),
+        # The issue's targets compare single-process servers.
+        targets=evaluate([r for r in runs if r.workers == 1], ingest, stream),
         notes=tuple(notes),
     )
 

@@ -84,6 +84,12 @@ class Workload:
         return f"{self.jobs} jobs x {self.rate:g} Hz x {self.subscribers} subs"
 
 
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+"""How a Redis URL starts (coredis's ``Redis.from_url``)."""
+
+EXAMPLE_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
 MAX_INPROCESS_OFFERED = 100_000.0
 """Offered reports per second above which the default in-process grid skips a scenario."""
 
@@ -166,6 +172,16 @@ class Plan:
             alternates (A B, B A, ...) so that drift on a noisy machine hits both alike.
         ingest_rounds: rounds of the raw-channel / ``report_nowait`` ingest comparison.
         reference: run the sse-starlette reference over HTTP (when it is installed).
+        store: the export store of our servers at the HTTP level: None for the embedded
+            in-memory store, or a Redis URL (``redis://host:port/db``).
+        workers: server processes of our servers at the HTTP level (``serve --workers``);
+            more than 1 needs a Redis ``store``.
+        scale_out: run the HTTP workloads batched with 1 worker and with ``workers`` (2 by
+            default) alternating, on the Redis ``store``, instead of the systems comparison.
+
+    Raises:
+        ValueError: a knob is out of range, or several workers (or ``scale_out``) without
+            a Redis store; the message says what to give.
     """
 
     inprocess: tuple[Workload, ...] = ()
@@ -174,12 +190,36 @@ class Plan:
     rounds: int = 1
     ingest_rounds: int = 7
     reference: bool = True
+    store: str | None = None
+    workers: int = 1
+    scale_out: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("rounds", "ingest_rounds"):
+        for name in ("rounds", "ingest_rounds", "workers"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a whole number >= 1, not {value!r}")
+        redis = self.store is not None and self.store.startswith(REDIS_SCHEMES)
+        if self.store is not None and not redis:
+            raise ValueError(
+                f"store must be a Redis URL such as {EXAMPLE_REDIS_URL}, not {self.store!r} "
+                "(leave it out for the in-memory store)"
+            )
+        if self.workers > 1 and not redis:
+            raise ValueError(
+                f"workers={self.workers} needs a Redis store (--store {EXAMPLE_REDIS_URL}): "
+                "each worker is its own process, and the in-memory store is not shared"
+            )
+        if self.scale_out and not redis:
+            raise ValueError(
+                f"scale-out needs a Redis store (--store {EXAMPLE_REDIS_URL}): the workers "
+                "share jobs through it"
+            )
+
+    @property
+    def scale_out_workers(self) -> int:
+        """The worker count the scale-out runs compare with 1 worker (``workers``, or 2)."""
+        return self.workers if self.workers > 1 else 2
 
 
 def default_plan() -> Plan:
