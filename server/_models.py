@@ -262,6 +262,14 @@ class MultiStreamQuery(StreamQuery):
     """The jobs to follow, comma-separated (``a,b,c``), at most ``--max-stream-jobs``
     (default 100) of them."""
 
+    @pydantic.field_validator("job_ids", mode="before")
+    @classmethod
+    def _one_parameter(cls, value: object) -> object:
+        # quart-schema hands a repeated parameter (jobIds=a&jobIds=b) over as a list.
+        if isinstance(value, list):
+            raise ValueError("give jobIds once, with the ids separated by commas: jobIds=a,b,c")
+        return value
+
 
 class ListJobsQuery(_QueryModel):
     """Query of ``GET /api/jobs``."""

@@ -177,3 +177,22 @@ async def test_cancel_takes_an_optional_reason(running_server):
         assert bad.status_code == 400
         assert bad.json()["field"] == "why"
         await client.post(f"/api/jobs/{other.json()['jobId']}/cancel")
+
+
+async def test_a_repeated_jobids_parameter_says_to_use_commas(running_server):
+    async with running_server.client() as client:
+        response = await client.get("/api/progress/stream?jobIds=a&jobIds=b")
+    assert response.status_code == 400
+    assert response.json()["field"] == "jobIds"
+    assert "separated by commas: jobIds=a,b,c" in response.json()["detail"]
+
+
+async def test_a_304_keeps_the_json_content_type(running_server):
+    async with running_server.client() as client:
+        await client.post("/api/jobs", json={"jobId": "etag-job"})
+        first = await client.get("/api/jobs/etag-job")
+        again = await client.get(
+            "/api/jobs/etag-job", headers={"If-None-Match": first.headers["etag"]}
+        )
+    assert again.status_code == 304
+    assert again.headers["content-type"].startswith("application/json")
