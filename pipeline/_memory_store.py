@@ -11,18 +11,20 @@ from typing import Any
 
 import trio
 
-from ._errors import InvalidUpdateError, JobExistsError, JobNotFoundError, RegistrationTimeoutError
+from ._errors import JobExistsError, JobNotFoundError, RegistrationTimeoutError
 from ._snapshot import (
     JobSnapshot,
     ProgressUpdate,
-    check_job_id,
-    check_json,
-    check_kind,
     check_progress,
-    check_text,
 )
-from ._status import JobStatus, parse_status
-from ._store import BatchResult, ExportStore, StoreStatistics
+from ._status import JobStatus
+from ._store import (
+    BatchResult,
+    ExportStore,
+    StoreStatistics,
+    check_registration,
+    check_terminal_state,
+)
 from ._subscription import Subscription
 
 DEFAULT_RETENTION = 3600.0
@@ -81,14 +83,7 @@ class MemoryStore(ExportStore):
         kind: str | None = None,
     ) -> JobSnapshot:
         await trio.lowlevel.checkpoint()
-        check_job_id(job_id)
-        status = parse_status(status)
-        check_kind(kind)
-        if status.is_terminal:
-            raise InvalidUpdateError(
-                "status", f"a job is registered as queued or running, not {status.value}"
-            )
-        check_progress(0.0, stage, message)
+        status = check_registration(job_id, status, stage, message, kind)
         if job_id in self._jobs:
             raise JobExistsError(job_id)
         self._expire_finished()
@@ -165,17 +160,7 @@ class MemoryStore(ExportStore):
         last_progress: ProgressUpdate | None = None,
     ) -> JobSnapshot:
         await trio.lowlevel.checkpoint()
-        status = parse_status(status)
-        if not status.is_terminal:
-            raise InvalidUpdateError(
-                "status", f"must be completed, failed or cancelled, not {status.value}"
-            )
-        if error is not None:
-            check_text("error", error)
-        if result is not None:
-            check_json("result", result)
-        if last_progress is not None:
-            check_progress(last_progress.percent, last_progress.stage, last_progress.message)
+        status = check_terminal_state(status, error, result, last_progress)
         job = self._jobs.get(job_id)
         if job is None:
             raise JobNotFoundError(job_id)

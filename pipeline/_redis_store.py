@@ -26,7 +26,6 @@ from coredis.retry import ExponentialBackoffRetryPolicy, NoRetryPolicy
 
 from . import _redis_scripts as scripts
 from ._errors import (
-    InvalidUpdateError,
     JobExistsError,
     JobNotFoundError,
     RegistrationTimeoutError,
@@ -36,14 +35,16 @@ from ._memory_store import DEFAULT_RETENTION
 from ._snapshot import (
     JobSnapshot,
     ProgressUpdate,
-    check_job_id,
-    check_json,
-    check_kind,
     check_progress,
-    check_text,
 )
-from ._status import JobStatus, parse_status
-from ._store import BatchResult, ExportStore, StoreStatistics
+from ._status import JobStatus
+from ._store import (
+    BatchResult,
+    ExportStore,
+    StoreStatistics,
+    check_registration,
+    check_terminal_state,
+)
 from ._subscription import Subscription
 
 logger = logging.getLogger(__name__)
@@ -206,16 +207,7 @@ class RedisStore(ExportStore):
         message: str | None = None,
         kind: str | None = None,
     ) -> JobSnapshot:
-        check_job_id(job_id)
-        status = parse_status(status)
-        check_kind(kind)
-        if status.is_terminal:
-            raise InvalidUpdateError(
-                "status", f"a job is registered as queued or running, not {status.value}"
-            )
-        check_progress(0.0, stage, message)
-        if kind is not None:
-            check_text("kind", kind)
+        status = check_registration(job_id, status, stage, message, kind)
         args = [
             self.prefix,
             repr(self._clock()),
@@ -276,20 +268,12 @@ class RedisStore(ExportStore):
         result: Any = None,
         last_progress: ProgressUpdate | None = None,
     ) -> JobSnapshot:
-        status = parse_status(status)
-        if not status.is_terminal:
-            raise InvalidUpdateError(
-                "status", f"must be completed, failed or cancelled, not {status.value}"
-            )
-        if error is not None:
-            check_text("error", error)
+        status = check_terminal_state(status, error, result, last_progress)
         result_json = None
         if result is not None:
-            check_json("result", result)
             result_json = json.dumps(result, allow_nan=False, separators=(",", ":"))
         last: list[str] = ["0", "", "", "0", "", ""]
         if last_progress is not None:
-            check_progress(last_progress.percent, last_progress.stage, last_progress.message)
             last = [
                 "1",
                 repr(float(last_progress.percent)),

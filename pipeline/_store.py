@@ -8,8 +8,17 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
-from ._snapshot import JobSnapshot, ProgressUpdate
-from ._status import JobStatus
+from ._errors import InvalidUpdateError
+from ._snapshot import (
+    JobSnapshot,
+    ProgressUpdate,
+    check_job_id,
+    check_json,
+    check_kind,
+    check_progress,
+    check_text,
+)
+from ._status import JobStatus, parse_status
 from ._subscription import Subscription
 
 
@@ -64,6 +73,59 @@ class StoreStatistics:
     available: bool = True
     unavailable_errors: int = 0
     resyncs: int = 0
+
+
+def check_registration(
+    job_id: object, status: JobStatus | str, stage: object, message: object, kind: object
+) -> JobStatus:
+    """The checks of ``ExportStore.register``, shared by every store.
+
+    Returns:
+        ``status`` as a ``JobStatus``.
+
+    Raises:
+        InvalidUpdateError: a malformed id, stage, message or kind, or a terminal status.
+        UnknownStatusError: ``status`` is no known state.
+    """
+    check_job_id(job_id)
+    status = parse_status(status)
+    check_kind(kind)
+    if status.is_terminal:
+        raise InvalidUpdateError(
+            "status", f"a job is registered as queued or running, not {status.value}"
+        )
+    check_progress(0.0, stage, message)
+    return status
+
+
+def check_terminal_state(
+    status: JobStatus | str,
+    error: object,
+    result: object,
+    last_progress: ProgressUpdate | None,
+) -> JobStatus:
+    """The checks of ``ExportStore.finish``, shared by every store.
+
+    Returns:
+        ``status`` as a ``JobStatus``.
+
+    Raises:
+        InvalidUpdateError: ``status`` is not terminal, ``error`` is malformed, ``result`` is
+            not JSON-able, or ``last_progress`` is malformed.
+        UnknownStatusError: ``status`` is no known state.
+    """
+    status = parse_status(status)
+    if not status.is_terminal:
+        raise InvalidUpdateError(
+            "status", f"must be completed, failed or cancelled, not {status.value}"
+        )
+    if error is not None:
+        check_text("error", error)
+    if result is not None:
+        check_json("result", result)
+    if last_progress is not None:
+        check_progress(last_progress.percent, last_progress.stage, last_progress.message)
+    return status
 
 
 class ExportStore(abc.ABC):
