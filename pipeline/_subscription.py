@@ -9,7 +9,40 @@ import trio
 from ._snapshot import JobSnapshot
 
 
-class Subscription:
+class _ConflatingReceiver:
+    """What both receivers share: wait on a parking lot until ``receive_nowait`` has a
+    snapshot, and iterate until ``trio.EndOfChannel``."""
+
+    _lot: trio.lowlevel.ParkingLot
+
+    def receive_nowait(self) -> JobSnapshot:
+        raise NotImplementedError
+
+    async def _wait_and_receive(self) -> JobSnapshot:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while True:
+            try:
+                snapshot = self.receive_nowait()
+            except trio.WouldBlock:
+                await self._lot.park()
+            else:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                return snapshot
+
+    async def receive(self) -> JobSnapshot:
+        raise NotImplementedError
+
+    def __aiter__(self) -> _ConflatingReceiver:
+        return self
+
+    async def __anext__(self) -> JobSnapshot:
+        try:
+            return await self.receive()
+        except trio.EndOfChannel:
+            raise StopAsyncIteration from None
+
+
+class Subscription(_ConflatingReceiver):
     """Receives the snapshots of one job through a conflating slot, not a queue.
 
     The store puts the current snapshot in the slot when the subscription is made, then every
@@ -83,15 +116,7 @@ class Subscription:
             trio.EndOfChannel: the terminal snapshot was received already.
             trio.ClosedResourceError: the subscription was closed.
         """
-        await trio.lowlevel.checkpoint_if_cancelled()
-        while True:
-            try:
-                snapshot = self.receive_nowait()
-            except trio.WouldBlock:
-                await self._lot.park()
-            else:
-                await trio.lowlevel.cancel_shielded_checkpoint()
-                return snapshot
+        return await self._wait_and_receive()
 
     def close(self) -> None:
         """Stop receiving and leave the store's subscriber list. Idempotent; never blocks."""
@@ -101,17 +126,8 @@ class Subscription:
             self._lot.unpark_all()
             self._on_close()
 
-    def __aiter__(self) -> Subscription:
-        return self
 
-    async def __anext__(self) -> JobSnapshot:
-        try:
-            return await self.receive()
-        except trio.EndOfChannel:
-            raise StopAsyncIteration from None
-
-
-class MultiSubscription:
+class MultiSubscription(_ConflatingReceiver):
     """Receives the snapshots of several jobs, each conflated on its own, through one wait.
 
     Built from subscriptions already open (``store.subscribe(job_id)`` entered for each job);
@@ -172,21 +188,4 @@ class MultiSubscription:
         Raises:
             trio.EndOfChannel: every job's terminal snapshot was received already.
         """
-        await trio.lowlevel.checkpoint_if_cancelled()
-        while True:
-            try:
-                snapshot = self.receive_nowait()
-            except trio.WouldBlock:
-                await self._lot.park()
-            else:
-                await trio.lowlevel.cancel_shielded_checkpoint()
-                return snapshot
-
-    def __aiter__(self) -> MultiSubscription:
-        return self
-
-    async def __anext__(self) -> JobSnapshot:
-        try:
-            return await self.receive()
-        except trio.EndOfChannel:
-            raise StopAsyncIteration from None
+        return await self._wait_and_receive()
