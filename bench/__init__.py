@@ -1,8 +1,8 @@
 """progress-sync's load benchmark: batched against direct sync on the same workload, side by side.
 
-Run it with ``python -m bench`` or ``progress-sync bench`` (``--quick`` for a run under a minute);
-``bench/README.md`` says what each figure means. ``pipeline`` and ``server`` never import this
-package (``progress-sync bench`` imports it only when it runs).
+Run it with ``python -m progress_sync.bench`` or ``progress-sync bench`` (``--quick`` for a
+run under a minute); ``bench/README.md`` says what each figure means. The core and the server
+never import this package (``progress-sync bench`` imports it only when it runs).
 """
 
 from ._cli import bench_command as bench_command

@@ -1,4 +1,4 @@
-"""``progress-sync bench`` and ``python -m bench``: the command line (click)."""
+"""``progress-sync bench`` and ``python -m progress_sync.bench``: the command line (click)."""
 
 from __future__ import annotations
 

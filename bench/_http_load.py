@@ -20,8 +20,7 @@ from typing import Any
 import httpx
 import trio
 from httpx_sse import aconnect_sse
-
-from pipeline import wall_clock
+from progress_sync import wall_clock
 
 from ._processes import ServerProcess
 from ._recorder import PeakRss, Recorder, View, cpu_seconds, sample_while_running

@@ -9,8 +9,7 @@ from dataclasses import dataclass
 
 import trio
 import trio.testing
-
-from pipeline import (
+from progress_sync import (
     DEFAULT_CAPACITY,
     JobStatus,
     MemoryStore,

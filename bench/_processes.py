@@ -13,7 +13,6 @@ from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import coredis
 import trio
@@ -32,10 +31,6 @@ STOP_TIMEOUT = 10.0
 _RUNNING_ON = re.compile(r"Running on (http://[^\s]+)")
 """How every server here says where it listens: Hypercorn's own log line, which our
 reference servers print too."""
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-"""The directory holding ``bench``, ``pipeline`` and ``server``; put on the servers'
-``PYTHONPATH`` so that they import the same code as the bench."""
 
 
 class ServerStartError(RuntimeError):
@@ -111,8 +106,8 @@ def progress_sync_argv(
     worker_args = ["--workers", str(workers)] if workers > 1 else []
     return [
         sys.executable,
-        "-c",
-        "import sys; from server._cli import main; sys.exit(main(prog_name='progress-sync'))",
+        "-m",
+        "progress_sync",
         "--log-level",
         "INFO",  # Hypercorn's "Running on http://..." is logged at INFO
         "serve",
@@ -165,7 +160,6 @@ async def open_server_process(
             message holds the end of its output.
     """
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
     env["PYTHONUNBUFFERED"] = "1"
     process = await trio.lowlevel.open_process(
         list(argv),

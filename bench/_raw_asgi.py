@@ -8,7 +8,8 @@ the latest (conflation, as our stream does). Events start with ``POST /start``
 registered); ``POST /stop`` sends every connection a final ``job-completed`` event and ends
 the streams.
 
-Run: ``python -m bench._raw_asgi [--host 127.0.0.1] [--port 0] [--interval 0.5]``; it prints
+Run: ``python -m progress_sync.bench._raw_asgi [--host 127.0.0.1] [--port 0] [--interval 0.5]``;
+it prints
 Hypercorn's ``Running on http://HOST:PORT`` once it listens, and stops on SIGINT/SIGTERM.
 """
 

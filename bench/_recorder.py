@@ -8,8 +8,7 @@ from array import array
 
 import psutil
 import trio
-
-from pipeline import wall_clock
+from progress_sync import wall_clock
 
 from ._results import Percentiles
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import trio
+from progress_sync import SyncMode
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -18,8 +19,6 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
-
-from pipeline import SyncMode
 
 from ._http_load import run_http
 from ._inprocess import measure_ingest, run_inprocess
@@ -117,7 +116,7 @@ async def _http_run(
     each run gets its own key prefix, whose keys are deleted after the run."""
     prefix = None
     if system is System.SSE_STARLETTE:
-        argv = module_argv("bench._starlette_ref")
+        argv = module_argv("progress_sync.bench._starlette_ref")
         store, workers = None, 1
     else:
         prefix = unique_store_prefix() if store else None

@@ -5,7 +5,7 @@ Every report is applied to the job at once and its snapshot put on every subscri
 documented pattern). It speaks the same HTTP contract as our server, so the bench runs the same
 workload against it. Needs the ``bench`` extra (``pip install -e '.[bench]'``).
 
-Run: ``python -m bench._starlette_ref [--host 127.0.0.1] [--port 0]``; it prints
+Run: ``python -m progress_sync.bench._starlette_ref [--host 127.0.0.1] [--port 0]``; it prints
 ``Running on http://HOST:PORT`` once it listens.
 """
 

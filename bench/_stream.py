@@ -278,7 +278,9 @@ async def run_stream(
                 connect_timeout,
             )
     if system is System.RAW_ASGI:
-        argv = module_argv("bench._raw_asgi", "--interval", repr(workload.flush_interval))
+        argv = module_argv(
+            "progress_sync.bench._raw_asgi", "--interval", repr(workload.flush_interval)
+        )
 
         async def start(control: httpx.AsyncClient) -> None:
             (await control.post("/start")).raise_for_status()

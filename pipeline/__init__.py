@@ -1,8 +1,11 @@
 """progress-sync's pipeline: producers → buffered update queue → export store → subscribers.
 
-Never imports ``server``. The public names are re-exported here; the modules that hold them
-are private.
+Never imports ``progress_sync.server``. The public names are re-exported here; the modules that
+hold them are private.
 """
+
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
 
 from ._buffer import DEFAULT_CAPACITY as DEFAULT_CAPACITY
 from ._buffer import DEFAULT_FLUSH_INTERVAL as DEFAULT_FLUSH_INTERVAL
@@ -33,10 +36,8 @@ from ._modes import open_update_sink as open_update_sink
 from ._open_store import MEMORY_STORE_URL as MEMORY_STORE_URL
 from ._open_store import is_shared_store as is_shared_store
 from ._open_store import open_export_store as open_export_store
-from ._redis_store import DEFAULT_IDLE_TIMEOUT as DEFAULT_IDLE_TIMEOUT
-from ._redis_store import DEFAULT_REDIS_PREFIX as DEFAULT_REDIS_PREFIX
-from ._redis_store import RedisStore as RedisStore
-from ._redis_store import open_redis_store as open_redis_store
+from ._redis_scripts import DEFAULT_IDLE_TIMEOUT as DEFAULT_IDLE_TIMEOUT
+from ._redis_scripts import DEFAULT_REDIS_PREFIX as DEFAULT_REDIS_PREFIX
 from ._runner import DEFAULT_MAX_CONCURRENT_JOBS as DEFAULT_MAX_CONCURRENT_JOBS
 from ._runner import DEFAULT_MAX_QUEUED_JOBS as DEFAULT_MAX_QUEUED_JOBS
 from ._runner import JobKind as JobKind
@@ -69,6 +70,23 @@ from ._threads import ThreadReporter as ThreadReporter
 from ._threads import ThreadReporterStatistics as ThreadReporterStatistics
 from ._threads import open_thread_reporter as open_thread_reporter
 from ._tqdm import ReportingTqdm as ReportingTqdm
+
+if _TYPE_CHECKING:
+    from ._redis_store import RedisStore as RedisStore
+    from ._redis_store import open_redis_store as open_redis_store
+
+_LAZY_NAMES = frozenset({"RedisStore", "open_redis_store"})
+"""Names of the Redis store, imported on first use: importing ``progress_sync`` does not import
+coredis (the ``redis`` extra), so a producer-only install stays lean."""
+
+
+def __getattr__(name: str) -> _Any:
+    if name in _LAZY_NAMES:
+        from . import _redis_store
+
+        return getattr(_redis_store, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_CAPACITY",

@@ -17,7 +17,7 @@ The tree::
     └── ServerRejectedError               (client) the server answered with an error
         └── AuthenticationError           (client) 401/403: token missing, wrong or expired
 
-The progress client (``pipeline.client``) raises the same errors as the in-process pipeline
+The progress client (``progress_sync.client``) raises the same errors as the in-process pipeline
 where the server's answer maps onto one (400 ``InvalidUpdateError``, 404 ``JobNotFoundError``,
 409 ``JobExistsError`` / ``JobFinishedError``), and ``ServerRejectedError`` otherwise.
 """
@@ -106,7 +106,7 @@ class StoreUnavailableError(ProgressSyncError, ConnectionError):
 
 
 class WaitTimeoutError(ProgressSyncError, TimeoutError):
-    """A wait of the test kit (``pipeline.testing``, ``server.testing``) timed out.
+    """A wait of the test kit (``progress_sync.testing``) timed out.
 
     The job did not reach its terminal state, the condition did not hold, or the stream did
     not end, within the time the test allowed.

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
 from ._memory_store import DEFAULT_RETENTION, MemoryStore
-from ._redis_store import DEFAULT_REDIS_PREFIX, open_redis_store
+from ._redis_scripts import DEFAULT_REDIS_PREFIX
 from ._store import ExportStore
 
 MEMORY_STORE_URL = "memory"
@@ -53,6 +53,8 @@ async def open_export_store(
         StoreUnavailableError: Redis could not be reached at ``url``.
     """
     if is_shared_store(url):
+        from ._redis_store import open_redis_store  # coredis: the `redis` extra
+
         async with open_redis_store(url, prefix=prefix, retention=retention) as store:
             yield store
     else:

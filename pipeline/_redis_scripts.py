@@ -26,6 +26,13 @@ primary behind Sentinel; not Redis Cluster, whose scripts must name every key up
 
 from __future__ import annotations
 
+DEFAULT_REDIS_PREFIX = "progress-sync:"
+"""The key prefix of the Redis store: ``progress-sync:job:<id>``, ``progress-sync:changes``..."""
+
+DEFAULT_IDLE_TIMEOUT = 86400.0
+"""Seconds a queued or running job stays in Redis without any change (one day); every change
+starts the time again, so a job that is being updated never expires."""
+
 _COMMON = """
 local P = ARGV[1]
 local STATUSES = {'queued', 'running', 'completed', 'failed', 'cancelled'}

@@ -32,6 +32,7 @@ from ._errors import (
     StoreUnavailableError,
 )
 from ._memory_store import DEFAULT_RETENTION
+from ._redis_scripts import DEFAULT_IDLE_TIMEOUT, DEFAULT_REDIS_PREFIX
 from ._snapshot import (
     JobSnapshot,
     ProgressUpdate,
@@ -48,13 +49,6 @@ from ._store import (
 from ._subscription import Subscription
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_REDIS_PREFIX = "progress-sync:"
-"""The key prefix of the Redis store: ``progress-sync:job:<id>``, ``progress-sync:changes``..."""
-
-DEFAULT_IDLE_TIMEOUT = 86400.0
-"""Seconds a queued or running job stays in Redis without any change (one day); every change
-starts the time again, so a job that is being updated never expires."""
 
 RECONNECT_DELAYS = (0.1, 2.0)
 """First and longest wait, in seconds, between two attempts to re-subscribe after the pub/sub

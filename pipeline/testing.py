@@ -1,14 +1,15 @@
-"""Test kit, pipeline half: store and buffer fixtures, waits and checks, in virtual time.
+"""The test kit: the ``progress_sync`` pytest plugin, waits and checks, in virtual time.
 
-A pytest plugin. Installing progress-sync registers ``server.testing`` through the
-``pytest11`` entry point of the same name, and that plugin re-exports the fixtures below, so
-they are there in every test of a project that has progress-sync installed. To use this half
-alone, name it instead: ``-p pipeline.testing`` or ``pytest_plugins = ["pipeline.testing"]``.
-The helpers are plain functions: import them from here (or from ``server.testing``).
+Installing progress-sync registers this module as the pytest plugin ``progress_sync`` (entry
+point in the ``pytest11`` group), so its fixtures are there in every test of a project that has
+progress-sync installed. Turn it off with ``-p no:progress_sync``; with plugin autoloading off
+(``PYTEST_DISABLE_PLUGIN_AUTOLOAD=1``), turn it on with ``-p progress_sync.testing``.
 
-This module never imports ``server``: code that only uses the pipeline can be tested without
-the HTTP stack. The fixtures are async and need pytest-trio (``trio_mode = true``, or tests
-marked ``@pytest.mark.trio``).
+Loading the plugin imports only pytest, trio and the core: the server stack (Quart, Hypercorn)
+is imported when a test first uses a server fixture, from ``progress_sync.server.testing``
+(which holds the stream helpers: ``open_event_stream``, ``collect_events``, ...; they can be
+imported from here too, and are loaded on first use). The fixtures are async and need
+pytest-trio (``trio_mode = true``, or tests marked ``@pytest.mark.trio``).
 
 Fixtures (prefixed ``progress_`` so they do not clash with your own):
     progress_flush_interval: the buffer's flush interval in seconds (0.05); override it.
@@ -16,13 +17,23 @@ Fixtures (prefixed ``progress_`` so they do not clash with your own):
     progress_buffer: an ``UpdateBuffer`` over ``progress_store``, its drain task running; it
         flushes every ``progress_flush_interval`` seconds of trio's clock, so with
         ``autojump_clock`` a flush costs no real time.
+    progress_server_config: the ``ServerConfig`` of the server fixtures (loopback, port 0,
+        flush interval ``progress_flush_interval``); override it to change a setting.
+    progress_services: the server's services (update buffer, job runner) over
+        ``progress_store``, opened for the test.
+    progress_client: a Quart test client of the app over ``progress_services``: in process,
+        no sockets, so it works under ``autojump_clock`` (streams run in virtual time).
+    progress_server: a real Hypercorn server on ``127.0.0.1`` with an ephemeral port, started
+        with ``await nursery.start(...)`` in the fixture's nursery, over ``progress_store``;
+        a ``ProgressServer`` (``base_url``, ``client()``, ``stop``). Real clock only.
+    progress_server_url: ``progress_server.base_url``, e.g. ``"http://127.0.0.1:41234"``.
 
 Waits (bounded by a timeout of trio's clock, so they fail at once in virtual time):
     collect_snapshots: a job's snapshots until its terminal state.
     wait_for_snapshot: the first snapshot of a job that satisfies a condition.
 
 Checks (raise ``AssertionError`` saying which record broke which rule), for snapshots and
-for the stream events of ``server.testing`` alike:
+for the stream events of ``progress_sync.server.testing`` alike:
     assert_percent_never_decreases, assert_exactly_one_terminal, assert_terminal_last,
     assert_seq_increasing, and assert_stream_well_formed (all four).
 
@@ -37,7 +48,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import pytest
 import trio
@@ -48,6 +59,12 @@ from ._memory_store import MemoryStore
 from ._snapshot import JobSnapshot
 from ._store import ExportStore
 
+if TYPE_CHECKING:
+    from quart.typing import TestClientProtocol
+
+    from .server import ServerConfig, Services
+    from .server.testing import ProgressServer
+
 DEFAULT_TEST_FLUSH_INTERVAL = 0.05
 """The flush interval of the kit's buffer and server, in seconds: short, so tests on the real
 clock stay fast; in virtual time any value costs nothing."""
@@ -57,7 +74,7 @@ DEFAULT_WAIT_TIMEOUT = 10.0
 
 
 class ProgressRecord(Protocol):
-    """What the checks read: a ``JobSnapshot`` or a ``server.testing.StreamEvent``.
+    """What the checks read: a ``JobSnapshot`` or a ``progress_sync.server.testing.StreamEvent``.
 
     Attributes:
         percent: progress in percent (0-100), or None when the record carries none (a
@@ -328,3 +345,95 @@ def assert_stream_well_formed(records: Iterable[R]) -> R:
     assert_exactly_one_terminal(records)
     assert_terminal_last(records)
     return records[-1]
+
+
+# --- server fixtures: the server stack is imported when a test first uses one -----------------
+
+_SERVER_KIT_NAMES = frozenset(
+    {
+        "DEFAULT_TEST_FLUSH_INTERVAL",
+        "STREAM_PATH",
+        "TERMINAL_EVENTS",
+        "EventStream",
+        "ProgressServer",
+        "SlowSSEClient",
+        "StreamEvent",
+        "collect_events",
+        "open_event_stream",
+        "open_slow_sse_client",
+        "require_real_clock",
+        "start_progress_server",
+    }
+)
+"""Names of ``progress_sync.server.testing`` that ``from progress_sync.testing import ...``
+finds too (loaded on first use)."""
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SERVER_KIT_NAMES:
+        from .server import testing as server_kit
+
+        return getattr(server_kit, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@pytest.fixture
+def progress_server_config(progress_flush_interval: float) -> ServerConfig:
+    """Settings of ``progress_server`` and ``progress_client``: 127.0.0.1, port 0, the kit's
+    flush interval, 5 s registration timeout, 1 s graceful timeout, 60 s send timeout.
+    Override to change."""
+    from .server.testing import default_config
+
+    return default_config(progress_flush_interval)
+
+
+@pytest.fixture
+async def progress_services(
+    progress_server_config: ServerConfig, progress_store: MemoryStore
+) -> AsyncIterator[Services]:
+    """The app's services over ``progress_store``: update sink and job runner (``demo`` kind).
+
+    Add your own job kinds with ``progress_services.runner.kinds["name"] = JobKind(...)``.
+    """
+    from .server import open_services
+
+    async with open_services(progress_server_config, progress_store) as services:
+        yield services
+
+
+@pytest.fixture
+async def progress_client(progress_services: Services) -> AsyncIterator[TestClientProtocol]:
+    """A Quart test client of the app, in process: no sockets, so virtual time works.
+
+    ``await progress_client.post("/api/jobs", json=...)``, ``collect_events(progress_client,
+    job_id)``; the app (``progress_client.app``) has run its startup and runs its shutdown
+    after the test.
+    """
+    from .server import create_app
+
+    app = create_app(progress_services)
+    async with app.test_app() as test_app:
+        yield test_app.test_client()
+
+
+@pytest.fixture
+async def progress_server(
+    nursery: trio.Nursery, progress_server_config: ServerConfig, progress_store: MemoryStore
+) -> AsyncIterator[ProgressServer]:
+    """A real Hypercorn server on 127.0.0.1 (ephemeral port) over ``progress_store``.
+
+    Started with ``await nursery.start(...)``; shut down gracefully after the test. Needs the
+    real clock: a test that also asks for ``autojump_clock`` fails with a message saying so.
+    """
+    from .server.testing import require_real_clock, start_progress_server
+
+    require_real_clock("progress_server")
+    server = await start_progress_server(nursery, progress_server_config, store=progress_store)
+    yield server
+    await server.aclose()
+
+
+@pytest.fixture
+def progress_server_url(progress_server: ProgressServer) -> str:
+    """The base URL of ``progress_server``, ``http://127.0.0.1:<port>``."""
+    return progress_server.base_url

@@ -7,6 +7,14 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from progress_sync import (
+    ExportStore,
+    InvalidUpdateError,
+    JobRunner,
+    UpdateSink,
+    check_job_id,
+    check_text,
+)
 from quart_schema import (
     document_request,
     document_response,
@@ -15,15 +23,6 @@ from quart_schema import (
     validate_response,
 )
 from quart_trio import QuartTrio
-
-from pipeline import (
-    ExportStore,
-    InvalidUpdateError,
-    JobRunner,
-    UpdateSink,
-    check_job_id,
-    check_text,
-)
 
 from ._auth import document_auth, install_auth
 from ._config import ServerConfig

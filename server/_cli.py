@@ -11,16 +11,15 @@ from typing import ClassVar
 
 import click
 import trio
-from rich.console import Console
-
-from pipeline import (
+from progress_sync import (
     DEFAULT_REDIS_PREFIX,
     DEFAULT_RETENTION,
     ProgressSyncError,
     StoreUnavailableError,
     SyncMode,
 )
-from pipeline.client import run_command
+from progress_sync.client import run_command
+from rich.console import Console
 
 from ._config import (
     DEFAULT_GRACEFUL_TIMEOUT,
@@ -332,7 +331,7 @@ class _LazyGroup(click.Group):
     Loading Subcommands": https://click.palletsprojects.com/en/stable/complex/).
     """
 
-    lazy_subcommands: ClassVar[dict[str, str]] = {"bench": "bench._cli:bench_command"}
+    lazy_subcommands: ClassVar[dict[str, str]] = {"bench": "progress_sync.bench._cli:bench_command"}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *self.lazy_subcommands])

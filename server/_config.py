@@ -6,7 +6,7 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from pipeline import (
+from progress_sync import (
     DEFAULT_CAPACITY,
     DEFAULT_FLUSH_INTERVAL,
     DEFAULT_MAX_CONCURRENT_JOBS,

@@ -1,6 +1,6 @@
 """Every error becomes a JSON body ``{"error", "detail", "field"}`` with a 4xx or 5xx status.
 
-Errors raised by the HTTP layer itself (the pipeline's are in ``pipeline._errors``)::
+Errors raised by the HTTP layer itself (the pipeline's are in ``progress_sync._errors``)::
 
     ApiError                       answer with this status and JSON body
     ├── TooManySubscribersError    503 + Retry-After: the server holds max_subscribers streams
@@ -12,11 +12,7 @@ from __future__ import annotations
 import logging
 
 import pydantic
-from quart import Quart, Response, jsonify
-from quart_schema import RequestSchemaValidationError
-from werkzeug.exceptions import HTTPException
-
-from pipeline import (
+from progress_sync import (
     InvalidUpdateError,
     JobExistsError,
     JobFinishedError,
@@ -25,6 +21,9 @@ from pipeline import (
     StoreUnavailableError,
     UnknownStatusError,
 )
+from quart import Quart, Response, jsonify
+from quart_schema import RequestSchemaValidationError
+from werkzeug.exceptions import HTTPException
 
 logger = logging.getLogger(__name__)
 

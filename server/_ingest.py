@@ -18,11 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from quart import Quart, Response, request, url_for
-from quart_schema import document_request, tag, validate_response
-from werkzeug.exceptions import RequestEntityTooLarge
-
-from pipeline import (
+from progress_sync import (
     BufferClosedError,
     ExportStore,
     InvalidUpdateError,
@@ -36,6 +32,9 @@ from pipeline import (
     check_reported_at,
     parse_status,
 )
+from quart import Quart, Response, request, url_for
+from quart_schema import document_request, tag, validate_response
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from ._auth import Auth, document_auth
 from ._config import ServerConfig

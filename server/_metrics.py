@@ -11,11 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from progress_sync import ExportStore, JobSnapshot, JobStatus, UpdateSink, wall_clock
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-
-from pipeline import ExportStore, JobSnapshot, JobStatus, UpdateSink, wall_clock
 
 from ._sse import EVENT_FOR_STATUS, JOB_ERROR_EVENT, RECONNECT_EVENT
 

@@ -12,12 +12,11 @@ import typing
 from typing import Any, Literal
 
 import pydantic
+from progress_sync import JOB_ID_PATTERN, MAX_MESSAGE_LENGTH, MAX_STAGE_LENGTH
 from pydantic.alias_generators import to_camel
 
-from pipeline import JOB_ID_PATTERN, MAX_MESSAGE_LENGTH, MAX_STAGE_LENGTH
-
 JobStatusName = Literal["queued", "running", "completed", "failed", "cancelled"]
-"""A job's state, as the JSON bodies and the events carry it (``pipeline.JobStatus``)."""
+"""A job's state, as the JSON bodies and the events carry it (``progress_sync.JobStatus``)."""
 
 _ID = JOB_ID_PATTERN.pattern
 
@@ -26,8 +25,8 @@ JOB_ID_SCHEMA: dict[str, Any] = {
     "minLength": 1,
     "maxLength": 128,
 }
-"""The JSON Schema of a job id (``pipeline.JOB_ID_PATTERN``): documentation only, the check
-itself is ``pipeline.check_job_id``, whose error message says what is wrong."""
+"""The JSON Schema of a job id (``progress_sync.JOB_ID_PATTERN``): documentation only, the check
+itself is ``progress_sync.check_job_id``, whose error message says what is wrong."""
 
 
 NOT_BLANK = r"[^\t-\r\u001c-\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from progress_sync import JobSnapshot, check_job_id, parse_status
 from quart import Response, request
 from quart_schema import (
     document_headers,
@@ -12,8 +13,6 @@ from quart_schema import (
     validate_querystring,
     validate_response,
 )
-
-from pipeline import JobSnapshot, check_job_id, parse_status
 
 from ._auth import document_auth
 from ._models import JobListResponse, ListJobsQuery

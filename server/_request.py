@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from progress_sync import InvalidUpdateError
 from quart_trio.wrappers import TrioRequest
-
-from pipeline import InvalidUpdateError
 
 
 def decode_json(data: bytes | str, *, field: str = "body") -> Any:

@@ -28,8 +28,13 @@ import hypercorn.config
 import hypercorn.trio.run
 import hypercorn.utils
 import trio
-
-from pipeline import DEMO_KIND, ExportStore, open_export_store, open_job_runner, open_update_sink
+from progress_sync import (
+    DEMO_KIND,
+    ExportStore,
+    open_export_store,
+    open_job_runner,
+    open_update_sink,
+)
 
 from ._app import Services, create_app
 from ._config import ServerConfig

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 
-from pipeline import JobSnapshot, JobStatus
+from progress_sync import JobSnapshot, JobStatus
 
 EVENT_FOR_STATUS: dict[JobStatus, str] = {
     JobStatus.QUEUED: "job-progress",

@@ -6,16 +6,15 @@ import math
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING
 
-from quart import Response, make_response, request
-from quart_schema import document_headers, document_response, tag, validate_querystring
-
-from pipeline import (
+from progress_sync import (
     JOB_ID_PATTERN,
     InvalidUpdateError,
     JobNotFoundError,
     StoreUnavailableError,
     check_job_id,
 )
+from quart import Response, make_response, request
+from quart_schema import document_headers, document_response, tag, validate_querystring
 
 from ._auth import document_auth
 from ._errors import ShuttingDownError

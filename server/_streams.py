@@ -22,8 +22,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
 import trio
-
-from pipeline import (
+from progress_sync import (
     ExportStore,
     JobNotFoundError,
     JobSnapshot,

@@ -22,8 +22,7 @@ from types import FrameType
 import hypercorn.config
 import hypercorn.utils
 import trio
-
-from pipeline import StoreUnavailableError
+from progress_sync import StoreUnavailableError
 
 from ._config import ServerConfig
 from ._gc import tune_garbage_collector

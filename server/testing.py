@@ -1,21 +1,9 @@
 """Test kit, server half: the app in process or on a real server, and SSE streams parsed.
 
-The pytest plugin that installing progress-sync registers (entry point ``server.testing`` in
-the ``pytest11`` group). It re-exports the fixtures of ``pipeline.testing``, so one plugin
-brings both halves, while ``pipeline`` itself never imports ``server``. Its helpers (and
-those of ``pipeline.testing``, re-exported here) are plain functions you import.
-
-Fixtures (prefixed ``progress_`` so they do not clash with your own):
-    progress_server_config: the ``ServerConfig`` of the two below (loopback, port 0, flush
-        interval ``progress_flush_interval``); override it to change a setting.
-    progress_services: the server's services (update buffer, job runner) over
-        ``progress_store``, opened for the test.
-    progress_client: a Quart test client of the app over ``progress_services``: in process,
-        no sockets, so it works under ``autojump_clock`` (streams run in virtual time).
-    progress_server: a real Hypercorn server on ``127.0.0.1`` with an ephemeral port, started
-        with ``await nursery.start(...)`` in the fixture's nursery, over ``progress_store``;
-        a ``ProgressServer`` (``base_url``, ``client()``, ``stop``). Real clock only.
-    progress_server_url: ``progress_server.base_url``, e.g. ``"http://127.0.0.1:41234"``.
+The helpers behind the server fixtures of the ``progress_sync`` pytest plugin
+(``progress_sync.testing``, which imports this module only when a test uses one of them, so a
+pytest run that does not pays nothing for Quart and Hypercorn). Its helpers (and those of
+``progress_sync.testing``, re-exported here) are plain functions you import.
 
 Streams (parsed by httpx-sse, on a real server through an ``httpx.AsyncClient`` or in
 process through ``progress_client``):
@@ -24,7 +12,7 @@ process through ``progress_client``):
     collect_events: every event of a stream until the server ends it, bounded by a timeout.
     open_slow_sse_client: a subscriber that reads slowly, or is frozen until thawed, for
         testing backpressure and conflation.
-Checks on the events: see ``pipeline.testing`` (``assert_stream_well_formed`` and the rest).
+Checks on the events: see ``progress_sync.testing`` (``assert_stream_well_formed`` and the rest).
 """
 
 from __future__ import annotations
@@ -41,17 +29,14 @@ import pytest
 import trio
 import trio.testing
 from httpx_sse import EventSource, ServerSentEvent
-from quart.testing import make_test_headers_path_and_query_string, make_test_scope
-from quart.typing import TestClientProtocol
-
-from pipeline import (
+from progress_sync import (
     MEMORY_STORE_URL,
     TERMINAL_STATUSES,
     ExportStore,
     MemoryStore,
     WaitTimeoutError,
 )
-from pipeline.testing import (
+from progress_sync.testing import (
     DEFAULT_TEST_FLUSH_INTERVAL,
     DEFAULT_WAIT_TIMEOUT,
     ProgressRecord,
@@ -64,17 +49,11 @@ from pipeline.testing import (
     collect_snapshots,
     wait_for_snapshot,
 )
+from quart.testing import make_test_headers_path_and_query_string, make_test_scope
+from quart.typing import TestClientProtocol
 
-# The pipeline half's fixtures, re-exported so that pytest finds them in this plugin (which
-# therefore brings both halves). Naming pipeline.testing in pytest_plugins instead would make
-# pytest warn that it was imported before it could be marked for assertion rewriting.
-from pipeline.testing import progress_buffer as progress_buffer
-from pipeline.testing import progress_flush_interval as progress_flush_interval
-from pipeline.testing import progress_store as progress_store
-
-from ._app import Services, create_app
 from ._config import ServerConfig
-from ._serve import open_services, serve
+from ._serve import serve
 from ._sse import EVENT_FOR_STATUS
 
 __all__ = [
@@ -123,7 +102,7 @@ SHUTDOWN_MARGIN = 5.0
 class StreamEvent:
     """One SSE event of a job's stream, as httpx-sse parsed it, with its JSON data decoded.
 
-    Satisfies ``pipeline.testing.ProgressRecord``, so the checks take lists of these.
+    Satisfies ``progress_sync.testing.ProgressRecord``, so the checks take lists of these.
 
     Attributes:
         event: the ``event`` field (``job-progress``, ``job-completed``, ``job-error``, ...).
@@ -669,7 +648,7 @@ async def start_progress_server(
         OSError: the address could not be bound.
     """
     require_real_clock("start_progress_server")
-    config = config if config is not None else _default_config(DEFAULT_TEST_FLUSH_INTERVAL)
+    config = config if config is not None else default_config(DEFAULT_TEST_FLUSH_INTERVAL)
     if store is None and config.store == MEMORY_STORE_URL:
         store = MemoryStore()
     server = ProgressServer("", store, config)
@@ -687,7 +666,9 @@ async def start_progress_server(
     return server
 
 
-def _default_config(flush_interval: float) -> ServerConfig:
+def default_config(flush_interval: float) -> ServerConfig:
+    """The kit's server settings: 127.0.0.1, port 0, ``flush_interval`` seconds between
+    flushes, 5 s registration timeout, 1 s graceful timeout, 60 s send timeout."""
     return ServerConfig(
         host="127.0.0.1",
         port=0,
@@ -698,60 +679,3 @@ def _default_config(flush_interval: float) -> ServerConfig:
         # default (10 s) drops a client that takes no data for that long.
         send_timeout=60.0,
     )
-
-
-# --- fixtures -------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def progress_server_config(progress_flush_interval: float) -> ServerConfig:
-    """Settings of ``progress_server`` and ``progress_client``: 127.0.0.1, port 0, the kit's
-    flush interval, 5 s registration timeout, 1 s graceful timeout, 60 s send timeout.
-    Override to change."""
-    return _default_config(progress_flush_interval)
-
-
-@pytest.fixture
-async def progress_services(
-    progress_server_config: ServerConfig, progress_store: MemoryStore
-) -> AsyncIterator[Services]:
-    """The app's services over ``progress_store``: update sink and job runner (``demo`` kind).
-
-    Add your own job kinds with ``progress_services.runner.kinds["name"] = JobKind(...)``.
-    """
-    async with open_services(progress_server_config, progress_store) as services:
-        yield services
-
-
-@pytest.fixture
-async def progress_client(progress_services: Services) -> AsyncIterator[TestClientProtocol]:
-    """A Quart test client of the app, in process: no sockets, so virtual time works.
-
-    ``await progress_client.post("/api/jobs", json=...)``, ``collect_events(progress_client,
-    job_id)``; the app (``progress_client.app``) has run its startup and runs its shutdown
-    after the test.
-    """
-    app = create_app(progress_services)
-    async with app.test_app() as test_app:
-        yield test_app.test_client()
-
-
-@pytest.fixture
-async def progress_server(
-    nursery: trio.Nursery, progress_server_config: ServerConfig, progress_store: MemoryStore
-) -> AsyncIterator[ProgressServer]:
-    """A real Hypercorn server on 127.0.0.1 (ephemeral port) over ``progress_store``.
-
-    Started with ``await nursery.start(...)``; shut down gracefully after the test. Needs the
-    real clock: a test that also asks for ``autojump_clock`` fails with a message saying so.
-    """
-    require_real_clock("progress_server")
-    server = await start_progress_server(nursery, progress_server_config, store=progress_store)
-    yield server
-    await server.aclose()
-
-
-@pytest.fixture
-def progress_server_url(progress_server: ProgressServer) -> str:
-    """The base URL of ``progress_server``, ``http://127.0.0.1:<port>``."""
-    return progress_server.base_url

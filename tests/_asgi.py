@@ -180,8 +180,8 @@ async def open_virtual_server(store: Any = None, **changes: Any) -> AsyncIterato
     ``changes`` override the test defaults of ``ServerConfig`` (flush every 0.5 s, heartbeat
     every 15 s, registration timeout 5 s, send timeout 10 s).
     """
-    from pipeline import MemoryStore
-    from server import ServerConfig, create_app, open_services
+    from progress_sync import MemoryStore
+    from progress_sync.server import ServerConfig, create_app, open_services
 
     settings: dict[str, Any] = {
         "flush_interval": 0.5,

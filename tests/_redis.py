@@ -17,8 +17,7 @@ from pathlib import Path
 
 import coredis
 import trio
-
-from tests._external import missing
+from _external import missing
 
 SHARED_HOST, SHARED_PORT = "127.0.0.1", 6379
 TEST_DB = 7

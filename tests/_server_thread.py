@@ -13,9 +13,8 @@ from contextlib import contextmanager
 from functools import partial
 
 import trio
-
-from pipeline import MemoryStore
-from server import ServerConfig, serve
+from progress_sync import MemoryStore
+from progress_sync.server import ServerConfig, serve
 
 START_TIMEOUT = 10.0
 """Seconds the server gets to start listening."""

@@ -1,12 +1,13 @@
-"""Shared fixtures: the test kit (``server.testing``) with this suite's settings.
+"""Shared fixtures: the test kit (the ``progress_sync`` plugin) with this suite's settings.
 
 Rules of this suite: timing is tested in virtual time (``autojump_clock``), never with real
 sleeps; tests that need the network use a real server on ``127.0.0.1`` port 0 and the real
 clock (the autojump clock would jump while sockets are pending).
 
-The kit's plugin is active through its ``pytest11`` entry point once progress-sync is
-installed; naming it in ``pytest_plugins`` as well keeps this suite working in a checkout
-whose install predates the entry point (the same name, so it is registered once).
+The kit's plugin is active through its ``pytest11`` entry point: the suite runs against the
+installed package (``pip install -e '.[dev]'``), never against files found from the checkout's
+root, so a packaging mistake fails it. The helper modules beside this file (``_redis``,
+``_external``, ...) are importable because pytest puts this folder on ``sys.path``.
 """
 
 from __future__ import annotations
@@ -16,12 +17,11 @@ from dataclasses import replace
 
 import pytest
 import trio
+from progress_sync import MemoryStore
+from progress_sync.server import ServerConfig
+from progress_sync.server.testing import ProgressServer, start_progress_server
 
-from pipeline import MemoryStore
-from server import ServerConfig
-from server.testing import ProgressServer, start_progress_server
-
-pytest_plugins = ["pytester", "server.testing"]
+pytest_plugins = ["pytester"]
 
 RunningServer = ProgressServer
 """The type of ``running_server`` (older tests import it from here)."""
@@ -72,7 +72,7 @@ async def start_server(nursery: trio.Nursery, config: ServerConfig) -> RunningSe
     """Start a real server with ``config`` in ``nursery`` (the kit's ``start_progress_server``).
 
     For tests that need settings the ``running_server`` fixture does not have (tokens, say);
-    stop it with ``server.stop.set()``.
+    stop it with ``progress_sync.server.stop.set()``.
     """
     return await start_progress_server(nursery, config)
 
@@ -80,7 +80,7 @@ async def start_server(nursery: trio.Nursery, config: ServerConfig) -> RunningSe
 @pytest.fixture
 def redis_url() -> str:
     """The shared test Redis (127.0.0.1:6379, database 7); skips when it is not answering."""
-    from tests._redis import require_shared_redis
+    from _redis import require_shared_redis
 
     return require_shared_redis()
 
@@ -88,7 +88,7 @@ def redis_url() -> str:
 @pytest.fixture
 async def redis_prefix(redis_url: str) -> AsyncIterator[str]:
     """A key prefix of this test alone; its keys are deleted afterwards."""
-    from tests._redis import delete_prefix, unique_prefix
+    from _redis import delete_prefix, unique_prefix
 
     prefix = unique_prefix()
     try:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from tests.conftest import start_server, with_config
+from conftest import start_server, with_config
 
 
 @pytest.mark.parametrize(

@@ -8,9 +8,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from pipeline import MAX_MESSAGE_LENGTH, MAX_STAGE_LENGTH, InvalidUpdateError
-from tests._asgi import open_virtual_server
+from _asgi import open_virtual_server
+from progress_sync import MAX_MESSAGE_LENGTH, MAX_STAGE_LENGTH, InvalidUpdateError
 
 
 async def test_get_job_sends_an_etag_and_answers_if_none_match_with_304(autojump_clock):
@@ -36,8 +35,8 @@ async def test_get_job_sends_an_etag_and_answers_if_none_match_with_304(autojump
 
 
 async def test_a_reused_job_id_gets_a_new_etag(autojump_clock):
-    from pipeline import JobSnapshot, JobStatus
-    from server._read_routes import snapshot_etag
+    from progress_sync import JobSnapshot, JobStatus
+    from progress_sync.server._read_routes import snapshot_etag
 
     fields = {"job_id": "j", "status": JobStatus.QUEUED, "percent": 0.0, "stage": "",
               "message": None, "seq": 1, "updated_at": 0.0, "reported_at": 0.0}  # fmt: skip

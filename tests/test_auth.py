@@ -13,13 +13,12 @@ import time
 import click
 import pytest
 from click.testing import CliRunner
+from conftest import start_server, with_config
 from httpx_sse import aconnect_sse
-
-from server import ServerConfig
-from server._auth import Auth, SubscribeTokens, bearer_matches
-from server._cli import main, read_secret
-from server._errors import ApiError
-from tests.conftest import start_server, with_config
+from progress_sync.server import ServerConfig
+from progress_sync.server._auth import Auth, SubscribeTokens, bearer_matches
+from progress_sync.server._cli import main, read_secret
+from progress_sync.server._errors import ApiError
 
 PRODUCER_TOKEN = "producer-token-0123456789"
 SECRET = "subscribe-secret-abcdefghijklmnop"

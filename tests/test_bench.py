@@ -14,15 +14,14 @@ import sys
 import click
 import pytest
 from click.testing import CliRunner
-
-from bench import Plan, StreamWorkload, System, Workload
-from bench._cli import build_plan, require
-from bench._http_load import IngestUnavailableError, run_http
-from bench._processes import ServerStartError, module_argv, open_server_process
-from bench._results import Percentiles
-from bench._stream import run_stream
-from server._cli import main
-from server._gc import GC_THRESHOLDS, tune_garbage_collector
+from progress_sync.bench import Plan, StreamWorkload, System, Workload
+from progress_sync.bench._cli import build_plan, require
+from progress_sync.bench._http_load import IngestUnavailableError, run_http
+from progress_sync.bench._processes import ServerStartError, module_argv, open_server_process
+from progress_sync.bench._results import Percentiles
+from progress_sync.bench._stream import run_stream
+from progress_sync.server._cli import main
+from progress_sync.server._gc import GC_THRESHOLDS, tune_garbage_collector
 
 
 @pytest.mark.parametrize(
@@ -123,7 +122,7 @@ async def test_a_server_that_never_listens_is_reported_with_its_output():
 
 async def test_http_level_needs_the_ingest_api():
     # The raw broadcaster has no /api/jobs: registering the first job is refused.
-    async with open_server_process(module_argv("bench._raw_asgi")) as server:
+    async with open_server_process(module_argv("progress_sync.bench._raw_asgi")) as server:
         with pytest.RaisesGroup(
             pytest.RaisesExc(
                 IngestUnavailableError, match=r"POST /api/jobs without kind answered 404"

@@ -14,22 +14,21 @@ import sys
 import click
 import coredis
 import pytest
+from _redis import require_shared_redis
 from click.testing import CliRunner
-
-from bench import Plan, System, Workload, bench_command
-from bench._cli import build_plan
-from bench._http_load import store_kind
-from bench._processes import (
+from progress_sync.bench import Plan, System, Workload, bench_command
+from progress_sync.bench._cli import build_plan
+from progress_sync.bench._http_load import store_kind
+from progress_sync.bench._processes import (
     delete_store_prefix,
     progress_sync_argv,
     unique_store_prefix,
 )
-from bench._recorder import PeakRss, cpu_seconds, tree_cpu_seconds
-from bench._results import RunResult
-from bench._run import _steps
-from bench._scale_out import scale_out
-from bench._workload import Level
-from tests._redis import require_shared_redis
+from progress_sync.bench._recorder import PeakRss, cpu_seconds, tree_cpu_seconds
+from progress_sync.bench._results import RunResult
+from progress_sync.bench._run import _steps
+from progress_sync.bench._scale_out import scale_out
+from progress_sync.bench._workload import Level
 
 REDIS = "redis://127.0.0.1:6379/0"
 

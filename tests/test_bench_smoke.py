@@ -11,9 +11,8 @@ import json
 import math
 
 from click.testing import CliRunner
-
-from bench import bench_command
-from bench._run import REFERENCE_MISSING, reference_available
+from progress_sync.bench import bench_command
+from progress_sync.bench._run import REFERENCE_MISSING, reference_available
 
 TINY = [
     "--quick",

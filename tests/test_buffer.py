@@ -11,9 +11,7 @@ from collections.abc import Sequence
 
 import pytest
 import trio
-from trio.testing import wait_all_tasks_blocked
-
-from pipeline import (
+from progress_sync import (
     BatchResult,
     BufferClosedError,
     InvalidUpdateError,
@@ -23,6 +21,7 @@ from pipeline import (
     UnknownStatusError,
     open_update_buffer,
 )
+from trio.testing import wait_all_tasks_blocked
 
 
 class RecordingStore(MemoryStore):
@@ -311,7 +310,7 @@ async def test_bad_settings_are_refused(store, kwargs, message):
 
 
 async def test_store_unavailable_keeps_the_latest_state_and_retries(autojump_clock):
-    from pipeline import StoreUnavailableError
+    from progress_sync import StoreUnavailableError
 
     class FlakyStore(MemoryStore):
         failures = 2

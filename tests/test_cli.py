@@ -11,7 +11,7 @@ import sys
 import httpx
 import trio
 
-COMMAND = [sys.executable, "-m", "server"]
+COMMAND = [sys.executable, "-m", "progress_sync"]
 ENV = {**os.environ, "COLUMNS": "200", "PYTHONUNBUFFERED": "1"}
 
 

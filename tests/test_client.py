@@ -13,8 +13,8 @@ import time
 import httpx
 import pytest
 import trio
-
-from pipeline import (
+from conftest import start_server, with_config
+from progress_sync import (
     AuthenticationError,
     BufferClosedError,
     InvalidUpdateError,
@@ -25,9 +25,8 @@ from pipeline import (
     ServerRejectedError,
     ServerUnavailableError,
 )
-from pipeline.client import ProgressClient, open_progress_client
-from tests.conftest import start_server, with_config
-from tests.test_ingest import wait_until
+from progress_sync.client import ProgressClient, open_progress_client
+from test_ingest import wait_until
 
 TOKEN = "client-test-token-123456"
 
@@ -344,9 +343,8 @@ async def test_a_server_error_without_a_mapping_is_a_server_rejected_error(autoj
 @pytest.mark.parametrize("code", [429, 502, 503, 504])
 def test_answers_that_say_try_again_are_transient(code):
     import httpx
-
-    from pipeline import ServerUnavailableError
-    from pipeline.client._common import raise_for_answer
+    from progress_sync import ServerUnavailableError
+    from progress_sync.client._common import raise_for_answer
 
     response = httpx.Response(code, json={"error": "store unavailable", "detail": "try again"})
     with pytest.raises(

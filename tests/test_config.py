@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from pipeline import SyncMode
-from server import ServerConfig
+from progress_sync import SyncMode
+from progress_sync.server import ServerConfig
 
 
 def test_defaults():

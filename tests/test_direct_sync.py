@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 import trio
-
-from pipeline import (
+from progress_sync import (
     BufferClosedError,
     InvalidUpdateError,
     JobStatus,

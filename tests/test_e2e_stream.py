@@ -3,8 +3,12 @@ through the test kit (``running_server`` is the kit's ``progress_server``)."""
 
 from __future__ import annotations
 
-from server.testing import TERMINAL_EVENTS, assert_stream_well_formed, open_event_stream
-from tests.conftest import RunningServer
+from conftest import RunningServer
+from progress_sync.server.testing import (
+    TERMINAL_EVENTS,
+    assert_stream_well_formed,
+    open_event_stream,
+)
 
 __all__ = ["TERMINAL_EVENTS", "collect"]
 

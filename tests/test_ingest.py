@@ -12,11 +12,10 @@ from collections.abc import Callable
 
 import pytest
 import trio
+from conftest import RunningServer, start_server, with_config
 from httpx_sse import aconnect_sse
-
-from pipeline import JobSnapshot, MemoryStore
-from server import ServerConfig, create_app, open_services
-from tests.conftest import RunningServer, start_server, with_config
+from progress_sync import JobSnapshot, MemoryStore
+from progress_sync.server import ServerConfig, create_app, open_services
 
 
 async def wait_until(

@@ -1,4 +1,4 @@
-"""The test kit's pipeline half (``pipeline.testing``): fixtures, waits and checks.
+"""The test kit's pipeline half (``progress_sync.testing``): fixtures, waits and checks.
 
 Every test here runs in virtual time (``autojump_clock``): a wait that would hang fails at
 once, and the flush interval costs no real time.
@@ -11,9 +11,8 @@ from dataclasses import dataclass
 
 import pytest
 import trio
-
-from pipeline import JobStatus, MemoryStore, UpdateBuffer, WaitTimeoutError
-from pipeline.testing import (
+from progress_sync import JobStatus, MemoryStore, UpdateBuffer, WaitTimeoutError
+from progress_sync.testing import (
     DEFAULT_TEST_FLUSH_INTERVAL,
     assert_exactly_one_terminal,
     assert_percent_never_decreases,

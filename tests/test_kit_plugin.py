@@ -21,7 +21,7 @@ TRIO_MODE = "[tool.pytest.ini_options]\ntrio_mode = true\n"
 
 BUGGY_USER_TESTS = """
 import trio
-from pipeline.testing import assert_stream_well_formed, collect_snapshots
+from progress_sync.testing import assert_stream_well_formed, collect_snapshots
 
 
 async def export(buffer, job_id):
@@ -55,8 +55,8 @@ def write_examples(pytester: pytest.Pytester) -> None:
 
 
 def test_the_plugin_is_registered_as_a_pytest11_entry_point():
-    (entry_point,) = importlib.metadata.entry_points(group="pytest11", name="server.testing")
-    assert entry_point.value == "server.testing"
+    (entry_point,) = importlib.metadata.entry_points(group="pytest11", name="progress_sync")
+    assert entry_point.value == "progress_sync.testing"
     assert entry_point.dist is not None
     assert entry_point.dist.name == "progress-sync"
 
@@ -82,21 +82,21 @@ def test_with_autoload_disabled_the_plugin_is_named_with_p(
 ):
     write_examples(pytester)
     monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
-    result = pytester.runpytest_inprocess("-p", "trio", "-p", "server.testing")
+    result = pytester.runpytest_inprocess("-p", "trio", "-p", "progress_sync.testing")
     result.assert_outcomes(passed=4)
 
 
 def test_without_the_plugin_the_fixtures_are_missing(pytester: pytest.Pytester):
     write_examples(pytester)
-    result = pytester.runpytest_inprocess("-p", "no:server.testing", "test_backpressure.py")
+    result = pytester.runpytest_inprocess("-p", "no:progress_sync", "test_backpressure.py")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*fixture 'progress_client' not found*"])
 
 
 def test_the_pipeline_half_does_not_import_the_server():
     code = (
-        "import sys, pipeline.testing\n"
-        "loaded = sorted(m for m in sys.modules if m == 'server' or m.startswith('server.'))\n"
+        "import sys, progress_sync.testing\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith('progress_sync.server'))\n"
         "print(loaded)\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -104,19 +104,35 @@ def test_the_pipeline_half_does_not_import_the_server():
 
 
 PIPELINE_ONLY_TEST = """
-from pipeline.testing import collect_snapshots
+import sys
+
+from progress_sync.testing import collect_snapshots
+
+SERVER_STACK = ("quart", "hypercorn", "quart_schema", "prometheus_client", "coredis")
 
 
-async def test_pipeline_half_alone(progress_store, progress_buffer, autojump_clock):
+def loaded_server_stack():
+    return sorted(m for m in sys.modules if m.split(".")[0] in SERVER_STACK)
+
+
+async def test_pipeline_fixtures_leave_the_server_stack_unloaded(
+    progress_store, progress_buffer, autojump_clock
+):
     await progress_store.register("job")
     progress_buffer.report_nowait("job", percent=50, stage="half")
     await progress_buffer.finish("job", "completed")
     assert [s.percent for s in await collect_snapshots(progress_store, "job")] == [100.0]
+    assert loaded_server_stack() == []
+
+
+async def test_a_server_fixture_loads_it(progress_client):
+    assert "quart" in loaded_server_stack()
 """
 
 
-def test_the_pipeline_half_is_a_plugin_of_its_own(pytester: pytest.Pytester):
+def test_the_plugin_imports_the_server_stack_only_for_server_fixtures(pytester: pytest.Pytester):
     pytester.makepyfile(test_pipeline_only=PIPELINE_ONLY_TEST)
     pytester.makepyprojecttoml(TRIO_MODE)
-    result = pytester.runpytest_inprocess("-p", "no:server.testing", "-p", "pipeline.testing")
-    result.assert_outcomes(passed=1)
+    # In a subprocess: this suite's own process has imported the server stack long ago.
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:pytester")
+    result.assert_outcomes(passed=2)

@@ -1,4 +1,5 @@
-"""The test kit's server half (``server.testing``): the app in process and on a real server,
+"""The test kit's server half (``progress_sync.server.testing``): the app in process and on a
+real server,
 SSE streams parsed by httpx-sse, and the slow or frozen subscriber.
 
 In-process tests (``progress_client``) run in virtual time (``autojump_clock``); tests on a
@@ -14,11 +15,11 @@ import httpx
 import pytest
 import trio
 import trio.testing
+from conftest import with_config
 from httpx_sse import ServerSentEvent, SSEError
-
-from pipeline import JobStatus, MemoryStore, WaitTimeoutError
-from server import ServerConfig
-from server.testing import (
+from progress_sync import JobStatus, MemoryStore, WaitTimeoutError
+from progress_sync.server import ServerConfig
+from progress_sync.server.testing import (
     STREAM_PATH,
     TERMINAL_EVENTS,
     ProgressServer,
@@ -30,7 +31,6 @@ from server.testing import (
     require_real_clock,
     start_progress_server,
 )
-from tests.conftest import with_config
 
 
 async def start_demo(client, **params) -> str:
@@ -240,7 +240,7 @@ async def test_a_slow_client_refuses_a_bad_read_interval(progress_client, read_i
 
 async def wait_terminal(store, job_id):
     """Wait (in virtual time) until the job has ended."""
-    from pipeline.testing import wait_for_snapshot
+    from progress_sync.testing import wait_for_snapshot
 
     return await wait_for_snapshot(store, job_id, lambda s: s.is_terminal, timeout=600)
 
@@ -256,7 +256,7 @@ async def test_progress_services_run_over_progress_store(progress_services, prog
 async def test_progress_client_runs_your_job_kinds(
     progress_client, progress_services, progress_store, autojump_clock
 ):
-    from pipeline import JobKind
+    from progress_sync import JobKind
 
     async def resize(reporter, params):
         for step in range(1, 5):

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 import trio
-
-from pipeline import MemoryStore, RegistrationTimeoutError
+from progress_sync import MemoryStore, RegistrationTimeoutError
 
 
 async def test_wait_registered_times_out_and_leaves_nothing_behind(autojump_clock):

@@ -7,11 +7,10 @@ import time
 from dataclasses import replace
 
 import trio
+from _asgi import open_virtual_server
+from progress_sync import JobSnapshot, JobStatus, MemoryStore
+from progress_sync.server import create_app
 from prometheus_client.parser import text_string_to_metric_families
-
-from pipeline import JobSnapshot, JobStatus, MemoryStore
-from server import create_app
-from tests._asgi import open_virtual_server
 
 
 async def scrape(server) -> dict[tuple[str, tuple], float]:
@@ -100,7 +99,7 @@ async def test_a_failing_drain_turns_health_unhealthy_is_logged_and_recovers(
         assert (await healthy.get_json())["status"] == "ok"
         store.broken = True
         server.sink.report_nowait("job-1", 30.0, "work")
-        with caplog.at_level(logging.ERROR, logger="pipeline._buffer"):
+        with caplog.at_level(logging.ERROR, logger="progress_sync._buffer"):
             await trio.sleep(1.2)
         sick = await client.get("/healthz")
         assert sick.status_code == 503

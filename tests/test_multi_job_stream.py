@@ -6,8 +6,7 @@ import json
 
 import pytest
 import trio
-
-from tests._asgi import open_virtual_server
+from _asgi import open_virtual_server
 
 MULTI = "/api/progress/stream"
 

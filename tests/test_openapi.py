@@ -13,13 +13,12 @@ import typing
 from typing import Any
 
 import pytest
+from _asgi import open_virtual_server
 from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import validate
+from progress_sync import JOB_ID_PATTERN, JobStatus
+from progress_sync.server._models import NOT_BLANK, JobStatusName
 from quart_schema.openapi import QUART_SCHEMA_HIDDEN_ATTRIBUTE
-
-from pipeline import JOB_ID_PATTERN, JobStatus
-from server._models import NOT_BLANK, JobStatusName
-from tests._asgi import open_virtual_server
 
 PRODUCER = "p" * 20
 SECRET = "s" * 32

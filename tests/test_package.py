@@ -4,25 +4,35 @@ from __future__ import annotations
 
 import ast
 import pathlib
+import subprocess
+import sys
 
+import progress_sync
+import progress_sync.client
+import progress_sync.server
 import pytest
-
-import pipeline
-import pipeline.client
-import server
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("package", [pipeline, pipeline.client, server])
+@pytest.mark.parametrize("package", [progress_sync, progress_sync.client, progress_sync.server])
 def test_all_lists_exactly_the_public_names(package):
-    public = {name for name in vars(package) if not name.startswith("_")}
+    lazy = getattr(package, "_LAZY_NAMES", frozenset())  # loaded on first use
+    public = {name for name in vars(package) if not name.startswith("_")} | lazy
     modules = {name for name in public if type(getattr(package, name)).__name__ == "module"}
     assert sorted(package.__all__) == sorted(public - modules)
 
 
+# The program's entry point (``python -m progress_sync``) runs the server's command line; the
+# test kit's plugin imports the server kit inside its server fixtures only (tested in
+# test_kit_plugin.py). Neither is imported by the library itself.
+ALLOWED_TO_REACH_THE_SERVER = {"__main__.py", "testing.py"}
+
+
 def test_pipeline_never_imports_server():
     for path in (ROOT / "pipeline").rglob("*.py"):
+        if path.name in ALLOWED_TO_REACH_THE_SERVER and path.parent.name == "pipeline":
+            continue
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
@@ -31,4 +41,42 @@ def test_pipeline_never_imports_server():
                 names = [node.module or ""]
             else:
                 continue
-            assert not any(n == "server" or n.startswith("server.") for n in names), path
+            server = ("server", "progress_sync.server")
+            assert not any(n in server or n.startswith(server) for n in names), path
+
+
+SERVER_STACK = ("quart", "hypercorn", "quart_schema", "prometheus_client", "coredis")
+"""What a producer-only install must not need (the ``server`` and ``redis`` extras)."""
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "import progress_sync",
+        "from progress_sync import open_update_buffer, open_thread_reporter, ReportingTqdm",
+        "from progress_sync.client import ProgressClient, open_progress_client",
+        "import progress_sync.testing",
+    ],
+)
+def test_the_core_and_the_client_leave_the_server_stack_unloaded(statement):
+    code = (
+        f"import sys; {statement}\n"
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({SERVER_STACK!r})))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_redis_names_are_loaded_on_first_use():
+    assert progress_sync.RedisStore.__module__ == "progress_sync._redis_store"
+    with pytest.raises(AttributeError, match="no attribute 'NoSuchName'"):
+        _ = progress_sync.NoSuchName
+
+
+def test_python_dash_m_progress_sync_is_the_command():
+    done = subprocess.run(
+        [sys.executable, "-m", "progress_sync", "--help"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert "serve" in done.stdout
+    assert "demo" in done.stdout

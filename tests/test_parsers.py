@@ -9,11 +9,10 @@ from __future__ import annotations
 import io
 
 import pytest
+from progress_sync.client import OutputProgressParser, parse_ffmpeg_duration
+from progress_sync.client._parsers import ffmpeg_duration_from_args
+from progress_sync.client._run import exit_description, stderr_tail
 from tqdm import tqdm
-
-from pipeline.client import OutputProgressParser, parse_ffmpeg_duration
-from pipeline.client._parsers import ffmpeg_duration_from_args
-from pipeline.client._run import exit_description, stderr_tail
 
 
 def real_tqdm_output(**kwargs) -> bytes:

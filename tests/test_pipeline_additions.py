@@ -9,8 +9,7 @@ from contextlib import AsyncExitStack
 import pytest
 import trio
 import trio.testing
-
-from pipeline import (
+from progress_sync import (
     DEMO_KIND,
     JobStatus,
     MemoryStore,
@@ -98,7 +97,7 @@ async def test_the_drain_task_survives_failing_flushes_and_delivers_later(autoju
     await store.register("job-1")
     store.failures = 2
     durations = []
-    with caplog.at_level(logging.ERROR, logger="pipeline._buffer"):
+    with caplog.at_level(logging.ERROR, logger="progress_sync._buffer"):
         async with open_update_buffer(store, flush_interval=1.0, on_flush=durations.append) as b:
             b.report_nowait("job-1", 10.0, "one")
             await trio.sleep(1.5)

@@ -19,16 +19,15 @@ from pathlib import Path
 import httpx
 import pytest
 import trio
+from _redis import free_port, private_redis
 from click.testing import CliRunner
+from conftest import with_config
 from httpx_sse import aconnect_sse
-
-from server import ServerConfig, serve
-from server._cli import main
-from tests._redis import free_port, private_redis
-from tests.conftest import with_config
+from progress_sync.server import ServerConfig, serve
+from progress_sync.server._cli import main
 
 TERMINAL_EVENTS = {"job-completed", "job-failed", "job-cancelled"}
-SERVE = [sys.executable, "-c", "from server._cli import main; main()", "serve"]
+SERVE = [sys.executable, "-c", "from progress_sync.server._cli import main; main()", "serve"]
 _URL_LINE = re.compile(rb"(?:Running on|serving on) (http://127\.0\.0\.1:\d+)")
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import coredis
 import pytest
 import trio
-
-from pipeline import (
+from _redis import free_port, private_redis
+from progress_sync import (
     JobNotFoundError,
     JobStatus,
     ProgressUpdate,
@@ -24,7 +24,6 @@ from pipeline import (
     open_export_store,
     open_redis_store,
 )
-from tests._redis import free_port, private_redis
 
 
 def update(job_id: str, percent: float, stage: str = "work") -> ProgressUpdate:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-
-from pipeline import (
+from progress_sync import (
     InvalidUpdateError,
     JobStatus,
     MemoryStore,

@@ -17,13 +17,12 @@ from pathlib import Path
 
 import pytest
 import trio
-
-from pipeline import JobSnapshot, MemoryStore
-from tests._external import missing
-from tests.conftest import RunningServer, start_server, with_config
+from _external import missing
+from conftest import RunningServer, start_server, with_config
+from progress_sync import JobSnapshot, MemoryStore
 
 REPO = Path(__file__).resolve().parents[1]
-PROGRESS_SYNC = [sys.executable, "-c", "from server._cli import main; main()"]
+PROGRESS_SYNC = [sys.executable, "-c", "from progress_sync.server._cli import main; main()"]
 FFMPEG_CLIP = ["-f", "lavfi", "-i", "testsrc=duration=5:size=320x240:rate=25"]
 
 
@@ -298,8 +297,7 @@ async def test_run_needs_a_command_and_a_server():
 @pytest.mark.parametrize("flag", ["--job-id", "--stage"])
 def test_run_help_lists_its_options(flag):
     from click.testing import CliRunner
-
-    from server._cli import main
+    from progress_sync.server._cli import main
 
     result = CliRunner().invoke(main, ["run", "--help"])
     assert result.exit_code == 0

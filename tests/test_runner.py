@@ -6,9 +6,7 @@ import logging
 
 import pytest
 import trio
-from trio.testing import wait_all_tasks_blocked
-
-from pipeline import (
+from progress_sync import (
     DEMO_KIND,
     InvalidUpdateError,
     JobExistsError,
@@ -22,7 +20,8 @@ from pipeline import (
     open_job_runner,
     open_update_buffer,
 )
-from pipeline._demo import demo_stage
+from progress_sync._demo import demo_stage
+from trio.testing import wait_all_tasks_blocked
 
 
 async def _wait_terminal(store, job_id):

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import pytest
-
-from server import ServerConfig
-from server._errors import ShuttingDownError, TooManySubscribersError
-from server._hub import StreamHub, spread_retry_ms
-from server._resume import format_seq_vector, last_event_id, parse_seq, parse_seq_vector
-from server._stream_routes import parse_job_ids
+from progress_sync.server import ServerConfig
+from progress_sync.server._errors import ShuttingDownError, TooManySubscribersError
+from progress_sync.server._hub import StreamHub, spread_retry_ms
+from progress_sync.server._resume import (
+    format_seq_vector,
+    last_event_id,
+    parse_seq,
+    parse_seq_vector,
+)
+from progress_sync.server._stream_routes import parse_job_ids
 
 
 @pytest.mark.parametrize(

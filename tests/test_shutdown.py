@@ -17,8 +17,7 @@ import httpx
 import pytest
 import trio
 from httpx_sse import aconnect_sse
-
-from tests.test_network_lifecycle import open_network_server
+from test_network_lifecycle import open_network_server
 
 
 async def follow(
@@ -83,7 +82,7 @@ def progress_sync_command() -> list[str]:
     script = Path(sys.executable).with_name("progress-sync")
     if script.exists():
         return [str(script)]
-    return [sys.executable, "-c", "from server._cli import main; main()"]
+    return [sys.executable, "-c", "from progress_sync.server._cli import main; main()"]
 
 
 async def test_sigterm_drains_streams_and_exits_within_the_drain_timeout():

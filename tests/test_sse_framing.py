@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 
+from _asgi import parse_sse
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from pipeline import MAX_MESSAGE_LENGTH, MAX_STAGE_LENGTH, JobSnapshot, JobStatus
-from server import format_event, snapshot_event
-from server._sse import EVENT_FOR_STATUS
-from tests._asgi import parse_sse
+from progress_sync import MAX_MESSAGE_LENGTH, MAX_STAGE_LENGTH, JobSnapshot, JobStatus
+from progress_sync.server import format_event, snapshot_event
+from progress_sync.server._sse import EVENT_FOR_STATUS
 
 # Every code point, lone surrogates included (JSON input can carry "\ud800").
 any_text = st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x10FFFF))

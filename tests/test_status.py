@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from pipeline import JobStatus, UnknownStatusError, parse_status
+from progress_sync import JobStatus, UnknownStatusError, parse_status
 
 
 @pytest.mark.parametrize(

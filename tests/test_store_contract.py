@@ -15,8 +15,8 @@ from collections.abc import AsyncIterator
 import pytest
 import trio
 import trio.testing
-
-from pipeline import (
+from _redis import delete_prefix, require_shared_redis, unique_prefix
+from progress_sync import (
     MAX_MESSAGE_LENGTH,
     MAX_STAGE_LENGTH,
     ExportStore,
@@ -29,7 +29,6 @@ from pipeline import (
     RegistrationTimeoutError,
     open_redis_store,
 )
-from tests._redis import delete_prefix, require_shared_redis, unique_prefix
 
 
 class WallClock:

@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 import trio
-
-from pipeline import (
+from progress_sync import (
     BatchResult,
     JobKind,
     JobReporter,
@@ -23,8 +22,8 @@ from pipeline import (
     open_job_runner,
     open_update_buffer,
 )
-from pipeline._buffer import MAX_RETRY_DELAY
-from pipeline._direct import WRITE_RETRY_TIMEOUT
+from progress_sync._buffer import MAX_RETRY_DELAY
+from progress_sync._direct import WRITE_RETRY_TIMEOUT
 
 
 class FlakyStore(MemoryStore):

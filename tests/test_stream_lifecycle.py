@@ -12,10 +12,9 @@ import json
 import pytest
 import trio
 import trio.testing
-
-from pipeline import Subscription
-from server._serve import drain
-from tests._asgi import open_virtual_server, parse_sse
+from _asgi import open_virtual_server, parse_sse
+from progress_sync import Subscription
+from progress_sync.server._serve import drain
 
 STREAM = "/api/jobs/{}/progress/stream"
 

@@ -11,8 +11,7 @@ import json
 
 import pytest
 import trio
-
-from tests._asgi import open_virtual_server, parse_sse
+from _asgi import open_virtual_server, parse_sse
 
 STREAM = "/api/jobs/{}/progress/stream"
 

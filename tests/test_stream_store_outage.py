@@ -11,10 +11,9 @@ from contextlib import asynccontextmanager
 
 import pytest
 import trio
-
-from pipeline import MemoryStore, StoreUnavailableError
-from server._sse import STORE_RETRY_INTERVAL
-from tests._asgi import open_virtual_server
+from _asgi import open_virtual_server
+from progress_sync import MemoryStore, StoreUnavailableError
+from progress_sync.server._sse import STORE_RETRY_INTERVAL
 
 
 class OutageStore(MemoryStore):
@@ -68,7 +67,7 @@ async def test_a_stream_keeps_heartbeats_while_the_store_is_away_then_resumes(
 
 
 async def test_a_stream_waiting_for_the_store_is_told_to_reconnect_at_shutdown(autojump_clock):
-    from server._serve import drain
+    from progress_sync.server._serve import drain
 
     store = OutageStore()
     async with open_virtual_server(store=store) as server:

@@ -12,8 +12,7 @@ import time
 
 import pytest
 import trio
-
-from pipeline import (
+from progress_sync import (
     BufferClosedError,
     InvalidUpdateError,
     JobStatus,

@@ -7,15 +7,14 @@ import time
 
 import pytest
 import trio
-
-from pipeline import (
+from progress_sync import (
     JobStatus,
     MemoryStore,
     ReportingTqdm,
     open_thread_reporter,
     open_update_buffer,
 )
-from tests.test_threads import wait_for_percent
+from test_threads import wait_for_percent
 
 
 async def test_a_tqdm_loop_in_a_worker_thread_reports_to_its_job():

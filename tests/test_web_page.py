@@ -29,11 +29,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-
-from server import ServerConfig
-from tests._external import missing
-from tests._server_thread import serve_in_thread
-from tests.conftest import with_config
+from _external import missing
+from _server_thread import serve_in_thread
+from conftest import with_config
+from progress_sync.server import ServerConfig
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]

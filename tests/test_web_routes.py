@@ -8,12 +8,11 @@ from functools import partial
 
 import pytest
 import trio
-
-from pipeline import MemoryStore
-from server import ServerConfig, serve
-from server._cli import _config, serve_command
-from server._web import STATIC_DIR
-from tests.conftest import RunningServer, with_config
+from conftest import RunningServer, with_config
+from progress_sync import MemoryStore
+from progress_sync.server import ServerConfig, serve
+from progress_sync.server._cli import _config, serve_command
+from progress_sync.server._web import STATIC_DIR
 
 PAGE_FILES = ("index.html", "app.css", "app.js", "progress-client.js")
 

@@ -22,7 +22,7 @@ from .._errors import (
 )
 from .._snapshot import check_job_id, check_progress, wall_clock
 
-logger = logging.getLogger("pipeline.client")
+logger = logging.getLogger("progress_sync.client")
 
 DEFAULT_CLIENT_FLUSH_INTERVAL = 0.5
 """Seconds between two batches a client sends (the server's default flush interval)."""
