@@ -67,6 +67,7 @@ def build_plan(
             changes["duration"] = duration
         if flush_interval is not None:
             changes["flush_interval"] = flush_interval
+        # mypy checks **changes against every field of Workload; changes holds two floats
         inprocess = tuple(dataclasses.replace(w, **changes) for w in inprocess)  # type: ignore[arg-type]
         http = tuple(dataclasses.replace(w, **changes) for w in http)  # type: ignore[arg-type]
     if stream is not None:
