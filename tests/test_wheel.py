@@ -87,9 +87,7 @@ def test_the_wheel_holds_only_progress_sync(wheel: Path):
     assert "progress_sync = progress_sync.testing" in entry_points
 
 
-def test_a_user_project_with_its_own_server_package_passes_its_tests(
-    wheel: Path, tmp_path: Path
-):
+def test_a_user_project_with_its_own_server_package_passes_its_tests(wheel: Path, tmp_path: Path):
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"
