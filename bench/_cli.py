@@ -104,7 +104,8 @@ def require(modules: tuple[str, ...]) -> None:
     missing = [name for name in modules if importlib.util.find_spec(name) is None]
     if missing:
         raise click.ClickException(
-            f"the bench needs {', '.join(missing)}: pip install -e '.[bench]'"
+            f"the bench needs {', '.join(missing)}: pip install 'progress-sync[bench]' "
+            "(in a checkout: pip install -e '.[bench]')"
         )
 
 

@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 REFERENCE_MODULES = ("sse_starlette", "uvicorn", "starlette")
 REFERENCE_MISSING = (
     "sse-starlette reference skipped: sse-starlette and uvicorn are not installed "
-    "(pip install -e '.[bench]' adds them)"
+    "(pip install 'progress-sync[bench]' adds them)"
 )
 
 CLEANUP_TIMEOUT = 10.0
