@@ -415,7 +415,7 @@ def install_ingest_routes(app: Quart, services: Any, auth: Auth) -> None:
     @document_auth(config, "produce")
     @error_responses(400, 404, 409, 503)
     @validate_response(JobSnapshotBody, 200)
-    async def heartbeat(job_id: str) -> dict[str, Any]:
+    async def heartbeat_job(job_id: str) -> dict[str, Any]:
         """Say the producer of an external job is alive: renew the job's lease.
 
         For a job registered with ``heartbeatTimeoutS``: the lease runs that long again from

@@ -153,34 +153,36 @@ async def test_two_server_processes_on_redis_fail_a_silent_job_once(
     redis_url: str, redis_prefix: str
 ):
     store_args = ("--store", redis_url, "--store-prefix", redis_prefix)
-    async with server_process(*store_args) as a, server_process(*store_args) as b:
-        async with a.client() as http_a, b.client() as http_b:
-            answer = await http_a.post(
-                "/api/jobs", json={"jobId": "silent", "heartbeatTimeoutS": 1.5}
-            )
-            assert answer.status_code == 201, answer.text
-            answer = await http_b.post("/api/jobs/silent/progress", json={"percent": 30})
-            assert answer.status_code == 202
-            events: list[tuple[str, int, dict]] = []
-            with trio.fail_after(15):
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(follow, b.base_url, "silent", events)
-                    for _ in range(3):
-                        await trio.sleep(0.7)
-                        beat = await http_a.post("/api/jobs/silent/heartbeat")
-                        assert beat.status_code == 200, beat.text
-                        assert not events or events[-1][0] != "job-failed"
-            final = check_stream(events, "job-failed")
-            assert final["percent"] == 30
-            assert "heartbeatTimeoutS" in final["error"]
-            beat = await http_b.post("/api/jobs/silent/heartbeat")
-            assert beat.status_code == 409
-            await trio.sleep(1.2)  # both reapers have run again since
-            expired = 0
-            for http in (http_a, http_b):
-                health = (await http.get("/healthz")).json()
-                expired += health["store"]["leasesExpired"]
-            assert expired == 1
+    async with (
+        server_process(*store_args) as a,
+        server_process(*store_args) as b,
+        a.client() as http_a,
+        b.client() as http_b,
+    ):
+        answer = await http_a.post("/api/jobs", json={"jobId": "silent", "heartbeatTimeoutS": 1.5})
+        assert answer.status_code == 201, answer.text
+        answer = await http_b.post("/api/jobs/silent/progress", json={"percent": 30})
+        assert answer.status_code == 202
+        events: list[tuple[str, int, dict]] = []
+        with trio.fail_after(15):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(follow, b.base_url, "silent", events)
+                for _ in range(3):
+                    await trio.sleep(0.7)
+                    beat = await http_a.post("/api/jobs/silent/heartbeat")
+                    assert beat.status_code == 200, beat.text
+                    assert not events or events[-1][0] != "job-failed"
+        final = check_stream(events, "job-failed")
+        assert final["percent"] == 30
+        assert "heartbeatTimeoutS" in final["error"]
+        beat = await http_b.post("/api/jobs/silent/heartbeat")
+        assert beat.status_code == 409
+        await trio.sleep(1.2)  # both reapers have run again since
+        expired = 0
+        for http in (http_a, http_b):
+            health = (await http.get("/healthz")).json()
+            expired += health["store"]["leasesExpired"]
+        assert expired == 1
 
 
 async def test_the_http_api_takes_a_lease_and_heartbeats(running_server):
@@ -235,4 +237,3 @@ async def test_the_client_heartbeats_an_idle_job_and_a_killed_producer_fails(run
     assert snapshot["percent"] == 42.0
     assert "heartbeatTimeoutS" in snapshot["error"]
     assert job.job_id == "idle"
-
