@@ -11,9 +11,6 @@ from ._buffer import DEFAULT_CAPACITY as DEFAULT_CAPACITY
 from ._buffer import DEFAULT_FLUSH_INTERVAL as DEFAULT_FLUSH_INTERVAL
 from ._buffer import UpdateBuffer as UpdateBuffer
 from ._buffer import open_update_buffer as open_update_buffer
-from ._demo import DEMO_KIND as DEMO_KIND
-from ._demo import DemoJobError as DemoJobError
-from ._demo import DemoParams as DemoParams
 from ._direct import DirectSync as DirectSync
 from ._direct import open_direct_sync as open_direct_sync
 from ._errors import AuthenticationError as AuthenticationError
@@ -75,22 +72,34 @@ from ._threads import ThreadJobReporter as ThreadJobReporter
 from ._threads import ThreadReporter as ThreadReporter
 from ._threads import ThreadReporterStatistics as ThreadReporterStatistics
 from ._threads import open_thread_reporter as open_thread_reporter
-from ._tqdm import ReportingTqdm as ReportingTqdm
 
 if _TYPE_CHECKING:
+    from ._demo import DEMO_KIND as DEMO_KIND
+    from ._demo import DemoJobError as DemoJobError
+    from ._demo import DemoParams as DemoParams
     from ._redis_store import RedisStore as RedisStore
     from ._redis_store import open_redis_store as open_redis_store
+    from ._tqdm import ReportingTqdm as ReportingTqdm
 
-_LAZY_NAMES = frozenset({"RedisStore", "open_redis_store"})
-"""Names of the Redis store, imported on first use: importing ``progress_sync`` does not import
-coredis (the ``redis`` extra), so a producer-only install stays lean."""
+_LAZY_MODULES = {
+    "RedisStore": "_redis_store",
+    "open_redis_store": "_redis_store",
+    "DEMO_KIND": "_demo",
+    "DemoJobError": "_demo",
+    "DemoParams": "_demo",
+    "ReportingTqdm": "_tqdm",
+}
+"""Names imported on first use, and their modules: importing ``progress_sync`` (and so loading
+the pytest plugin) imports neither coredis (the ``redis`` extra), pydantic nor tqdm."""
+
+_LAZY_NAMES = frozenset(_LAZY_MODULES)
 
 
 def __getattr__(name: str) -> _Any:
-    if name in _LAZY_NAMES:
-        from . import _redis_store
+    if name in _LAZY_MODULES:
+        from importlib import import_module
 
-        return getattr(_redis_store, name)
+        return getattr(import_module(f".{_LAZY_MODULES[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

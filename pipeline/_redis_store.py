@@ -227,7 +227,7 @@ class RedisStore(ExportStore):
             "" if lease is None else format_seconds(lease),
         ]
         with self._boundary(f"registering job {job_id!r}"):
-            reply = await self._register(args=args)
+            reply: list[Any] = await self._register(args=args)
         if reply[0] == "exists":
             raise JobExistsError(job_id)
         self._writes += 1
@@ -254,7 +254,7 @@ class RedisStore(ExportStore):
                 "1" if update.job_id in self._local else "0",
             )
         with self._boundary(f"writing a batch of {len(updates)} progress updates"):
-            reply = await self._apply(args=args)
+            reply: list[Any] = await self._apply(args=args)
         applied, ignored_terminal, ignored_stale, unknown, wanted, jobs = reply
         for flat in wanted:
             self._deliver(_decode(flat))
@@ -300,7 +300,7 @@ class RedisStore(ExportStore):
             uuid.uuid4().hex,
         ]
         with self._boundary(f"writing the terminal state of job {job_id!r}"):
-            reply = await self._finish(args=args)
+            reply: list[Any] = await self._finish(args=args)
         if reply[0] == "notfound":
             raise JobNotFoundError(job_id)
         snapshot = _decode(reply[1])
@@ -362,7 +362,8 @@ class RedisStore(ExportStore):
             str(int(limit)),
         ]
         with self._boundary("listing jobs"):
-            page, total, jobs = await self._list(args=args)
+            reply: list[Any] = await self._list(args=args)
+            page, total, jobs = reply
         self._jobs = int(jobs)
         return [_decode(flat) for flat in page], int(total)
 
@@ -498,7 +499,7 @@ class RedisStore(ExportStore):
                     delay = RECONNECT_DELAYS[0]
                     async for message in pubsub:
                         if message["type"] == "message":
-                            self._on_message(message["data"])
+                            self._on_message(str(message["data"]))  # str: decode_responses
             except BaseException as exc:
                 cause = _connection_failure(exc)
                 if cause is None:

@@ -90,6 +90,7 @@ def create_app(services: Services) -> QuartTrio:
     config = services.config
     install_openapi(app, job_kinds=list(services.runner.kinds))
     # Bodies keep their keys in the order written (jobId first), as the SSE data does.
+    # app.json is typed as the JSONProvider base; Quart's default provider has sort_keys
     app.json.sort_keys = False  # type: ignore[attr-defined]
     install_error_handlers(app)
     install_cors(app, config.cors_origins)
@@ -155,6 +156,7 @@ def create_app(services: Services) -> QuartTrio:
     install_read_routes(app, services)
     install_stream_routes(app, services)
     install_ops_routes(app, services)
+    # Quart's documented way to wrap its ASGI app in middleware; mypy sees a method
     app.asgi_app = ConnectionGuard(  # type: ignore[method-assign]
         app.asgi_app,
         send_timeout=config.send_timeout,

@@ -109,7 +109,7 @@ def bind_error(group: BaseExceptionGroup) -> OSError | None:
     Hypercorn binds inside its nurseries, so such an error arrives inside an ExceptionGroup:
     an unknown host (``socket.gaierror``), an address not on this machine, or no permission.
     """
-    found = group.subgroup(
+    found: BaseException | None = group.subgroup(
         lambda exc: (
             isinstance(exc, socket.gaierror)
             or (isinstance(exc, OSError) and exc.errno in (errno.EADDRNOTAVAIL, errno.EACCES))
@@ -117,6 +117,7 @@ def bind_error(group: BaseExceptionGroup) -> OSError | None:
     )
     while isinstance(found, BaseExceptionGroup):
         found = found.exceptions[0]
+    assert found is None or isinstance(found, OSError)  # gaierror is an OSError
     return found
 
 

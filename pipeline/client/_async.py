@@ -191,7 +191,8 @@ class AsyncProgressClient:
         except httpx.TransportError as exc:
             raise unavailable(exc, str(self._http.base_url)) from None
         raise_for_answer(response, job_id)
-        return response.json()
+        answer: dict[str, Any] = response.json()
+        return answer
 
     async def _flush_loop(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED

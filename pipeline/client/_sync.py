@@ -287,7 +287,8 @@ class ProgressClient:
         except httpx.TransportError as exc:
             raise unavailable(exc, self.base_url) from None
         raise_for_answer(response, job_id)
-        return response.json()
+        answer: dict[str, Any] = response.json()
+        return answer
 
     def _flush_loop(self) -> None:
         while not self._stop.wait(self.flush_interval):
