@@ -314,7 +314,7 @@ class RedisStore(ExportStore):
     async def heartbeat(self, job_id: str) -> JobSnapshot:
         args = [self.prefix, repr(self._clock()), str(self._ms(self.idle_timeout)), job_id]
         with self._boundary(f"renewing the lease of job {job_id!r}"):
-            reply = await self._heartbeat(args=args)
+            reply: list[Any] = await self._heartbeat(args=args)
         if reply[0] == "notfound":
             raise JobNotFoundError(job_id)
         snapshot = _decode(reply[1])
@@ -333,7 +333,7 @@ class RedisStore(ExportStore):
                 str(_EXPIRE_CHUNK),
             ]
             with self._boundary("ending jobs whose lease expired"):
-                reply = await self._expire_leases(args=args)
+                reply: list[Any] = await self._expire_leases(args=args)
             for flat in reply:
                 snapshot = _decode(flat)
                 self._deliver(snapshot)
