@@ -211,7 +211,8 @@ class MemoryStore(ExportStore):
         self._notify(job)
         return job.snapshot
 
-    async def heartbeat(self, job_id: str) -> JobSnapshot:
+    async def heartbeat(self, job_id: str, heartbeat_timeout: float | None = None) -> JobSnapshot:
+        lease = check_heartbeat_timeout(heartbeat_timeout)
         await trio.lowlevel.checkpoint()
         job = self._jobs.get(job_id)
         if job is None:
@@ -219,6 +220,8 @@ class MemoryStore(ExportStore):
         snapshot = job.snapshot
         if snapshot.is_terminal:
             raise JobFinishedError(job_id, snapshot.status.value)
+        if lease is not None:
+            snapshot = job.snapshot = replace(snapshot, heartbeat_timeout=lease)
         if snapshot.heartbeat_timeout is not None:
             self._leases[job_id] = self._clock() + snapshot.heartbeat_timeout
         return snapshot

@@ -215,12 +215,17 @@ return {'ok', snapshot}
 HEARTBEAT = (
     _COMMON
     + """
--- ARGV: prefix, now, idle_ms, id
+-- ARGV: prefix, now, idle_ms, id, lease ('' to keep the job's own, else seconds: it becomes
+--   the job's lease)
 local now, idle_ms, id = ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local key = job_key(id)
 local current = redis.call('HMGET', key, 'status', 'heartbeatTimeoutS')
 if not current[1] then return {'notfound'} end
 if TERMINAL[current[1]] then return {'terminal', redis.call('HGETALL', key)} end
+if ARGV[5] and ARGV[5] ~= '' then
+  redis.call('HSET', key, 'heartbeatTimeoutS', ARGV[5])
+  current[2] = ARGV[5]
+end
 if current[2] then
   redis.call('ZADD', P .. 'leases', tonumber(now) + tonumber(current[2]), id)
 end

@@ -311,8 +311,15 @@ class RedisStore(ExportStore):
         self._deliver(snapshot)
         return snapshot
 
-    async def heartbeat(self, job_id: str) -> JobSnapshot:
-        args = [self.prefix, repr(self._clock()), str(self._ms(self.idle_timeout)), job_id]
+    async def heartbeat(self, job_id: str, heartbeat_timeout: float | None = None) -> JobSnapshot:
+        lease = check_heartbeat_timeout(heartbeat_timeout)
+        args = [
+            self.prefix,
+            repr(self._clock()),
+            str(self._ms(self.idle_timeout)),
+            job_id,
+            "" if lease is None else format_seconds(lease),
+        ]
         with self._boundary(f"renewing the lease of job {job_id!r}"):
             reply: list[Any] = await self._heartbeat(args=args)
         if reply[0] == "notfound":

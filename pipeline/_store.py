@@ -229,7 +229,7 @@ class ExportStore(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def heartbeat(self, job_id: str) -> JobSnapshot:
+    async def heartbeat(self, job_id: str, heartbeat_timeout: float | None = None) -> JobSnapshot:
         """Say the job's producer is alive: renew its lease without changing the job.
 
         Renews the lease to ``heartbeat_timeout`` seconds from now (and, on Redis, the idle
@@ -237,12 +237,21 @@ class ExportStore(abc.ABC):
         Producers that write straight to the store (Celery/RQ workers) call this while they
         have nothing new to report; applied progress renews the lease too.
 
+        Args:
+            job_id: the job's id.
+            heartbeat_timeout: when given, the job's lease from now on, in seconds (as at
+                registration): a job registered without a lease gets one. A task queue's
+                job is registered ``queued`` without a lease (it may wait in the queue for
+                long) and takes one when a worker starts it.
+
         Returns:
             The job's current snapshot.
 
         Raises:
             JobNotFoundError: the job is not registered (or has expired).
             JobFinishedError: the job has ended (its lease may have expired already).
+            InvalidUpdateError: ``heartbeat_timeout`` is out of range (names
+                ``heartbeatTimeoutS``).
         """
 
     @abc.abstractmethod

@@ -73,18 +73,22 @@ class TaskProducer(Protocol):
         *,
         status: JobStatus | str = JobStatus.QUEUED,
         stage: str = "",
-        kind: str | None = None,
         heartbeat_timeout: float | None = None,
     ) -> bool:
         """Register a job; False (nothing written) when the id is registered already."""
         ...
 
-    def start(self, job_id: str, *, stage: str = "", kind: str | None = None) -> JobStatus:
-        """Mark the job ``running`` (registering it when it is not); return its status,
-        which is terminal when it ended before it started (cancelled while queued)."""
+    def start(
+        self, job_id: str, *, stage: str = "", heartbeat_timeout: float | None = None
+    ) -> JobStatus:
+        """Mark the job ``running`` with the lease ``heartbeat_timeout`` (registering it when
+        it is not); return its status, which is terminal when it ended before it started
+        (cancelled while queued)."""
         ...
 
-    def report(self, job_id: str, percent: float, stage: str = "", message: str | None = None) -> None:
+    def report(
+        self, job_id: str, percent: float, stage: str = "", message: str | None = None
+    ) -> None:
         """Report progress; coalesced, written at the next flush."""
         ...
 
@@ -154,17 +158,15 @@ class RedisProducer:
         *,
         status: JobStatus | str = JobStatus.QUEUED,
         stage: str = "",
-        kind: str | None = None,
         heartbeat_timeout: float | None = None,
     ) -> bool:
-        """Register a job (``queued`` by default); blocks until it is stored.
+        """Register an external job (``queued`` by default); blocks until it is stored.
 
         Args:
             job_id: the job's id (the task id).
             status: ``queued`` or ``running``.
             stage: the initial stage.
-            kind: the job's kind, shown by the server (``celery``, ``rq``); None for none.
-            heartbeat_timeout: the job's lease in seconds (ignored by stores without leases).
+            heartbeat_timeout: the job's lease in seconds, or None for none.
 
         Returns:
             True when registered, False when the id was registered already (nothing written).
@@ -174,13 +176,21 @@ class RedisProducer:
             StoreUnavailableError: Redis could not be reached.
         """
         try:
-            self._run(self._register, job_id, JobStatus(status), stage, kind, heartbeat_timeout)
+            self._run(self._register, job_id, JobStatus(status), stage, heartbeat_timeout)
         except JobExistsError:
             return False
         return True
 
-    def start(self, job_id: str, *, stage: str = "", kind: str | None = None) -> JobStatus:
-        """Mark the job ``running`` now (one synchronous write), registering it if needed.
+    def start(
+        self, job_id: str, *, stage: str = "", heartbeat_timeout: float | None = None
+    ) -> JobStatus:
+        """Mark the job ``running`` now (synchronous writes), registering it if needed.
+
+        Args:
+            job_id: the job's id.
+            stage: the stage to show.
+            heartbeat_timeout: the job's lease from now on, in seconds; None for none. Keep it
+                alive with ``watch`` (which heartbeats) or by reporting.
 
         Returns:
             ``running``, or the job's terminal status when it had ended already.
@@ -188,9 +198,12 @@ class RedisProducer:
         Raises:
             StoreUnavailableError: Redis could not be reached.
         """
-        return self._run(self._start, job_id, stage, kind)
+        status: JobStatus = self._run(self._start, job_id, stage, heartbeat_timeout)
+        return status
 
-    def report(self, job_id: str, percent: float, stage: str = "", message: str | None = None) -> None:
+    def report(
+        self, job_id: str, percent: float, stage: str = "", message: str | None = None
+    ) -> None:
         """Report progress from any thread; returns at once (about a microsecond).
 
         The latest report per job is written with the next flush, at most two flush
@@ -280,31 +293,34 @@ class RedisProducer:
         job_id: str,
         status: JobStatus,
         stage: str,
-        kind: str | None,
         heartbeat_timeout: float | None,
     ) -> JobSnapshot:
-        kwargs: dict[str, Any] = {"status": status, "stage": stage, "kind": kind}
-        if heartbeat_timeout is not None and _store_has_leases(self._store):
-            kwargs["heartbeat_timeout"] = heartbeat_timeout
-        snapshot: JobSnapshot = await self._store.register(job_id, **kwargs)
+        snapshot: JobSnapshot = await self._store.register(
+            job_id, status=status, stage=stage, heartbeat_timeout=heartbeat_timeout
+        )
         return snapshot
 
-    async def _start(self, job_id: str, stage: str, kind: str | None) -> JobStatus:
+    async def _start(self, job_id: str, stage: str, heartbeat_timeout: float | None) -> JobStatus:
+        store = self._store
         update = ProgressUpdate(job_id, 0.0, stage, None, wall_clock())
         for _ in range(3):
-            result = await self._store.apply_progress([update])
+            result = await store.apply_progress([update])
             if result.applied:
+                try:
+                    await store.heartbeat(job_id, heartbeat_timeout=heartbeat_timeout)
+                except JobFinishedError as exc:
+                    return JobStatus(exc.status)
                 return JobStatus.RUNNING
             if not result.unknown_jobs:
                 # Ended before it started (ignored: terminal), or an older report (stale).
-                snapshot: JobSnapshot = await self._store.get(job_id)
+                snapshot: JobSnapshot = await store.get(job_id)
                 return snapshot.status
             try:
-                await self._store.register(job_id, status=JobStatus.RUNNING, stage=stage, kind=kind)
+                await self._register(job_id, JobStatus.RUNNING, stage, heartbeat_timeout)
                 return JobStatus.RUNNING
             except JobExistsError:
                 continue  # registered meanwhile (the publisher was late): apply again
-        snapshot = await self._store.get(job_id)
+        snapshot = await store.get(job_id)
         return snapshot.status
 
     async def _flush(self) -> None:
@@ -345,9 +361,7 @@ class RedisProducer:
             del self._watched[job_id]
 
     async def _keep_alive(self, job_id: str) -> None:
-        """Renew the job's lease while it is watched (stores with leases only)."""
-        if not _store_has_leases(self._store):
-            return
+        """Renew the job's lease while it is watched."""
         while True:
             await trio.sleep(self.heartbeat_interval)
             try:
@@ -407,11 +421,6 @@ class RedisProducer:
                 "this Redis producer was opened in another process (before a fork); open one "
                 "in each process (Celery: worker_process_init)"
             )
-
-
-def _store_has_leases(store: Any) -> bool:
-    """Whether the store supports leases (``heartbeat``): issue 14's semantics."""
-    return callable(getattr(store, "heartbeat", None))
 
 
 @contextmanager
@@ -495,25 +504,39 @@ class HttpProducer:
         *,
         status: JobStatus | str = JobStatus.QUEUED,
         stage: str = "",
-        kind: str | None = None,
         heartbeat_timeout: float | None = None,
     ) -> bool:
         """See ``TaskProducer.register``."""
         try:
-            self.client.register(job_id, status=JobStatus(status).value, stage=stage)
+            self.client.register(
+                job_id,
+                status=JobStatus(status).value,
+                stage=stage,
+                heartbeat_timeout=heartbeat_timeout,
+            )
         except JobExistsError:
             return False
         return True
 
-    def start(self, job_id: str, *, stage: str = "", kind: str | None = None) -> JobStatus:
-        """See ``TaskProducer.start``."""
-        if self.register(job_id, status=JobStatus.RUNNING, stage=stage):
+    def start(
+        self, job_id: str, *, stage: str = "", heartbeat_timeout: float | None = None
+    ) -> JobStatus:
+        """See ``TaskProducer.start``; the client heartbeats the job while it is open."""
+        if self.register(
+            job_id, status=JobStatus.RUNNING, stage=stage, heartbeat_timeout=heartbeat_timeout
+        ):
             return JobStatus.RUNNING
         self.client.report(job_id, 0.0, stage)
         self.client.flush()
+        try:
+            self.client.heartbeat(job_id, heartbeat_timeout=heartbeat_timeout)
+        except JobFinishedError as exc:
+            return JobStatus(exc.status)
         return JobStatus.RUNNING
 
-    def report(self, job_id: str, percent: float, stage: str = "", message: str | None = None) -> None:
+    def report(
+        self, job_id: str, percent: float, stage: str = "", message: str | None = None
+    ) -> None:
         """See ``TaskProducer.report``."""
         self.client.report(job_id, percent, stage, message)
 

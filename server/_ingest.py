@@ -28,6 +28,7 @@ from progress_sync import (
     JobSnapshot,
     JobStatus,
     UpdateSink,
+    check_heartbeat_timeout,
     check_job_id,
     check_progress,
     check_reported_at,
@@ -47,6 +48,7 @@ from ._models import (
     CompleteJobRequest,
     CreateJobRequest,
     FailJobRequest,
+    HeartbeatRequest,
     ProgressRequest,
     SubscribeTokenResponse,
 )
@@ -415,6 +417,7 @@ def install_ingest_routes(app: Quart, services: Any, auth: Auth) -> None:  # noq
     @document_auth(config, "produce")
     @error_responses(400, 404, 409, 503)
     @validate_response(JobSnapshotBody, 200)
+    @document_request(HeartbeatRequest)
     async def heartbeat_job(job_id: str) -> dict[str, Any]:
         """Say the producer of an external job is alive: renew the job's lease.
 
@@ -422,11 +425,15 @@ def install_ingest_routes(app: Quart, services: Any, auth: Auth) -> None:  # noq
         now (a progress report renews it too). The job itself does not change (no new
         ``seq``, no event). 200 with the job's snapshot; 404 if the job is not registered;
         409 if it has ended (its lease may have expired: see its ``error``) or the server
-        runs it. The body is ignored.
+        runs it. An optional body ``{"heartbeatTimeoutS": 30}`` gives the job that lease from
+        now on (a task queue's job, registered ``queued`` without one, takes it when a worker
+        starts it); 400 naming ``heartbeatTimeoutS`` when it is out of range.
         """
         check_job_id(job_id)
+        body = await read_object(("heartbeatTimeoutS",))
+        lease = check_heartbeat_timeout(body.get("heartbeatTimeoutS"))
         _check_external(await store.get(job_id))
-        return (await store.heartbeat(job_id)).to_dict()
+        return (await store.heartbeat(job_id, heartbeat_timeout=lease)).to_dict()
 
     @app.post("/api/jobs/<job_id>/subscribe-token")
     @tag(["jobs"])

@@ -204,6 +204,16 @@ class CompleteJobRequest(_ApiModel):
     """The job's result: any JSON value; null by default."""
 
 
+class HeartbeatRequest(_ApiModel):
+    """``POST /api/jobs/{jobId}/heartbeat``: optionally, the job's lease from now on (the
+    body may be empty)."""
+
+    heartbeat_timeout_s: float | None = pydantic.Field(
+        default=None, ge=0.001, le=MAX_HEARTBEAT_TIMEOUT
+    )
+    """Seconds: the job's lease from now on; a job registered without one gets it."""
+
+
 class CancelJobRequest(_ApiModel):
     """``POST /api/jobs/{jobId}/cancel``: why the job is cancelled (the body may be empty)."""
 

@@ -88,10 +88,13 @@ class AsyncProgressClient:
             self._leases.add(job.job_id, heartbeat_timeout, trio.current_time())
         return job
 
-    async def heartbeat(self, job_id: str) -> dict[str, Any]:
+    async def heartbeat(
+        self, job_id: str, heartbeat_timeout: float | None = None
+    ) -> dict[str, Any]:
         """Renew the job's lease now (``POST /api/jobs/{jobId}/heartbeat``).
 
-        The flush task does this by itself for the jobs this client registered.
+        The flush task does this by itself for the jobs this client registered; see
+        ``ProgressClient.heartbeat`` for ``heartbeat_timeout``.
 
         Returns:
             The job's snapshot.
@@ -101,7 +104,11 @@ class AsyncProgressClient:
             JobFinishedError: the job has ended (its lease may have expired).
             ServerUnavailableError: the server could not be reached.
         """
-        answer = await self._request(f"/api/jobs/{job_id}/heartbeat", None, job_id)
+        heartbeat_timeout = check_heartbeat_timeout(heartbeat_timeout)
+        body = None if heartbeat_timeout is None else {"heartbeatTimeoutS": heartbeat_timeout}
+        answer = await self._request(f"/api/jobs/{job_id}/heartbeat", body, job_id)
+        if heartbeat_timeout is not None:
+            self._leases.add(job_id, heartbeat_timeout, trio.current_time())
         self._leases.renewed([job_id], trio.current_time())
         return answer
 

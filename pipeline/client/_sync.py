@@ -147,10 +147,16 @@ class ProgressClient:
             self._leases.add(job.job_id, heartbeat_timeout, time.monotonic())
         return job
 
-    def heartbeat(self, job_id: str) -> dict[str, Any]:
+    def heartbeat(self, job_id: str, heartbeat_timeout: float | None = None) -> dict[str, Any]:
         """Renew the job's lease now (``POST /api/jobs/{jobId}/heartbeat``).
 
         The flush thread does this by itself for the jobs this client registered.
+
+        Args:
+            job_id: the job's id.
+            heartbeat_timeout: when given, the job's lease from now on, in seconds (a job
+                registered ``queued`` without one takes it when its work starts); this client
+                then heartbeats it by itself.
 
         Returns:
             The job's snapshot.
@@ -160,7 +166,11 @@ class ProgressClient:
             JobFinishedError: the job has ended (its lease may have expired).
             ServerUnavailableError: the server could not be reached.
         """
-        answer = self._request("POST", f"/api/jobs/{job_id}/heartbeat", None, job_id)
+        heartbeat_timeout = check_heartbeat_timeout(heartbeat_timeout)
+        body = None if heartbeat_timeout is None else {"heartbeatTimeoutS": heartbeat_timeout}
+        answer = self._request("POST", f"/api/jobs/{job_id}/heartbeat", body, job_id)
+        if heartbeat_timeout is not None:
+            self._leases.add(job_id, heartbeat_timeout, time.monotonic())
         self._leases.renewed([job_id], time.monotonic())
         return answer
 
