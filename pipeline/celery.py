@@ -187,9 +187,7 @@ class CeleryProgress:
         progress = TaskProgress(task_id, producer, TaskCancelled)
         with _running_lock:
             _running[task_id] = progress
-        status = producer.start(
-            task_id, stage=task.name, heartbeat_timeout=self.heartbeat_timeout
-        )
+        status = producer.start(task_id, stage=task.name, heartbeat_timeout=self.heartbeat_timeout)
         if status.is_terminal:
             self._ended_elsewhere(progress, status)
             return

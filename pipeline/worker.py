@@ -478,8 +478,9 @@ def open_redis_producer(
         yield producer
     finally:
         stop = producer._stop
-        if stop is not None and thread.is_alive():
-            trio.from_thread.run_sync(stop.set, trio_token=producer._token)
+        if stop is not None and thread.is_alive() and producer._token is not None:
+            # Not trio.from_thread: this may be another trio run's thread.
+            producer._token.run_sync_soon(stop.set)
         thread.join()
         producer._token = None
         producer._reporter = None
