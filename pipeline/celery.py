@@ -43,6 +43,7 @@ by the worker (see ``HttpProducer``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Iterable
@@ -224,10 +225,8 @@ class CeleryProgress:
             progress = _running.pop(task_id, None)
         self.producer().unwatch(task_id)
         if progress is not None and progress.cancelled and state == states.IGNORED:
-            try:
+            with contextlib.suppress(NotImplementedError):  # an app without a result backend
                 task.backend.mark_as_revoked(task_id, "cancelled", request=task.request)
-            except NotImplementedError:
-                pass  # no result backend
 
     def _on_success(self, sender: Any = None, result: Any = None, **_: Any) -> None:
         if not self._mine(sender):

@@ -98,7 +98,10 @@ def python(*args: str) -> list[str]:
 
 
 async def wait_for_status(
-    client: httpx.AsyncClient, job_id: str, condition: object, timeout: float = 15
+    client: httpx.AsyncClient,
+    job_id: str,
+    condition: object,
+    timeout: float = 15,  # noqa: ASYNC109
 ) -> dict:
     """Poll ``GET /api/jobs/{id}`` until ``condition(snapshot)`` holds; the snapshot."""
     with trio.fail_after(timeout):
