@@ -72,7 +72,7 @@ __all__ = [
 ]
 
 
-class TaskCancelled(JobFinishedError, Ignore):
+class TaskCancelled(JobFinishedError, Ignore):  # type: ignore[misc]  # Celery is untyped
     """Raised by ``report`` in a task whose job was cancelled (through the API) or otherwise
     ended while it ran. A ``celery.exceptions.Ignore``: Celery neither retries nor records a
     failure; the integration records the task ``REVOKED``."""
