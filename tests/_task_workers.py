@@ -3,6 +3,7 @@ tests, on the shared Redis with a database of their own for the broker."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
+import psutil
 import trio
 from _external import missing
 
@@ -46,6 +48,14 @@ class WorkerProcess:
     def kill(self) -> None:
         """SIGKILL the worker (its task dies with it, with no chance to clean up)."""
         self.process.send_signal(signal.SIGKILL)
+
+    def kill_with_children(self) -> None:
+        """SIGKILL the worker and its children (RQ's work horse, in a session of its own)."""
+        children = psutil.Process(self.process.pid).children(recursive=True)
+        self.process.send_signal(signal.SIGKILL)
+        for child in children:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.send_signal(signal.SIGKILL)
 
 
 @asynccontextmanager
