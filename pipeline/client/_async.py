@@ -9,6 +9,14 @@ from typing import Any
 import httpx
 import trio
 
+from .._contract import (
+    JOB_CANCEL_PATH,
+    JOB_COMPLETE_PATH,
+    JOB_FAIL_PATH,
+    JOBS_PATH,
+    PROGRESS_PATH,
+    path,
+)
 from .._errors import BufferClosedError, ServerUnavailableError
 from ._common import (
     DEFAULT_CLIENT_FLUSH_INTERVAL,
@@ -68,7 +76,7 @@ class AsyncProgressClient:
     ) -> RegisteredJob:
         """Register an external job (see ``ProgressClient.register``)."""
         body = register_body(job_id, status, stage, message)
-        return RegisteredJob.from_answer(await self._request("/api/jobs", body, job_id))
+        return RegisteredJob.from_answer(await self._request(JOBS_PATH, body, job_id))
 
     def report_nowait(
         self, job_id: str, percent: float, stage: str = "", message: str | None = None
@@ -112,29 +120,31 @@ class AsyncProgressClient:
 
     async def complete(self, job_id: str, result: Any = None) -> dict[str, Any]:
         """End a job ``completed`` (see ``ProgressClient.complete``)."""
-        return await self._finish(job_id, "complete", {} if result is None else {"result": result})
+        return await self._finish(
+            job_id, JOB_COMPLETE_PATH, {} if result is None else {"result": result}
+        )
 
     async def fail(self, job_id: str, error: str) -> dict[str, Any]:
         """End a job ``failed`` (see ``ProgressClient.fail``)."""
-        return await self._finish(job_id, "fail", {"error": error})
+        return await self._finish(job_id, JOB_FAIL_PATH, {"error": error})
 
     async def cancel(self, job_id: str) -> dict[str, Any]:
         """End a job ``cancelled`` (see ``ProgressClient.cancel``)."""
-        return await self._finish(job_id, "cancel", {})
+        return await self._finish(job_id, JOB_CANCEL_PATH, {})
 
     def statistics(self) -> ClientStatistics:
         """The client's counters now (see ``ClientStatistics``)."""
         return self._accounting.statistics(self._pending)
 
-    async def _finish(self, job_id: str, action: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def _finish(self, job_id: str, template: str, body: dict[str, Any]) -> dict[str, Any]:
         async with self._send_lock:
             line = self._pending.take(job_id)
             if line is not None:
                 await self._post_batch([line])
-            return await self._request(f"/api/jobs/{job_id}/{action}", body, job_id)
+            return await self._request(path(template, jobId=job_id), body, job_id)
 
     async def _post_batch(self, batch: list[dict[str, Any]]) -> None:
-        self._accounting.record(await self._request("/api/progress", batch))
+        self._accounting.record(await self._request(PROGRESS_PATH, batch))
 
     async def _request(self, url: str, body: Any, job_id: str | None = None) -> dict[str, Any]:
         try:
