@@ -125,9 +125,16 @@ def create_app(services: Services) -> QuartTrio:
         if data.kind is None:
             snapshot = await register_external_job(store, data, job_id=job_id)
         else:
-            for name in ("status", "stage", "message"):
+            for name, field_name in (
+                ("status", "status"),
+                ("stage", "stage"),
+                ("message", "message"),
+                ("heartbeat_timeout_s", "heartbeatTimeoutS"),
+            ):
                 if name in data.model_fields_set:
-                    raise InvalidUpdateError(name, "only external jobs (without kind) take it")
+                    raise InvalidUpdateError(
+                        field_name, "only external jobs (without kind) take it"
+                    )
             snapshot = await runner.submit(data.kind, data.params, job_id=job_id)
         return created_response(snapshot, auth)
 

@@ -8,6 +8,7 @@ Routes (see README "Ingest API"):
   each bad line gets its own error, the good ones are applied; 200.
 - ``POST /api/jobs/{jobId}/complete`` and ``/fail``: terminal states, written synchronously
   (the answer comes once the state is stored and subscribers are told); 200.
+- ``POST /api/jobs/{jobId}/heartbeat``: the producer is alive; renews the job's lease; 200.
 - ``POST /api/jobs/{jobId}/subscribe-token``: a fresh subscribe token for a job.
 - ``POST /api/jobs`` without ``kind`` registers an external job (``register_external_job``).
 """
@@ -35,6 +36,7 @@ from progress_sync._contract import (
     BATCH_TOO_LARGE,
     JOB_COMPLETE_PATH,
     JOB_FAIL_PATH,
+    JOB_HEARTBEAT_PATH,
     JOB_PROGRESS_PATH,
     JOB_RUN_BY_SERVER,
     JOB_SUBSCRIBE_TOKEN_PATH,
@@ -204,7 +206,12 @@ async def register_external_job(
             "status", f"a job is registered queued or running, not {status.value}"
         )
     return await store.register(
-        job_id, status=status, stage=data.stage or "", message=data.message, kind=None
+        job_id,
+        status=status,
+        stage=data.stage or "",
+        message=data.message,
+        kind=None,
+        heartbeat_timeout=data.heartbeat_timeout_s,
     )
 
 
@@ -404,6 +411,24 @@ def install_ingest_routes(app: Quart, services: Any, auth: Auth) -> None:  # noq
         if not isinstance(body["error"], str) or not body["error"].strip():
             raise InvalidUpdateError("error", "must be a non-empty string: why the job failed")
         return await finish(job_id, JobStatus.FAILED, error=body["error"])
+
+    @app.post(quart_rule(JOB_HEARTBEAT_PATH))
+    @tag(["ingest"])
+    @document_auth(config, "produce")
+    @error_responses(400, 404, 409, 503)
+    @validate_response(JobSnapshotBody, 200)
+    async def heartbeat_job(job_id: str) -> dict[str, Any]:
+        """Say the producer of an external job is alive: renew the job's lease.
+
+        For a job registered with ``heartbeatTimeoutS``: the lease runs that long again from
+        now (a progress report renews it too). The job itself does not change (no new
+        ``seq``, no event). 200 with the job's snapshot; 404 if the job is not registered;
+        409 if it has ended (its lease may have expired: see its ``error``) or the server
+        runs it. The body is ignored.
+        """
+        check_job_id(job_id)
+        _check_external(await store.get(job_id))
+        return (await store.heartbeat(job_id)).to_dict()
 
     @app.post(quart_rule(JOB_SUBSCRIBE_TOKEN_PATH))
     @tag(["jobs"])

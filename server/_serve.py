@@ -33,6 +33,7 @@ from progress_sync import (
     ExportStore,
     open_export_store,
     open_job_runner,
+    open_lease_reaper,
     open_update_sink,
 )
 
@@ -89,6 +90,7 @@ async def _open_pipeline(config: ServerConfig, store: ExportStore) -> AsyncItera
             max_concurrent=config.max_concurrent_jobs,
             max_queued=config.max_queued_jobs,
         ) as runner,
+        open_lease_reaper(store),
     ):
         metrics.watch(store, sink, streams)
         yield Services(
