@@ -199,6 +199,14 @@ def _command_line(ctx: click.Context) -> str:
     "given) alternating, and their ratios, instead of the systems comparison.",
 )
 @click.option(
+    "--task-workers",
+    type=click.IntRange(min=1),
+    help="Instead of the systems comparison: N task-queue worker processes reporting "
+    "straight to the Redis --store against the same through the HTTP client, server CPU per "
+    "report side by side (--jobs per worker, default 20; --rate, default 100; --duration, "
+    "default 5; --rounds, default 2).",
+)
+@click.option(
     "--output-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=DEFAULT_OUTPUT,
@@ -223,6 +231,7 @@ def bench_command(
     store: str | None,
     workers: int,
     scale_out: bool,
+    task_workers: int | None,
     output_dir: Path,
     tag: str | None,
     verbose: bool,
@@ -238,6 +247,20 @@ def bench_command(
     others default to 100 jobs, 100 Hz, 2 subscribers).
     """
     require(NEEDED)
+    if task_workers is not None:
+        _task_workers_command(
+            ctx,
+            store=store,
+            workers=task_workers,
+            jobs=jobs[0] if jobs else 20,
+            rate=rates[0] if rates else 100.0,
+            duration=duration or 5.0,
+            flush_interval=flush_interval or 0.5,
+            rounds=rounds or 2,
+            output_dir=output_dir,
+            tag=tag or "task-workers",
+        )
+        return
     plan = build_plan(
         quick=quick,
         levels=levels,
@@ -277,3 +300,41 @@ def bench_command(
             err=True,
         )
         sys.exit(1)
+
+
+def _task_workers_command(
+    ctx: click.Context,
+    *,
+    store: str | None,
+    workers: int,
+    jobs: int,
+    rate: float,
+    duration: float,
+    flush_interval: float,
+    rounds: int,
+    output_dir: Path,
+    tag: str,
+) -> None:
+    """``--task-workers N``: the scenario of ``_task_workers``."""
+    if store is None or not store.startswith(("redis://", "rediss://", "unix://")):
+        raise click.UsageError("--task-workers needs a Redis --store (redis://127.0.0.1:6379/0)")
+    import trio
+
+    from ._task_workers import run_task_workers, table, write
+
+    runs = trio.run(
+        partial(
+            run_task_workers,
+            store,
+            workers=workers,
+            jobs=jobs,
+            rate=rate,
+            duration=duration,
+            flush_interval=flush_interval,
+            rounds=rounds,
+        )
+    )
+    command = _command_line(ctx)
+    written = write(runs, output_dir, tag, command)
+    click.echo(table(runs, command))
+    click.echo("results: " + ", ".join(str(path) for path in written))
