@@ -31,6 +31,7 @@ from ._errors import install_error_handlers
 from ._guard import ConnectionGuard
 from ._hub import StreamHub
 from ._ingest import created_response, install_ingest_routes, read_object, register_external_job
+from ._ingest_asgi import IngestFastPath
 from ._metrics import Metrics
 from ._models import CancelJobRequest, CreateJobRequest, CreateJobResponse, JobSnapshot
 from ._openapi import LocationHeader, error_responses, install_openapi
@@ -98,7 +99,7 @@ def create_app(services: Services) -> QuartTrio:
     store = services.store
     runner = services.runner
     auth = install_auth(app, config)
-    install_ingest_routes(app, services, auth)
+    ingest = install_ingest_routes(app, services, auth)
 
     @app.post("/api/jobs")
     @tag(["jobs"])
@@ -149,7 +150,7 @@ def create_app(services: Services) -> QuartTrio:
     install_stream_routes(app, services)
     install_ops_routes(app, services)
     app.asgi_app = ConnectionGuard(  # type: ignore[method-assign]
-        app.asgi_app,
+        IngestFastPath(app.asgi_app, ingest=ingest, auth=auth, config=config, hub=services.streams),
         send_timeout=config.send_timeout,
         hub=services.streams,
         metrics=services.metrics,

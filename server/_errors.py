@@ -13,6 +13,7 @@ import logging
 
 import pydantic
 from progress_sync import (
+    BufferClosedError,
     InvalidUpdateError,
     JobExistsError,
     JobFinishedError,
@@ -100,6 +101,72 @@ def error_response(status: int, error: str, detail: str, field: str | None = Non
     return response
 
 
+def describe_error(exc: BaseException) -> ApiError | None:
+    """The answer to an exception the API knows, as an ``ApiError``; None for any other.
+
+    The one table of pipeline error -> HTTP status, error name, field and headers, used by the
+    Quart error handlers and by the ingest fast path (``_ingest_asgi``)::
+
+        InvalidUpdateError     400 invalid request   (its field)
+        UnknownStatusError     400 invalid request   status
+        JobNotFoundError       404 job not found     jobId
+        JobExistsError         409 job exists        jobId
+        JobFinishedError       409 job finished      jobId
+        JobQueueFullError      503 queue full        Retry-After: 5
+        StoreUnavailableError  503 store unavailable Retry-After: 1
+        BufferClosedError      503 shutting down     Retry-After: 1
+    """
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, InvalidUpdateError):
+        return ApiError(400, "invalid request", str(exc), exc.field)
+    if isinstance(exc, UnknownStatusError):
+        return ApiError(400, "invalid request", f"status: {exc}", "status")
+    if isinstance(exc, JobNotFoundError):
+        return ApiError(404, "job not found", f"no job with id {exc.job_id!r}", "jobId")
+    if isinstance(exc, JobExistsError):
+        return ApiError(409, "job exists", str(exc), "jobId")
+    if isinstance(exc, JobFinishedError):
+        return ApiError(409, "job finished", str(exc), "jobId")
+    if isinstance(exc, JobQueueFullError):
+        return ApiError(503, "queue full", str(exc), headers={"Retry-After": "5"})
+    if isinstance(exc, StoreUnavailableError):
+        logger.warning("request failed, the store is unavailable: %s", exc)
+        return ApiError(
+            503,
+            "store unavailable",
+            "the job store cannot be reached now; try again shortly",
+            headers={"Retry-After": "1"},
+        )
+    if isinstance(exc, BufferClosedError):
+        return ApiError(
+            503,
+            "shutting down",
+            "the server is shutting down; retry against another one",
+            headers={"Retry-After": "1"},
+        )
+    return None
+
+
+KNOWN_ERRORS: tuple[type[Exception], ...] = (
+    ApiError,
+    InvalidUpdateError,
+    UnknownStatusError,
+    JobNotFoundError,
+    JobExistsError,
+    JobFinishedError,
+    JobQueueFullError,
+    StoreUnavailableError,
+    BufferClosedError,
+)
+"""The exceptions ``describe_error`` answers."""
+
+
+def error_body(error: ApiError) -> dict[str, str | None]:
+    """The JSON body of an error answer: ``{"error", "detail", "field"}``."""
+    return {"error": error.error, "detail": error.detail, "field": error.field}
+
+
 def _validation_detail(exc: RequestSchemaValidationError) -> tuple[str, str]:
     cause = exc.validation_error
     if isinstance(cause, pydantic.ValidationError):
@@ -112,51 +179,20 @@ def _validation_detail(exc: RequestSchemaValidationError) -> tuple[str, str]:
 def install_error_handlers(app: Quart) -> None:
     """Register the handlers that turn every error into a JSON response."""
 
-    @app.errorhandler(ApiError)
-    async def api_error(exc: ApiError) -> Response:
-        response = error_response(exc.status, exc.error, exc.detail, exc.field)
-        response.headers.update(exc.headers)
+    async def known_error(exc: Exception) -> Response:
+        error = describe_error(exc)
+        assert error is not None
+        response = error_response(error.status, error.error, error.detail, error.field)
+        response.headers.update(error.headers)
         return response
+
+    for known in KNOWN_ERRORS:
+        app.register_error_handler(known, known_error)
 
     @app.errorhandler(RequestSchemaValidationError)
     async def schema_error(exc: RequestSchemaValidationError) -> Response:
         field, detail = _validation_detail(exc)
         return error_response(400, "invalid request", detail, field)
-
-    @app.errorhandler(InvalidUpdateError)
-    async def invalid_update(exc: InvalidUpdateError) -> Response:
-        return error_response(400, "invalid request", str(exc), exc.field)
-
-    @app.errorhandler(UnknownStatusError)
-    async def unknown_status(exc: UnknownStatusError) -> Response:
-        return error_response(400, "invalid request", f"status: {exc}", "status")
-
-    @app.errorhandler(JobNotFoundError)
-    async def job_not_found(exc: JobNotFoundError) -> Response:
-        return error_response(404, "job not found", f"no job with id {exc.job_id!r}", "jobId")
-
-    @app.errorhandler(JobExistsError)
-    async def job_exists(exc: JobExistsError) -> Response:
-        return error_response(409, "job exists", str(exc), "jobId")
-
-    @app.errorhandler(JobFinishedError)
-    async def job_finished(exc: JobFinishedError) -> Response:
-        return error_response(409, "job finished", str(exc), "jobId")
-
-    @app.errorhandler(JobQueueFullError)
-    async def queue_full(exc: JobQueueFullError) -> Response:
-        response = error_response(503, "queue full", str(exc))
-        response.headers["Retry-After"] = "5"
-        return response
-
-    @app.errorhandler(StoreUnavailableError)
-    async def store_unavailable(exc: StoreUnavailableError) -> Response:
-        logger.warning("request failed, the store is unavailable: %s", exc)
-        response = error_response(
-            503, "store unavailable", "the job store cannot be reached now; try again shortly"
-        )
-        response.headers["Retry-After"] = "1"
-        return response
 
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> Response:
