@@ -36,7 +36,7 @@ from pathlib import Path
 
 import httpx
 import trio
-import trio_websocket
+from websockets.trio.client import connect as connect_websocket
 
 from ._processes import ServerProcess, module_argv, open_server_process, progress_sync_argv
 from ._recorder import cpu_seconds
@@ -227,11 +227,11 @@ async def _socket_producer(
     url: str, job_ids: list[str], args: argparse.Namespace, counts: _Counts
 ) -> None:
     ws_url = url.replace("http://", "ws://") + "/api/progress/ws"
-    async with trio_websocket.open_websocket_url(ws_url) as socket:
+    async with connect_websocket(ws_url, compression=None, proxy=None, max_size=None) as socket:
 
         async def deliver(reports: list) -> None:
-            await socket.send_message(json.dumps(reports, separators=(",", ":")))
-            answer = json.loads(await socket.get_message())
+            await socket.send(json.dumps(reports, separators=(",", ":")))
+            answer = json.loads(await socket.recv())
             counts.reports += int(answer["accepted"])
             counts.requests += 1
 

@@ -7,7 +7,7 @@ import math
 import re
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 
@@ -73,12 +73,16 @@ class ClientStatistics:
     Attributes:
         reports: reports accepted by ``report``.
         coalesced: reports replaced by a later one for the same job before being sent.
-        batches_sent: ``POST /api/progress`` requests the server answered.
+        batches_sent: batches the server answered (requests or WebSocket frames).
         updates_accepted: updates the server accepted.
         failed_batches: batches that could not be delivered (server unreachable); their
             latest state per job was kept and sent again.
         unknown_jobs: ids the server reported as not registered (their updates were lost).
         pending: jobs with a report waiting to be sent now.
+        path: how batches are sent now: ``websocket`` (the persistent connection,
+            ``GET /api/progress/ws``) or ``http`` (``POST /api/progress``).
+        reconnects: persistent connections opened after the first (server restarts, network
+            drops).
     """
 
     reports: int = 0
@@ -88,6 +92,8 @@ class ClientStatistics:
     failed_batches: int = 0
     unknown_jobs: tuple[str, ...] = ()
     pending: int = 0
+    path: str = "http"
+    reconnects: int = 0
 
 
 class PendingReports:
@@ -183,14 +189,7 @@ def unavailable(exc: httpx.TransportError, base_url: str) -> ServerUnavailableEr
 def raise_for_answer(response: httpx.Response, job_id: str | None = None) -> None:
     """Raise the pipeline error that matches an error answer; return on 2xx.
 
-    Raises:
-        AuthenticationError: 401 or 403.
-        InvalidUpdateError: 400 naming a field.
-        JobNotFoundError: 404 for the job.
-        JobExistsError: 409, the job id is taken.
-        JobFinishedError: 409, the job has ended already.
-        ServerUnavailableError: 429, 502, 503 or 504: try again later.
-        ServerRejectedError: any other error answer.
+    Raises: as ``raise_for_error``.
     """
     if response.is_success:
         return
@@ -200,9 +199,26 @@ def raise_for_answer(response: httpx.Response, job_id: str | None = None) -> Non
         body = {}
     if not isinstance(body, dict):
         body = {}
-    code = response.status_code
-    error = str(body.get("error") or response.reason_phrase or "error")
-    detail = str(body.get("detail") or response.text[:500])
+    raise_for_error(response.status_code, body, response.reason_phrase, response.text, job_id)
+
+
+def raise_for_error(
+    code: int, body: dict[str, Any], reason: str, text: str, job_id: str | None = None
+) -> NoReturn:
+    """Raise the pipeline error that matches an error answer (an HTTP status and its JSON body
+    ``{"error", "detail", "field"}``, or a WebSocket frame's error with its ``status``).
+
+    Raises:
+        AuthenticationError: 401 or 403.
+        InvalidUpdateError: 400 naming a field.
+        JobNotFoundError: 404 for the job.
+        JobExistsError: 409, the job id is taken.
+        JobFinishedError: 409, the job has ended already.
+        ServerUnavailableError: 429, 502, 503 or 504: try again later.
+        ServerRejectedError: any other error answer.
+    """
+    error = str(body.get("error") or reason or "error")
+    detail = str(body.get("detail") or text[:500])
     field_name = body.get("field")
     if code in (401, 403):
         raise AuthenticationError(code, error, detail, field_name)
@@ -246,9 +262,13 @@ class BatchAccounting:
         for error in answer.get("errors", ()):
             logger.warning("the server refused an update: %s", error)
 
-    def statistics(self, pending: PendingReports) -> ClientStatistics:
+    def statistics(
+        self, pending: PendingReports, path: str = "http", reconnects: int = 0
+    ) -> ClientStatistics:
         """The client's counters now."""
         return ClientStatistics(
+            path=path,
+            reconnects=reconnects,
             reports=pending.reports,
             coalesced=pending.coalesced,
             batches_sent=self.batches_sent,
