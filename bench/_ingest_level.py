@@ -33,6 +33,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import trio
@@ -127,7 +128,9 @@ class IngestReport:
         return max((r.round for r in self.runs), default=-1) + 1
 
 
-def _reports(job_ids: Sequence[str], due: int, base: float, previous: float, wall: float) -> list:
+def _reports(
+    job_ids: Sequence[str], due: int, base: float, previous: float, wall: float
+) -> list[dict[str, Any]]:
     return [
         {
             "jobId": job_id,
@@ -145,7 +148,7 @@ async def _batches(
     duration: float,
     rate: float,
     tick: float,
-    deliver: Callable[[list], Awaitable[None]],
+    deliver: Callable[[list[dict[str, Any]]], Awaitable[None]],
 ) -> None:
     """Every ``tick``, the reports due since the last one for ``job_ids``, to ``deliver``."""
     start = trio.current_time()
@@ -190,7 +193,9 @@ async def _run_path(
         for share in shares:
             if path in ("array", "ndjson"):
 
-                async def deliver(reports: list, *, ndjson: bool = path == "ndjson") -> None:
+                async def deliver(
+                    reports: list[dict[str, Any]], *, ndjson: bool = path == "ndjson"
+                ) -> None:
                     if ndjson:
                         content = "\n".join(json.dumps(r, separators=(",", ":")) for r in reports)
                         kind = "application/x-ndjson"
@@ -208,7 +213,7 @@ async def _run_path(
                 nursery.start_soon(_socket_producer, url, share, args, counts)
             else:
 
-                async def deliver_each(reports: list) -> None:
+                async def deliver_each(reports: list[dict[str, Any]]) -> None:
                     # One request per job with its latest report (a per-job producer).
                     latest = {r["jobId"]: r for r in reports}
                     for job_id, report in latest.items():
@@ -229,7 +234,7 @@ async def _socket_producer(
     ws_url = url.replace("http://", "ws://") + "/api/progress/ws"
     async with connect_websocket(ws_url, compression=None, proxy=None, max_size=None) as socket:
 
-        async def deliver(reports: list) -> None:
+        async def deliver(reports: list[dict[str, Any]]) -> None:
             await socket.send(json.dumps(reports, separators=(",", ":")))
             answer = json.loads(await socket.recv())
             counts.reports += int(answer["accepted"])
@@ -239,7 +244,12 @@ async def _socket_producer(
 
 
 async def _measure(
-    server: ServerProcess, system: str, path: str, rnd: int, job_ids: list[str], args
+    server: ServerProcess,
+    system: str,
+    path: str,
+    rnd: int,
+    job_ids: list[str],
+    args: argparse.Namespace,
 ) -> PathResult:
     counts = _Counts()
     cpu_before = server.cpu_seconds()

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
+from hypercorn.typing import ASGIFramework
 from progress_sync import (
     ExportStore,
     InvalidUpdateError,
@@ -14,6 +15,11 @@ from progress_sync import (
     UpdateSink,
     check_job_id,
     check_text,
+)
+from progress_sync._contract import (
+    JOB_CANCEL_PATH,
+    JOBS_PATH,
+    quart_rule,
 )
 from quart_schema import (
     document_request,
@@ -31,7 +37,7 @@ from ._errors import install_error_handlers
 from ._guard import ConnectionGuard
 from ._hub import StreamHub
 from ._ingest import created_response, install_ingest_routes, read_object, register_external_job
-from ._ingest_asgi import IngestFastPath
+from ._ingest_asgi import ASGIApp, IngestFastPath
 from ._metrics import Metrics
 from ._models import CancelJobRequest, CreateJobRequest, CreateJobResponse, JobSnapshot
 from ._openapi import LocationHeader, error_responses, install_openapi
@@ -91,6 +97,7 @@ def create_app(services: Services) -> QuartTrio:
     config = services.config
     install_openapi(app, job_kinds=list(services.runner.kinds))
     # Bodies keep their keys in the order written (jobId first), as the SSE data does.
+    # app.json is typed as the JSONProvider base; Quart's default provider has sort_keys
     app.json.sort_keys = False  # type: ignore[attr-defined]
     install_error_handlers(app)
     install_cors(app, config.cors_origins)
@@ -101,7 +108,7 @@ def create_app(services: Services) -> QuartTrio:
     auth = install_auth(app, config)
     ingest = install_ingest_routes(app, services, auth)
 
-    @app.post("/api/jobs")
+    @app.post(quart_rule(JOBS_PATH))
     @tag(["jobs"])
     @document_auth(config, "produce")
     @error_responses(400, 409, 413, 503)
@@ -120,13 +127,20 @@ def create_app(services: Services) -> QuartTrio:
         if data.kind is None:
             snapshot = await register_external_job(store, data, job_id=job_id)
         else:
-            for name in ("status", "stage", "message"):
+            for name, field_name in (
+                ("status", "status"),
+                ("stage", "stage"),
+                ("message", "message"),
+                ("heartbeat_timeout_s", "heartbeatTimeoutS"),
+            ):
                 if name in data.model_fields_set:
-                    raise InvalidUpdateError(name, "only external jobs (without kind) take it")
+                    raise InvalidUpdateError(
+                        field_name, "only external jobs (without kind) take it"
+                    )
             snapshot = await runner.submit(data.kind, data.params, job_id=job_id)
         return created_response(snapshot, auth)
 
-    @app.post("/api/jobs/<job_id>/cancel")
+    @app.post(quart_rule(JOB_CANCEL_PATH))
     @tag(["jobs"])
     @document_auth(config, "produce")
     @error_responses(400, 404, 409, 413, 503)
@@ -149,8 +163,13 @@ def create_app(services: Services) -> QuartTrio:
     install_read_routes(app, services)
     install_stream_routes(app, services)
     install_ops_routes(app, services)
+    # Quart's documented way to wrap its ASGI app in middleware; mypy sees a method
+    # IngestFastPath speaks plain ASGI dicts; the casts meet Hypercorn's TypedDict signature.
+    fast_path = IngestFastPath(
+        cast("ASGIApp", app.asgi_app), ingest=ingest, auth=auth, config=config, hub=services.streams
+    )
     app.asgi_app = ConnectionGuard(  # type: ignore[method-assign]
-        IngestFastPath(app.asgi_app, ingest=ingest, auth=auth, config=config, hub=services.streams),
+        cast("ASGIFramework", fast_path),
         send_timeout=config.send_timeout,
         hub=services.streams,
         metrics=services.metrics,

@@ -1,8 +1,11 @@
-"""Every error becomes a JSON body ``{"error", "detail", "field"}`` with a 4xx or 5xx status.
+"""Every error becomes a JSON body ``{"error", "code", "detail", "field"}``, a 4xx or 5xx status.
+
+The codes, their statuses and which pipeline error gets which are one table in
+``progress_sync._contract`` (``ERRORS``, ``PIPELINE_ERRORS``), read here and by the clients.
 
 Errors raised by the HTTP layer itself (the pipeline's are in ``progress_sync._errors``)::
 
-    ApiError                       answer with this status and JSON body
+    ApiError                       answer with this code and JSON body
     ├── TooManySubscribersError    503 + Retry-After: the server holds max_subscribers streams
     └── ShuttingDownError          503 + Retry-After: the server is draining before it exits
 """
@@ -10,21 +13,26 @@ Errors raised by the HTTP layer itself (the pipeline's are in ``progress_sync._e
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pydantic
-from progress_sync import (
-    BufferClosedError,
-    InvalidUpdateError,
-    JobExistsError,
-    JobFinishedError,
-    JobNotFoundError,
-    JobQueueFullError,
-    StoreUnavailableError,
-    UnknownStatusError,
+from progress_sync import StoreUnavailableError
+from progress_sync._contract import (
+    INTERNAL_ERROR,
+    INVALID_REQUEST,
+    PIPELINE_ERRORS,
+    SHUTTING_DOWN,
+    TOO_MANY_SUBSCRIBERS,
+    ErrorCode,
+    PipelineError,
+    error_body,
+    http_error_code,
 )
+from progress_sync._errors import ProgressSyncError
 from quart import Quart, Response, jsonify
 from quart_schema import RequestSchemaValidationError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 logger = logging.getLogger(__name__)
 
@@ -33,8 +41,9 @@ class ApiError(Exception):
     """Answer the request with this JSON error (for checks made in the HTTP layer).
 
     Attributes:
-        status: the HTTP status (4xx or 5xx).
-        error: a short name of the error (``"unauthorized"``).
+        code: the error's row of the contract (``progress_sync._contract.ERRORS``).
+        status: the HTTP status (4xx or 5xx), ``code.status``.
+        error: a short name of the error (``"unauthorized"``), ``code.error``.
         detail: what is wrong and what to do, without secrets.
         field: the field, header or query parameter at fault, or None.
         headers: extra response headers (``WWW-Authenticate``).
@@ -42,16 +51,16 @@ class ApiError(Exception):
 
     def __init__(
         self,
-        status: int,
-        error: str,
+        code: ErrorCode,
         detail: str,
         field: str | None = None,
         *,
         headers: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(f"{status} {error}: {detail}")
-        self.status = status
-        self.error = error
+        super().__init__(f"{code.status} {code.error}: {detail}")
+        self.code = code
+        self.status = code.status
+        self.error = code.error
         self.detail = detail
         self.field = field
         self.headers = headers or {}
@@ -67,8 +76,7 @@ class TooManySubscribersError(ApiError):
 
     def __init__(self, limit: int, retry_after: int) -> None:
         super().__init__(
-            503,
-            "too many subscribers",
+            TOO_MANY_SUBSCRIBERS,
             f"this server holds its maximum of {limit} open streams; retry in {retry_after} s "
             "(or raise --max-subscribers)",
             headers={"Retry-After": str(retry_after)},
@@ -86,85 +94,18 @@ class ShuttingDownError(ApiError):
 
     def __init__(self, retry_after: int) -> None:
         super().__init__(
-            503,
-            "shutting down",
+            SHUTTING_DOWN,
             f"the server is shutting down; retry in {retry_after} s",
             headers={"Retry-After": str(retry_after)},
         )
         self.retry_after = retry_after
 
 
-def error_response(status: int, error: str, detail: str, field: str | None = None) -> Response:
-    """Build the JSON error response ``{"error": ..., "detail": ..., "field": ...}``."""
-    response = jsonify({"error": error, "detail": detail, "field": field})
-    response.status_code = status
+def error_response(code: ErrorCode, detail: str, field: str | None = None) -> Response:
+    """Build the JSON error response ``{"error", "code", "detail", "field"}``."""
+    response = jsonify(error_body(code, detail, field))
+    response.status_code = code.status
     return response
-
-
-def describe_error(exc: BaseException) -> ApiError | None:
-    """The answer to an exception the API knows, as an ``ApiError``; None for any other.
-
-    The one table of pipeline error -> HTTP status, error name, field and headers, used by the
-    Quart error handlers and by the ingest fast path (``_ingest_asgi``)::
-
-        InvalidUpdateError     400 invalid request   (its field)
-        UnknownStatusError     400 invalid request   status
-        JobNotFoundError       404 job not found     jobId
-        JobExistsError         409 job exists        jobId
-        JobFinishedError       409 job finished      jobId
-        JobQueueFullError      503 queue full        Retry-After: 5
-        StoreUnavailableError  503 store unavailable Retry-After: 1
-        BufferClosedError      503 shutting down     Retry-After: 1
-    """
-    if isinstance(exc, ApiError):
-        return exc
-    if isinstance(exc, InvalidUpdateError):
-        return ApiError(400, "invalid request", str(exc), exc.field)
-    if isinstance(exc, UnknownStatusError):
-        return ApiError(400, "invalid request", f"status: {exc}", "status")
-    if isinstance(exc, JobNotFoundError):
-        return ApiError(404, "job not found", f"no job with id {exc.job_id!r}", "jobId")
-    if isinstance(exc, JobExistsError):
-        return ApiError(409, "job exists", str(exc), "jobId")
-    if isinstance(exc, JobFinishedError):
-        return ApiError(409, "job finished", str(exc), "jobId")
-    if isinstance(exc, JobQueueFullError):
-        return ApiError(503, "queue full", str(exc), headers={"Retry-After": "5"})
-    if isinstance(exc, StoreUnavailableError):
-        logger.warning("request failed, the store is unavailable: %s", exc)
-        return ApiError(
-            503,
-            "store unavailable",
-            "the job store cannot be reached now; try again shortly",
-            headers={"Retry-After": "1"},
-        )
-    if isinstance(exc, BufferClosedError):
-        return ApiError(
-            503,
-            "shutting down",
-            "the server is shutting down; retry against another one",
-            headers={"Retry-After": "1"},
-        )
-    return None
-
-
-KNOWN_ERRORS: tuple[type[Exception], ...] = (
-    ApiError,
-    InvalidUpdateError,
-    UnknownStatusError,
-    JobNotFoundError,
-    JobExistsError,
-    JobFinishedError,
-    JobQueueFullError,
-    StoreUnavailableError,
-    BufferClosedError,
-)
-"""The exceptions ``describe_error`` answers."""
-
-
-def error_body(error: ApiError) -> dict[str, str | None]:
-    """The JSON body of an error answer: ``{"error", "detail", "field"}``."""
-    return {"error": error.error, "detail": error.detail, "field": error.field}
 
 
 def _validation_detail(exc: RequestSchemaValidationError) -> tuple[str, str]:
@@ -176,37 +117,83 @@ def _validation_detail(exc: RequestSchemaValidationError) -> tuple[str, str]:
     return "body", f"body: the request body must be a JSON object ({cause})"
 
 
-def install_error_handlers(app: Quart) -> None:
-    """Register the handlers that turn every error into a JSON response."""
+def error_answer(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, str]] | None:
+    """The answer to an exception the API knows: an ``ApiError``, or a pipeline error of the
+    contract's ``PIPELINE_ERRORS``; None for any other.
 
-    async def known_error(exc: Exception) -> Response:
-        error = describe_error(exc)
-        assert error is not None
-        response = error_response(error.status, error.error, error.detail, error.field)
-        response.headers.update(error.headers)
+    Used by the Quart handlers below and by the ingest fast path (``_ingest_asgi``,
+    ``_ingest_ws``), so both answer alike.
+
+    Returns:
+        The HTTP status, the JSON body (``{"error", "code", "detail", "field"}``) and the
+        extra headers (``Retry-After``, ``WWW-Authenticate``).
+    """
+    if isinstance(exc, ApiError):
+        return exc.status, error_body(exc.code, exc.detail, exc.field), exc.headers
+    for row in PIPELINE_ERRORS:
+        if isinstance(exc, row.exception):
+            return _pipeline_answer(row, exc)
+    return None
+
+
+def answer_for(exc: Exception) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """The error answer to ``exc`` (``error_answer``); a 500, logged, for an unexpected one."""
+    answer = error_answer(exc)
+    if answer is not None:
+        return answer
+    logger.exception("unexpected error while handling a request", exc_info=exc)
+    error = ApiError(INTERNAL_ERROR, "an unexpected error occurred; see the server log")
+    return answer_for(error)
+
+
+def _pipeline_answer(
+    row: PipelineError, exc: ProgressSyncError
+) -> tuple[int, dict[str, Any], dict[str, str]]:
+    if isinstance(exc, StoreUnavailableError):
+        logger.warning("request failed, the store is unavailable: %s", exc)
+    headers = {} if row.retry_after is None else {"Retry-After": str(row.retry_after)}
+    return row.error.status, row.answer(exc), headers
+
+
+def _pipeline_handler(row: PipelineError) -> Callable[[ProgressSyncError], Awaitable[Response]]:
+    async def handler(exc: ProgressSyncError) -> Response:
+        status, body, headers = _pipeline_answer(row, exc)
+        response = jsonify(body)
+        response.status_code = status
+        response.headers.update(headers)
         return response
 
-    for known in KNOWN_ERRORS:
-        app.register_error_handler(known, known_error)
+    return handler
+
+
+def install_error_handlers(app: Quart) -> None:
+    """Register the handlers that turn every error into a JSON response."""
+    for row in PIPELINE_ERRORS:
+        app.register_error_handler(row.exception, _pipeline_handler(row))
+
+    @app.errorhandler(ApiError)
+    async def api_error(exc: ApiError) -> Response:
+        response = error_response(exc.code, exc.detail, exc.field)
+        response.headers.update(exc.headers)
+        return response
 
     @app.errorhandler(RequestSchemaValidationError)
     async def schema_error(exc: RequestSchemaValidationError) -> Response:
         field, detail = _validation_detail(exc)
-        return error_response(400, "invalid request", detail, field)
+        return error_response(INVALID_REQUEST, detail, field)
 
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> Response:
         status = exc.code or 500
         name = (exc.name or "error").lower()
         field = "body" if status in (400, 413, 415) else None
-        response = error_response(status, name, exc.description or name, field)
-        if status == 405 and exc.valid_methods:  # type: ignore[attr-defined]
-            response.headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
+        code = http_error_code(status, name)
+        response = error_response(code, exc.description or name, field)
+        if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+            response.headers["Allow"] = ", ".join(exc.valid_methods)
         return response
 
     @app.errorhandler(Exception)
     async def unexpected(exc: Exception) -> Response:
         logger.exception("unexpected error while handling a request", exc_info=exc)
-        return error_response(
-            500, "internal error", "an unexpected error occurred; see the server log"
-        )
+        return error_response(INTERNAL_ERROR, "an unexpected error occurred; see the server log")

@@ -8,6 +8,7 @@ Routes (see README "Ingest API"):
   each bad line gets its own error, the good ones are applied; 200.
 - ``POST /api/jobs/{jobId}/complete`` and ``/fail``: terminal states, written synchronously
   (the answer comes once the state is stored and subscribers are told); 200.
+- ``POST /api/jobs/{jobId}/heartbeat``: the producer is alive; renews the job's lease; 200.
 - ``POST /api/jobs/{jobId}/subscribe-token``: a fresh subscribe token for a job.
 - ``POST /api/jobs`` without ``kind`` registers an external job (``register_external_job``).
 """
@@ -30,6 +31,19 @@ from progress_sync import (
     check_progress,
     check_reported_at,
     parse_status,
+)
+from progress_sync._contract import (
+    BATCH_TOO_LARGE,
+    JOB_COMPLETE_PATH,
+    JOB_FAIL_PATH,
+    JOB_HEARTBEAT_PATH,
+    JOB_PROGRESS_PATH,
+    JOB_RUN_BY_SERVER,
+    JOB_SUBSCRIBE_TOKEN_PATH,
+    PROGRESS_PATH,
+    REQUEST_TOO_LARGE,
+    SUBSCRIBE_TOKENS_OFF,
+    quart_rule,
 )
 from quart import Quart, Response, request, url_for
 from quart_schema import document_request, tag, validate_response
@@ -163,8 +177,7 @@ def _json_type(value: object) -> str:
 def _check_external(snapshot: JobSnapshot) -> None:
     if snapshot.kind is not None:
         raise ApiError(
-            409,
-            "job run by the server",
+            JOB_RUN_BY_SERVER,
             f"job {snapshot.job_id!r} is a {snapshot.kind!r} job the server runs; only external "
             "jobs (registered without kind) take progress and terminal states over HTTP; "
             "cancel it with POST /api/jobs/{jobId}/cancel",
@@ -381,7 +394,12 @@ async def register_external_job(
             "status", f"a job is registered queued or running, not {status.value}"
         )
     return await store.register(
-        job_id, status=status, stage=data.stage or "", message=data.message, kind=None
+        job_id,
+        status=status,
+        stage=data.stage or "",
+        message=data.message,
+        kind=None,
+        heartbeat_timeout=data.heartbeat_timeout_s,
     )
 
 
@@ -417,8 +435,13 @@ def json_body(data: bytes, *, allow_empty: bool) -> Any:
     return decode_json(data)
 
 
+async def _request_body() -> bytes:
+    data = await request.get_data(as_text=False)
+    return data if isinstance(data, bytes) else data.encode()
+
+
 async def _read_json(*, allow_empty: bool) -> Any:
-    return json_body(await request.get_data(), allow_empty=allow_empty)
+    return json_body(await _request_body(), allow_empty=allow_empty)
 
 
 async def read_object(allowed: tuple[str, ...], *, allow_empty: bool = True) -> dict[str, Any]:
@@ -438,7 +461,9 @@ async def read_object(allowed: tuple[str, ...], *, allow_empty: bool = True) -> 
     return body
 
 
-def install_ingest_routes(app: Quart, services: Any, auth: Auth) -> Ingest:
+def install_ingest_routes(
+    app: Quart, services: Any, auth: Auth
+) -> Ingest:  # five routes as closures
     """Add the ingest routes (see the module docstring) to ``app``.
 
     Args:
@@ -459,8 +484,7 @@ def install_ingest_routes(app: Quart, services: Any, auth: Auth) -> Ingest:
     @app.errorhandler(RequestEntityTooLarge)
     async def body_too_large(exc: RequestEntityTooLarge) -> Response:
         return error_response(
-            413,
-            "request too large",
+            REQUEST_TOO_LARGE,
             f"the body is larger than {config.max_body_bytes} bytes (--max-body-bytes); "
             "send smaller batches",
             "body",
@@ -473,7 +497,7 @@ def install_ingest_routes(app: Quart, services: Any, auth: Auth) -> Ingest:
             raise JobFinishedError(job_id, snapshot.status.value)
         return snapshot
 
-    @app.post("/api/jobs/<job_id>/progress")
+    @app.post(quart_rule(JOB_PROGRESS_PATH))
     @tag(["ingest"])
     @document_auth(config, "produce")
     @error_responses(400, 404, 409, 413, 503)
@@ -486,10 +510,10 @@ def install_ingest_routes(app: Quart, services: Any, auth: Auth) -> Ingest:
         other updates and writes it within a flush interval. 404 if the job is not
         registered; 409 if it has ended or the server runs it.
         """
-        await ingest.report_one(job_id, await request.get_data())
+        await ingest.report_one(job_id, await _request_body())
         return {"accepted": 1}, 202
 
-    @app.post("/api/progress")
+    @app.post(quart_rule(PROGRESS_PATH))
     @tag(["ingest"])
     @document_auth(config, "produce")
     @error_responses(400, 413, 503)
@@ -503,7 +527,7 @@ def install_ingest_routes(app: Quart, services: Any, auth: Auth) -> Ingest:
         array (nor NDJSON); 413 beyond ``--max-batch-updates`` updates, and nothing is
         applied.
         """
-        data = await request.get_data()
+        data = await _request_body()
         return await ingest.report_batch(data, ndjson=request.mimetype in NDJSON_TYPES)
 
     async def finish(job_id: str, status: JobStatus, **outcome: Any) -> dict[str, Any]:
@@ -515,7 +539,7 @@ def install_ingest_routes(app: Quart, services: Any, auth: Auth) -> Ingest:
             raise JobFinishedError(job_id, snapshot.status.value)
         return snapshot.to_dict()
 
-    @app.post("/api/jobs/<job_id>/complete")
+    @app.post(quart_rule(JOB_COMPLETE_PATH))
     @tag(["ingest"])
     @document_auth(config, "produce")
     @error_responses(400, 404, 409, 413, 503)
@@ -531,7 +555,7 @@ def install_ingest_routes(app: Quart, services: Any, auth: Auth) -> Ingest:
         body = await read_object(("result",))
         return await finish(job_id, JobStatus.COMPLETED, result=body.get("result"))
 
-    @app.post("/api/jobs/<job_id>/fail")
+    @app.post(quart_rule(JOB_FAIL_PATH))
     @tag(["ingest"])
     @document_auth(config, "produce")
     @error_responses(400, 404, 409, 413, 503)
@@ -550,7 +574,25 @@ def install_ingest_routes(app: Quart, services: Any, auth: Auth) -> Ingest:
             raise InvalidUpdateError("error", "must be a non-empty string: why the job failed")
         return await finish(job_id, JobStatus.FAILED, error=body["error"])
 
-    @app.post("/api/jobs/<job_id>/subscribe-token")
+    @app.post(quart_rule(JOB_HEARTBEAT_PATH))
+    @tag(["ingest"])
+    @document_auth(config, "produce")
+    @error_responses(400, 404, 409, 503)
+    @validate_response(JobSnapshotBody, 200)
+    async def heartbeat_job(job_id: str) -> dict[str, Any]:
+        """Say the producer of an external job is alive: renew the job's lease.
+
+        For a job registered with ``heartbeatTimeoutS``: the lease runs that long again from
+        now (a progress report renews it too). The job itself does not change (no new
+        ``seq``, no event). 200 with the job's snapshot; 404 if the job is not registered;
+        409 if it has ended (its lease may have expired: see its ``error``) or the server
+        runs it. The body is ignored.
+        """
+        check_job_id(job_id)
+        _check_external(await store.get(job_id))
+        return (await store.heartbeat(job_id)).to_dict()
+
+    @app.post(quart_rule(JOB_SUBSCRIBE_TOKEN_PATH))
     @tag(["jobs"])
     @document_auth(config, "produce")
     @error_responses(400, 404, 503)
@@ -563,8 +605,7 @@ def install_ingest_routes(app: Quart, services: Any, auth: Auth) -> Ingest:
         check_job_id(job_id)
         if auth.subscribe_tokens is None:
             raise ApiError(
-                400,
-                "subscribe tokens off",
+                SUBSCRIBE_TOKENS_OFF,
                 "this server has no subscribe secret, so reading jobs needs no token",
             )
         await store.get(job_id)
@@ -575,8 +616,7 @@ def install_ingest_routes(app: Quart, services: Any, auth: Auth) -> Ingest:
 
 def _batch_too_large(max_updates: int) -> ApiError:
     return ApiError(
-        413,
-        "batch too large",
+        BATCH_TOO_LARGE,
         f"a batch holds at most {max_updates} updates (--max-batch-updates); "
         "send this one in smaller batches",
         "body",

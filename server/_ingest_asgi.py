@@ -18,9 +18,11 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from progress_sync._contract import REQUEST_TOO_LARGE
+
 from ._auth import Auth
 from ._config import ServerConfig
-from ._errors import ApiError, describe_error, error_body
+from ._errors import ApiError, answer_for
 from ._hub import StreamHub
 from ._ingest import NDJSON_TYPES, Ingest
 from ._ingest_body import encode
@@ -128,28 +130,19 @@ class IngestFastPath:
         except _Disconnected:
             return
         except Exception as exc:
-            error = describe_error(exc)
-            if error is None:
-                logger.exception("unexpected error while handling a request", exc_info=exc)
-                error = ApiError(
-                    500, "internal error", "an unexpected error occurred; see the server log"
-                )
+            status, body, extra = answer_for(exc)
             await respond(
                 send,
-                error.status,
-                encode(error_body(error)),
-                [
-                    (k.lower().encode("latin-1"), v.encode("latin-1"))
-                    for k, v in error.headers.items()
-                ],
+                status,
+                encode(body),
+                [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()],
             )
 
 
 def too_large(max_body_bytes: int) -> ApiError:
     """The 413 for a body over ``max_body_bytes`` (the Quart routes' answer, the same words)."""
     return ApiError(
-        413,
-        "request too large",
+        REQUEST_TOO_LARGE,
         f"the body is larger than {max_body_bytes} bytes (--max-body-bytes); send smaller batches",
         "body",
     )

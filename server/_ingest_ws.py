@@ -5,7 +5,8 @@ The producer sends text frames, each a JSON array of updates (the objects of
 order, with one text frame: the batch's outcome ``{"accepted", "errors", "unknownJobs",
 "finishedJobs"}`` (``_ingest.BatchOutcome``), or, when the frame as a whole is refused, the
 error body of the HTTP API with its status: ``{"error", "detail", "field", "status"}`` (400 not
-a JSON array, 413 more than ``max_batch_updates`` updates, 503 store unavailable). The
+a JSON array, 413 more than ``max_batch_updates`` updates, 503 store unavailable; the body's
+``code`` is the contract's, ``progress_sync._contract``). The
 connection stays open after either answer.
 
 - Authentication at the handshake, as ``POST /api/progress``: ``Authorization: Bearer
@@ -25,7 +26,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from ._errors import ApiError, describe_error, error_body
+from progress_sync._contract import SHUTTING_DOWN
+
+from ._errors import ShuttingDownError, answer_for
 from ._ingest_body import encode
 
 if TYPE_CHECKING:
@@ -63,15 +66,15 @@ async def serve_producer_socket(
     authorization = headers.get(b"authorization")
     try:
         if hub.stopping:
-            raise describe_error(_shutting_down())  # type: ignore[misc]
+            raise ShuttingDownError(1)
         auth.authenticate(
             "POST",
             None,
             None if authorization is None else authorization.decode("latin-1"),
             None,
         )
-    except ApiError as exc:
-        await _deny(scope, send, exc)
+    except Exception as exc:
+        await _deny(scope, send, *answer_for(exc))
         return
     await send({"type": "websocket.accept"})
     limit = config.max_body_bytes
@@ -102,23 +105,12 @@ async def serve_producer_socket(
             try:
                 answer = await ingest.report_batch(data, ndjson=False)
             except Exception as exc:
-                error = describe_error(exc)
-                if error is None:
-                    logger.exception("unexpected error while handling a frame", exc_info=exc)
-                    error = ApiError(
-                        500, "internal error", "an unexpected error occurred; see the server log"
-                    )
-                if error.status == 503 and error.error == "shutting down":
-                    await _close(send, CLOSE_SERVICE_RESTART, error.detail)
+                status, body, _ = answer_for(exc)
+                if body["code"] == SHUTTING_DOWN.code:
+                    await _close(send, CLOSE_SERVICE_RESTART, body["detail"])
                     return
-                answer = {**error_body(error), "status": error.status}
+                answer = {**body, "status": status}
             await send({"type": "websocket.send", "text": encode(answer).decode()})
-
-
-def _shutting_down() -> Exception:
-    from progress_sync import BufferClosedError
-
-    return BufferClosedError("the server is shutting down")
 
 
 async def _close(send: Callable[[Message], Awaitable[None]], code: int, reason: str) -> None:
@@ -126,16 +118,18 @@ async def _close(send: Callable[[Message], Awaitable[None]], code: int, reason: 
 
 
 async def _deny(
-    scope: dict[str, Any], send: Callable[[Message], Awaitable[None]], error: ApiError
+    scope: dict[str, Any],
+    send: Callable[[Message], Awaitable[None]],
+    status: int,
+    answer: dict[str, Any],
+    extra: dict[str, str],
 ) -> None:
     """Refuse the handshake with the HTTP API's JSON error answer (or a bare 403)."""
     if "websocket.http.response" not in scope.get("extensions", {}):
         await send({"type": "websocket.close", "code": 1008})
         return
-    body = encode(error_body(error))
+    body = encode(answer)
     headers = [_JSON, (b"content-length", str(len(body)).encode())]
-    headers.extend((k.lower().encode(), v.encode()) for k, v in error.headers.items())
-    await send(
-        {"type": "websocket.http.response.start", "status": error.status, "headers": headers}
-    )
+    headers.extend((k.lower().encode(), v.encode()) for k, v in extra.items())
+    await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
     await send({"type": "websocket.http.response.body", "body": body})

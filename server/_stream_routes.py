@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, MutableMapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 from progress_sync import (
     JOB_ID_PATTERN,
@@ -12,6 +12,11 @@ from progress_sync import (
     JobNotFoundError,
     StoreUnavailableError,
     check_job_id,
+)
+from progress_sync._contract import (
+    JOB_STREAM_PATH,
+    MULTI_STREAM_PATH,
+    quart_rule,
 )
 from quart import Response, make_response, request
 from quart_schema import document_headers, document_response, tag, validate_querystring
@@ -80,10 +85,12 @@ def install_stream_routes(app: QuartTrio, services: Services) -> None:
         if hub.stopping:
             spread = spread_retry_ms(config.retry_ms, config.shutdown_retry_spread_ms)
             raise ShuttingDownError(max(1, math.ceil(spread / 1000)))
-        hub.admit(request.scope, limit=config.max_subscribers, retry_after=retry_after)
+        # the hub marks the scope it admitted with a key of its own
+        scope = cast("MutableMapping[str, Any]", request.scope)
+        hub.admit(scope, limit=config.max_subscribers, retry_after=retry_after)
 
     async def sse_response(events: AsyncIterator[bytes]) -> Response:
-        response: Response = await make_response(events, 200, SSE_HEADERS)
+        response = cast(Response, await make_response(events, 200, SSE_HEADERS))
         # Quart cuts responses after RESPONSE_TIMEOUT (60 s) unless told otherwise.
         response.timeout = None
         return response
@@ -102,7 +109,7 @@ def install_stream_routes(app: QuartTrio, services: Services) -> None:
             return False  # not known now: the stream keeps heartbeats until the store is back
         return snapshot.is_terminal and snapshot.seq == seen
 
-    @app.get("/api/jobs/<job_id>/progress/stream")
+    @app.get(quart_rule(JOB_STREAM_PATH))
     @tag(["streams"])
     @document_auth(config, "read-job")
     @error_responses(400, 503)
@@ -127,7 +134,7 @@ def install_stream_routes(app: QuartTrio, services: Services) -> None:
         admit()
         return await sse_response(job_event_stream(context, job_id, last_seen=seen))
 
-    @app.get("/api/progress/stream")
+    @app.get(quart_rule(MULTI_STREAM_PATH))
     @tag(["streams"])
     @document_auth(config, "read-jobs")
     @error_responses(400, 503)

@@ -9,13 +9,30 @@ from typing import Any
 import httpx
 import trio
 
-from .._errors import BufferClosedError, ServerUnavailableError
+from .._contract import (
+    JOB_CANCEL_PATH,
+    JOB_COMPLETE_PATH,
+    JOB_FAIL_PATH,
+    JOB_HEARTBEAT_PATH,
+    JOBS_PATH,
+    PROGRESS_PATH,
+    path,
+)
+from .._errors import (
+    BufferClosedError,
+    JobFinishedError,
+    JobNotFoundError,
+    ServerUnavailableError,
+)
+from .._snapshot import check_heartbeat_timeout
 from ._common import (
     DEFAULT_CLIENT_FLUSH_INTERVAL,
+    DEFAULT_HEARTBEAT_TIMEOUT,
     DEFAULT_MAX_BATCH,
     DEFAULT_TIMEOUT,
     BatchAccounting,
     ClientStatistics,
+    LeaseKeeper,
     PendingReports,
     RegisteredJob,
     auth_headers,
@@ -55,6 +72,7 @@ class AsyncProgressClient:
         self._max_batch = max_batch
         self._pending = PendingReports(send_reported_at=send_reported_at)
         self._accounting = BatchAccounting()
+        self._leases = LeaseKeeper()
         # One batch or terminal state in flight at a time: nothing sent before a terminal
         # state can arrive after it.
         self._send_lock = trio.Lock()
@@ -68,10 +86,36 @@ class AsyncProgressClient:
         status: str = "running",
         stage: str = "",
         message: str | None = None,
+        heartbeat_timeout: float | None = DEFAULT_HEARTBEAT_TIMEOUT,
     ) -> RegisteredJob:
-        """Register an external job (see ``ProgressClient.register``)."""
-        body = register_body(job_id, status, stage, message)
-        return RegisteredJob.from_answer(await self._request("/api/jobs", body, job_id))
+        """Register an external job (see ``ProgressClient.register``).
+
+        While the client is open its flush task heartbeats the job when it has sent nothing
+        of it for a third of ``heartbeat_timeout``, until the job ends.
+        """
+        heartbeat_timeout = check_heartbeat_timeout(heartbeat_timeout)
+        body = register_body(job_id, status, stage, message, heartbeat_timeout)
+        job = RegisteredJob.from_answer(await self._request(JOBS_PATH, body, job_id))
+        if heartbeat_timeout is not None:
+            self._leases.add(job.job_id, heartbeat_timeout, trio.current_time())
+        return job
+
+    async def heartbeat(self, job_id: str) -> dict[str, Any]:
+        """Renew the job's lease now (``POST /api/jobs/{jobId}/heartbeat``).
+
+        The flush task does this by itself for the jobs this client registered.
+
+        Returns:
+            The job's snapshot.
+
+        Raises:
+            JobNotFoundError: the job is not registered.
+            JobFinishedError: the job has ended (its lease may have expired).
+            ServerUnavailableError: the server could not be reached.
+        """
+        answer = await self._request(path(JOB_HEARTBEAT_PATH, jobId=job_id), None, job_id)
+        self._leases.renewed([job_id], trio.current_time())
+        return answer
 
     def report_nowait(
         self, job_id: str, percent: float, stage: str = "", message: str | None = None
@@ -115,15 +159,17 @@ class AsyncProgressClient:
 
     async def complete(self, job_id: str, result: Any = None) -> dict[str, Any]:
         """End a job ``completed`` (see ``ProgressClient.complete``)."""
-        return await self._finish(job_id, "complete", {} if result is None else {"result": result})
+        return await self._finish(
+            job_id, JOB_COMPLETE_PATH, {} if result is None else {"result": result}
+        )
 
     async def fail(self, job_id: str, error: str) -> dict[str, Any]:
         """End a job ``failed`` (see ``ProgressClient.fail``)."""
-        return await self._finish(job_id, "fail", {"error": error})
+        return await self._finish(job_id, JOB_FAIL_PATH, {"error": error})
 
     async def cancel(self, job_id: str) -> dict[str, Any]:
         """End a job ``cancelled`` (see ``ProgressClient.cancel``)."""
-        return await self._finish(job_id, "cancel", {})
+        return await self._finish(job_id, JOB_CANCEL_PATH, {})
 
     def statistics(self) -> ClientStatistics:
         """The client's counters now (see ``ClientStatistics``)."""
@@ -131,26 +177,40 @@ class AsyncProgressClient:
             self._pending, self._socket.path, self._socket.reconnects
         )
 
-    async def _finish(self, job_id: str, action: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def _finish(self, job_id: str, template: str, body: dict[str, Any]) -> dict[str, Any]:
         async with self._send_lock:
+            self._leases.drop(job_id)
             line = self._pending.take(job_id)
             if line is not None:
                 await self._post_batch([line])
-            return await self._request(f"/api/jobs/{job_id}/{action}", body, job_id)
+            return await self._request(path(template, jobId=job_id), body, job_id)
 
     async def _post_batch(self, batch: list[dict[str, Any]]) -> None:
         answer = await self._socket.send_batch(batch)
         if answer is None:
-            answer = await self._request("/api/progress", batch)
+            answer = await self._request(PROGRESS_PATH, batch)
         self._accounting.record(answer)
+        self._leases.renewed([line["jobId"] for line in batch], trio.current_time())
+
+    async def _send_heartbeats(self) -> None:
+        """Heartbeat the jobs this client registered that it has not reported for a while."""
+        for job_id in self._leases.due(trio.current_time()):
+            try:
+                await self.heartbeat(job_id)
+            except (JobFinishedError, JobNotFoundError):
+                self._leases.drop(job_id)
 
     async def _request(self, url: str, body: Any, job_id: str | None = None) -> dict[str, Any]:
         try:
-            response = await self._http.post(url, json=body)
+            if body is None:
+                response = await self._http.post(url)
+            else:
+                response = await self._http.post(url, json=body)
         except httpx.TransportError as exc:
             raise unavailable(exc, str(self._http.base_url)) from None
         raise_for_answer(response, job_id)
-        return response.json()
+        answer: dict[str, Any] = response.json()
+        return answer
 
     async def _flush_loop(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -160,6 +220,7 @@ class AsyncProgressClient:
             await trio.sleep(self.flush_interval)
             try:
                 await self.flush()
+                await self._send_heartbeats()
             except ServerUnavailableError as exc:
                 logger.warning("progress not delivered, retrying at the next flush: %s", exc)
             except BaseException:

@@ -4,22 +4,14 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import threading
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 import httpx
 
-from .._errors import (
-    AuthenticationError,
-    InvalidUpdateError,
-    JobExistsError,
-    JobFinishedError,
-    JobNotFoundError,
-    ServerRejectedError,
-    ServerUnavailableError,
-)
+from .._contract import error_for_answer
+from .._errors import ServerUnavailableError
 from .._snapshot import check_job_id, check_progress, wall_clock
 
 logger = logging.getLogger("progress_sync.client")
@@ -30,10 +22,14 @@ DEFAULT_CLIENT_FLUSH_INTERVAL = 0.5
 DEFAULT_TIMEOUT = 10.0
 """Seconds a client waits for the server to answer one request."""
 
+DEFAULT_HEARTBEAT_TIMEOUT = 60.0
+"""The lease, in seconds, the clients give the jobs they register (``heartbeatTimeoutS``): if
+the producer process dies, the server ends its jobs ``failed`` this long after it last heard
+of them. The client's background sender heartbeats every job it registered that has had no
+report for a third of that, so a live producer never loses its lease however busy it is."""
+
 DEFAULT_MAX_BATCH = 1000
 """Updates a client puts in one ``POST /api/progress`` (the server takes up to 10,000)."""
-
-_FINISHED_STATUS = re.compile(r"with status '(\w+)'")
 
 
 @dataclass(frozen=True)
@@ -167,11 +163,56 @@ def auth_headers(token: str | None) -> dict[str, str]:
     return {} if token is None else {"Authorization": f"Bearer {token}"}
 
 
+class LeaseKeeper:
+    """The jobs a client registered with a lease, and when the server last heard of each.
+
+    Thread-safe. ``now`` is any monotonic clock in seconds (``time.monotonic`` in threads,
+    ``trio.current_time`` in trio code).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._jobs: dict[str, tuple[float, float]] = {}
+
+    def add(self, job_id: str, timeout: float, now: float) -> None:
+        """Follow ``job_id``'s lease of ``timeout`` seconds, just renewed."""
+        with self._lock:
+            self._jobs[job_id] = (timeout, now)
+
+    def renewed(self, job_ids: list[str], now: float) -> None:
+        """The server took a report of each of ``job_ids`` (a report renews a lease)."""
+        with self._lock:
+            for job_id in job_ids:
+                lease = self._jobs.get(job_id)
+                if lease is not None:
+                    self._jobs[job_id] = (lease[0], now)
+
+    def drop(self, job_id: str) -> None:
+        """Stop following ``job_id`` (it ended, or the server no longer knows it)."""
+        with self._lock:
+            self._jobs.pop(job_id, None)
+
+    def due(self, now: float) -> list[str]:
+        """The jobs last renewed a third of their lease ago or more: heartbeat them now."""
+        with self._lock:
+            return [
+                job_id
+                for job_id, (timeout, renewed) in self._jobs.items()
+                if now - renewed >= timeout / 3
+            ]
+
+
 def register_body(
-    job_id: str | None, status: str, stage: str, message: str | None
+    job_id: str | None,
+    status: str,
+    stage: str,
+    message: str | None,
+    heartbeat_timeout: float | None = None,
 ) -> dict[str, Any]:
     """The JSON body of ``POST /api/jobs`` for an external job."""
     body: dict[str, Any] = {"status": status, "stage": stage}
+    if heartbeat_timeout is not None:
+        body["heartbeatTimeoutS"] = heartbeat_timeout
     if job_id is not None:
         body["jobId"] = check_job_id(job_id)
     if message is not None:
@@ -189,7 +230,18 @@ def unavailable(exc: httpx.TransportError, base_url: str) -> ServerUnavailableEr
 def raise_for_answer(response: httpx.Response, job_id: str | None = None) -> None:
     """Raise the pipeline error that matches an error answer; return on 2xx.
 
-    Raises: as ``raise_for_error``.
+    The answer's machine-readable ``code`` decides (``progress_sync._contract``,
+    ``error_for_answer``), never its wording.
+
+    Raises:
+        AuthenticationError: 401 or 403.
+        InvalidUpdateError: ``invalid_request`` naming a field.
+        JobNotFoundError: ``job_not_found`` for the job.
+        JobExistsError: ``job_exists``: the job id is taken.
+        JobFinishedError: ``job_finished``: the job has ended already.
+        ServerUnavailableError: the server or its store is away for now (a code that says
+            to retry, or 429, 502, 503 or 504 from a proxy): try again later.
+        ServerRejectedError: any other error answer.
     """
     if response.is_success:
         return
@@ -199,44 +251,24 @@ def raise_for_answer(response: httpx.Response, job_id: str | None = None) -> Non
         body = {}
     if not isinstance(body, dict):
         body = {}
-    raise_for_error(response.status_code, body, response.reason_phrase, response.text, job_id)
+    raise error_for_answer(
+        response.status_code,
+        body,
+        reason=response.reason_phrase,
+        text=response.text[:500],
+        job_id=job_id,
+    )
 
 
 def raise_for_error(
     code: int, body: dict[str, Any], reason: str, text: str, job_id: str | None = None
 ) -> NoReturn:
-    """Raise the pipeline error that matches an error answer (an HTTP status and its JSON body
-    ``{"error", "detail", "field"}``, or a WebSocket frame's error with its ``status``).
+    """Raise the pipeline error that matches an error answer: an HTTP status and its JSON body,
+    or a WebSocket frame's error body with its ``status`` (``error_for_answer``).
 
-    Raises:
-        AuthenticationError: 401 or 403.
-        InvalidUpdateError: 400 naming a field.
-        JobNotFoundError: 404 for the job.
-        JobExistsError: 409, the job id is taken.
-        JobFinishedError: 409, the job has ended already.
-        ServerUnavailableError: 429, 502, 503 or 504: try again later.
-        ServerRejectedError: any other error answer.
+    Raises: as ``raise_for_answer``.
     """
-    error = str(body.get("error") or reason or "error")
-    detail = str(body.get("detail") or text[:500])
-    field_name = body.get("field")
-    if code in (401, 403):
-        raise AuthenticationError(code, error, detail, field_name)
-    if code in (429, 502, 503, 504):
-        # The store is away, the server is draining for a deploy, or a proxy lost it for a
-        # moment: the reports are kept and sent again, like after a connection error.
-        raise ServerUnavailableError(f"the server answered {code} {error}: {detail}")
-    if code == 400 and isinstance(field_name, str):
-        prefix = f"{field_name}: "
-        raise InvalidUpdateError(field_name, detail.removeprefix(prefix))
-    if job_id is not None and code == 404 and error == "job not found":
-        raise JobNotFoundError(job_id)
-    if job_id is not None and code == 409 and error == "job exists":
-        raise JobExistsError(job_id)
-    if job_id is not None and code == 409 and error == "job finished":
-        match = _FINISHED_STATUS.search(detail)
-        raise JobFinishedError(job_id, match.group(1) if match else "ended")
-    raise ServerRejectedError(code, error, detail, field_name)
+    raise error_for_answer(code, body, reason=reason, text=text[:500], job_id=job_id)
 
 
 class BatchAccounting:

@@ -184,7 +184,7 @@ class SocketPath:
         return {} if self.token is None else {"Authorization": f"Bearer {self.token}"}
 
 
-def _json_body(data: bytes | None) -> Any:
+def _json_body(data: bytes | bytearray | None) -> Any:
     try:
         return json.loads(data or b"")
     except ValueError:
