@@ -120,7 +120,11 @@ class Broadcaster:
             return
         if scope["type"] != "http":
             return
-        if scope["method"] == "POST" and scope["path"].startswith("/api/"):
+        path = scope["path"]
+        if scope["method"] == "POST" and (
+            path == "/api/progress"
+            or (path.startswith("/api/jobs/") and path.endswith("/progress"))
+        ):
             await _ingest(scope, receive, send)
         elif scope["path"] == "/stream" and scope["method"] == "GET":
             await self._stream(send)
