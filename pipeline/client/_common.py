@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-import math
 import threading
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 import httpx
 
+from .._checks import check_seconds
 from .._contract import error_for_answer
 from .._errors import ServerUnavailableError
 from .._snapshot import check_job_id, check_progress, wall_clock
@@ -149,13 +149,7 @@ def check_flush_interval(flush_interval: float) -> float:
     Raises:
         ValueError: it is not a positive, finite number of seconds.
     """
-    if isinstance(flush_interval, bool) or not (
-        isinstance(flush_interval, int | float) and 0 < flush_interval < math.inf
-    ):
-        raise ValueError(
-            f"flush_interval must be a positive number of seconds, not {flush_interval!r}"
-        )
-    return float(flush_interval)
+    return check_seconds("flush_interval", flush_interval)
 
 
 def auth_headers(token: str | None) -> dict[str, str]:
