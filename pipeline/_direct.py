@@ -14,6 +14,7 @@ from ._sink import SinkStatistics
 from ._snapshot import (
     JobSnapshot,
     ProgressUpdate,
+    check_eta_seconds,
     check_progress,
     check_reported_at,
     wall_clock,
@@ -62,6 +63,8 @@ class DirectSync:
         message: str | None = None,
         *,
         reported_at: float | None = None,
+        eta_seconds: float | None = None,
+        reset: bool = False,
     ) -> None:
         """Start writing this report to the store; returns before the write is done.
 
@@ -72,6 +75,8 @@ class DirectSync:
             message: optional free text.
             reported_at: when the producer made the report, seconds since the Unix epoch
                 (``wall_clock()`` by default).
+            eta_seconds: the producer's own estimate of the seconds left, or None.
+            reset: the job starts over (see ``UpdateBuffer.report_nowait``).
 
         Raises:
             InvalidUpdateError: a field is malformed (the message names it).
@@ -80,12 +85,15 @@ class DirectSync:
         if self._closed:
             raise BufferClosedError("direct sync is closed; report inside its async with block")
         percent = check_progress(percent, stage, message)
+        eta_seconds = check_eta_seconds(eta_seconds)
+        if type(reset) is not bool:
+            raise InvalidUpdateError("reset", f"must be true or false, not {reset!r}")
         if type(job_id) is not str or not job_id:
             raise InvalidUpdateError("jobId", "must be a non-empty string")
         self._reports_received += 1
         self._in_flight += 1
         reported_at = wall_clock() if reported_at is None else check_reported_at(reported_at)
-        update = ProgressUpdate(job_id, percent, stage, message, reported_at)
+        update = ProgressUpdate(job_id, percent, stage, message, reported_at, eta_seconds, reset)
         latest = self._unwritten.get(job_id)
         if latest is None or latest.reported_at <= reported_at:
             self._unwritten[job_id] = update

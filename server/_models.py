@@ -333,6 +333,17 @@ class JobSnapshot(_ApiModel):
     """The result of a completed job (any JSON value), else null."""
     heartbeat_timeout_s: float | None = None
     """The job's lease in seconds (``heartbeatTimeoutS`` at registration), or null."""
+    rate: float | None = None
+    """Running jobs: the smoothed speed in percent per second (an EWMA with a 10 s time
+    constant over samples of at least 1 s of producer time; pauses left out), to 4
+    decimals; null before the first sample and in terminal states."""
+    eta_seconds: float | None = None
+    """Running jobs: seconds left until 100% at ``rate`` (to 0.1 s), or the producer's own
+    ``etaSeconds``; null until 2 s of advancing history, while the job is not advancing, and
+    in terminal states."""
+    attempt: int = pydantic.Field(default=1, ge=1)
+    """1, plus one per progress report sent with ``reset``: percent never goes down within
+    an attempt; a lower percent is published only with a higher attempt."""
 
 
 class JobListResponse(_ApiModel):
