@@ -27,6 +27,7 @@ from progress_sync import (
     JobSnapshot,
     JobStatus,
     UpdateSink,
+    check_eta_seconds,
     check_job_id,
     check_progress,
     check_reported_at,
@@ -77,7 +78,7 @@ one from a clock running more than five minutes fast is refused rather than appl
 NDJSON_TYPES = frozenset({"application/x-ndjson", "application/jsonl", "application/x-jsonlines"})
 """Content types read as NDJSON (one JSON object per line); anything else is read as JSON."""
 
-_UPDATE_FIELDS = ("jobId", "percent", "stage", "message", "reportedAt")
+_UPDATE_FIELDS = ("jobId", "percent", "stage", "message", "reportedAt", "etaSeconds", "reset")
 _MISSING: Any = object()
 
 
@@ -108,19 +109,23 @@ class BatchOutcome:
         }
 
 
-def parse_update(
-    obj: object, *, now: float, job_id: str | None = None
-) -> tuple[str, float, str, str | None, float | None]:
+ParsedUpdate = tuple[str, float, str, str | None, float | None, float | None, bool]
+"""``(job_id, percent, stage, message, reported_at, eta_seconds, reset)``."""
+
+
+def parse_update(obj: object, *, now: float, job_id: str | None = None) -> ParsedUpdate:
     """Check one update object from a producer.
 
     Args:
-        obj: the decoded JSON: ``{"jobId", "percent", "stage"?, "message"?, "reportedAt"?}``.
+        obj: the decoded JSON: ``{"jobId", "percent", "stage"?, "message"?, "reportedAt"?,
+            "etaSeconds"?, "reset"?}``.
         now: the server's time, seconds since the Unix epoch (for the clock-skew check).
         job_id: the job id from the URL; then ``jobId`` may be left out of ``obj``.
 
     Returns:
-        ``(job_id, percent, stage, message, reported_at)``; ``stage`` defaults to ``""`` and
-        ``reported_at`` to None (the buffer stamps the receive time).
+        ``(job_id, percent, stage, message, reported_at, eta_seconds, reset)``; ``stage``
+        defaults to ``""``, ``reported_at`` to None (the buffer stamps the receive time),
+        ``eta_seconds`` to None and ``reset`` to False.
 
     Raises:
         InvalidUpdateError: naming the first field at fault and why.
@@ -156,7 +161,11 @@ def parse_update(
                 f"is {reported_at - now:.0f} s ahead of the server's clock (at most "
                 f"{MAX_CLOCK_SKEW:g} s allowed); fix the producer's clock or leave reportedAt out",
             )
-    return job_id, percent, stage, message, reported_at
+    eta_seconds = check_eta_seconds(obj.get("etaSeconds"))
+    reset = obj.get("reset", False)
+    if type(reset) is not bool:
+        raise InvalidUpdateError("reset", f"must be true or false, not {_json_type(reset)}")
+    return job_id, percent, stage, message, reported_at, eta_seconds, reset
 
 
 def _json_type(value: object) -> str:
@@ -305,9 +314,13 @@ def install_ingest_routes(app: Quart, services: Any, auth: Auth) -> None:  # noq
         """
         check_job_id(job_id)
         body = await _read_json(allow_empty=False)
-        _, percent, stage, message, reported_at = parse_update(body, now=time.time(), job_id=job_id)
+        _, percent, stage, message, reported_at, eta, reset = parse_update(
+            body, now=time.time(), job_id=job_id
+        )
         await live_job(job_id)
-        sink.report_nowait(job_id, percent, stage, message, reported_at=reported_at)
+        sink.report_nowait(
+            job_id, percent, stage, message, reported_at=reported_at, eta_seconds=eta, reset=reset
+        )
         return {"accepted": 1}, 202
 
     @app.post(quart_rule(PROGRESS_PATH))
@@ -327,7 +340,7 @@ def install_ingest_routes(app: Quart, services: Any, auth: Auth) -> None:  # noq
         lines = await _read_batch(config.max_batch_updates)
         outcome = BatchOutcome()
         now = time.time()
-        parsed: list[tuple[int, tuple[str, float, str, str | None, float | None]]] = []
+        parsed: list[tuple[int, ParsedUpdate]] = []
         for number, item in lines:
             if isinstance(item, InvalidUpdateError):
                 outcome.errors.append({"line": number, "field": item.field, "reason": item.reason})
@@ -350,7 +363,7 @@ def install_ingest_routes(app: Quart, services: Any, auth: Auth) -> None:  # noq
                     if states[job_id].is_terminal:  # type: ignore[union-attr]  # just set from get()
                         outcome.finished_jobs.append(job_id)
         report_nowait = sink.report_nowait
-        for number, (job_id, percent, stage, message, reported_at) in parsed:
+        for number, (job_id, percent, stage, message, reported_at, eta, reset) in parsed:
             snapshot = states[job_id]
             if snapshot is None or snapshot.is_terminal:
                 continue
@@ -364,7 +377,15 @@ def install_ingest_routes(app: Quart, services: Any, auth: Auth) -> None:  # noq
                     }
                 )
                 continue
-            report_nowait(job_id, percent, stage, message, reported_at=reported_at)
+            report_nowait(
+                job_id,
+                percent,
+                stage,
+                message,
+                reported_at=reported_at,
+                eta_seconds=eta,
+                reset=reset,
+            )
             outcome.accepted += 1
         return outcome.to_dict()
 

@@ -150,6 +150,13 @@ class ProgressRequest(_ApiModel):
     reported_at: float | None = pydantic.Field(default=None, ge=0)
     """When the producer made the report, seconds since the Unix epoch; the server's
     receive time by default. At most 300 s ahead of the server's clock."""
+    eta_seconds: float | None = pydantic.Field(default=None, ge=0)
+    """The producer's own estimate of the seconds left; it wins over the server's
+    ``etaSeconds`` (computed from the job's rate) in the snapshot."""
+    reset: bool = False
+    """The job starts over (a new attempt): its percent may go down. Without it a lower
+    percent than the job's is not published (the higher one is kept, and counted); with it
+    the snapshot's ``attempt`` grows by one."""
 
 
 class BatchUpdate(ProgressRequest):
@@ -388,6 +395,8 @@ class StoreHealth(_ApiModel):
     """Times the store re-read its subscribed jobs after (re)connecting."""
     leases_expired: int = 0
     """Jobs this server process ended ``failed`` because their lease expired."""
+    lower_percent_kept: int = 0
+    """Progress updates with a lower percent and no ``reset``: the higher percent was kept."""
 
 
 class SinkHealth(_ApiModel):
