@@ -13,7 +13,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -278,7 +278,7 @@ class RedisStore(ExportStore):
                 *self._optional(update.message),
                 repr(float(update.reported_at)),
                 "1" if update.job_id in self._local else "0",
-                "" if update.eta_seconds is None else repr(float(update.eta_seconds)),
+                "" if update.eta_seconds is None else repr(round(float(update.eta_seconds), 1)),
                 "1" if update.reset else "0",
             )
         with self._boundary(f"writing a batch of {len(updates)} progress updates"):
@@ -378,6 +378,13 @@ class RedisStore(ExportStore):
         if not flat[0]:
             raise JobNotFoundError(job_id)
         return _decode(flat[0])
+
+    async def get_many(self, job_ids: Iterable[str]) -> dict[str, JobSnapshot]:
+        ids = list(dict.fromkeys(job_ids))
+        if not ids:
+            return {}
+        flat = await self._read(ids, f"reading {len(ids)} jobs")
+        return {job_id: _decode(fields) for job_id, fields in zip(ids, flat, strict=True) if fields}
 
     async def list_jobs(
         self, *, status: JobStatus | None = None, offset: int = 0, limit: int = 100
