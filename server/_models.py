@@ -150,7 +150,7 @@ class ProgressRequest(_ApiModel):
     reported_at: float | None = pydantic.Field(default=None, ge=0)
     """When the producer made the report, seconds since the Unix epoch; the server's
     receive time by default. At most 300 s ahead of the server's clock."""
-    eta_seconds: float | None = pydantic.Field(default=None, ge=0)
+    eta_seconds: float | None = pydantic.Field(default=None, ge=0, lt=1e9)
     """The producer's own estimate of the seconds left; it wins over the server's
     ``etaSeconds`` (computed from the job's rate) in the snapshot."""
     reset: bool = False
