@@ -77,8 +77,10 @@ from ._snapshot import LEASE_EXPIRED_ERROR as LEASE_EXPIRED_ERROR
 from ._snapshot import MAX_HEARTBEAT_TIMEOUT as MAX_HEARTBEAT_TIMEOUT
 from ._snapshot import MAX_MESSAGE_LENGTH as MAX_MESSAGE_LENGTH
 from ._snapshot import MAX_STAGE_LENGTH as MAX_STAGE_LENGTH
+from ._snapshot import PERCENT_DECIMALS as PERCENT_DECIMALS
 from ._snapshot import JobSnapshot as JobSnapshot
 from ._snapshot import ProgressUpdate as ProgressUpdate
+from ._snapshot import check_eta_seconds as check_eta_seconds
 from ._snapshot import check_heartbeat_timeout as check_heartbeat_timeout
 from ._snapshot import check_job_id as check_job_id
 from ._snapshot import check_progress as check_progress
@@ -144,6 +146,7 @@ __all__ = [
     "MAX_MESSAGE_LENGTH",
     "MEMORY_STORE_URL",
     "MAX_STAGE_LENGTH",
+    "PERCENT_DECIMALS",
     "TERMINAL_STATUSES",
     "AuthenticationError",
     "BatchResult",
@@ -183,6 +186,7 @@ __all__ = [
     "UpdateBuffer",
     "UpdateSink",
     "WaitTimeoutError",
+    "check_eta_seconds",
     "check_heartbeat_timeout",
     "check_job_id",
     "check_text",

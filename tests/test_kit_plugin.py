@@ -25,10 +25,10 @@ from progress_sync.testing import assert_stream_well_formed, collect_snapshots
 
 
 async def export(buffer, job_id):
-    for percent in (10, 50, 40):  # the bug: progress goes back
+    for percent in (10, 50, 90):
         buffer.report_nowait(job_id, percent=percent, stage="render")
         await trio.sleep(1)
-    await buffer.finish(job_id, "completed")
+    # the bug: the job never ends
 
 
 async def test_buggy_export(progress_store, progress_buffer, nursery, autojump_clock):
@@ -70,8 +70,7 @@ def test_the_readme_examples_pass_with_the_installed_plugin(pytester: pytest.Pyt
     result.stdout.re_match_lines([r"plugins: .*progress-sync-0\.1\.0"])
     result.stdout.fnmatch_lines(
         [
-            "*AssertionError: percent decreased: record 2 (seq 3, percent 50.0) then "
-            "record 3 (seq 4, percent 40.0)",
+            "*WaitTimeoutError: job 'job' did not reach a terminal state within *",
             "*progress_server runs a real server on real sockets, and the autojump clock "
             "would jump virtual time*",
         ]
