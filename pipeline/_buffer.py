@@ -19,6 +19,7 @@ from ._snapshot import (
     MAX_STAGE_LENGTH,
     JobSnapshot,
     ProgressUpdate,
+    check_eta_seconds,
     check_progress,
     check_reported_at,
     wall_clock,
@@ -50,7 +51,7 @@ flush the drain task waits twice as long as before (from ``flush_interval``) up 
 
 # The fast path of report_nowait takes a float percent and no message; anything else goes
 # through the full check.
-_Report = tuple[str, float, str, str | None, float]
+_Report = tuple[str, float, str, str | None, float, float | None, bool]
 """A report as it waits in the buffer: ``ProgressUpdate``'s fields as a plain tuple."""
 
 _make_update = ProgressUpdate._make
@@ -58,10 +59,19 @@ _monotonic = time.monotonic
 
 
 def _checked_report(
-    job_id: object, percent: object, stage: object, message: object, reported_at: object
+    job_id: object,
+    percent: object,
+    stage: object,
+    message: object,
+    reported_at: object,
+    eta_seconds: object = None,
+    reset: object = False,
 ) -> _Report:
     """The full check of a report (see ``UpdateBuffer.report_nowait``), as a ``_Report``."""
     percent = check_progress(percent, stage, message)
+    eta_seconds = check_eta_seconds(eta_seconds)
+    if type(reset) is not bool:
+        raise InvalidUpdateError("reset", f"must be true or false, not {reset!r}")
     if type(job_id) is not str or not job_id:
         raise InvalidUpdateError("jobId", "must be a non-empty string")
     if reported_at is None:
@@ -69,7 +79,7 @@ def _checked_report(
     elif type(reported_at) is not float or not 0.0 <= reported_at < math.inf:
         reported_at = check_reported_at(reported_at)
     # check_progress has checked stage and message; mypy cannot narrow through `type(x) is`
-    return (job_id, percent, stage, message, reported_at)  # type: ignore[return-value]
+    return (job_id, percent, stage, message, reported_at, eta_seconds, reset)  # type: ignore[return-value]
 
 
 class UpdateBuffer:
@@ -136,6 +146,8 @@ class UpdateBuffer:
         message: str | None = None,
         *,
         reported_at: float | None = None,
+        eta_seconds: float | None = None,
+        reset: bool = False,
     ) -> None:
         """Report a job's progress. Never blocks and never fails because the buffer is full.
 
@@ -153,6 +165,10 @@ class UpdateBuffer:
             reported_at: when the producer made the report, in seconds since the Unix epoch
                 (``wall_clock()`` now by default). A thread or another process passes its own
                 time so that the store's staleness rule and latency use it.
+            eta_seconds: the producer's own estimate of the seconds left (wins over the
+                store's), or None.
+            reset: the job starts over (a new attempt): a lower percent is published. A
+                reset report coalesced with a later one passes its reset on to it.
 
         Raises:
             InvalidUpdateError: a field is malformed (the message names it).
@@ -168,12 +184,24 @@ class UpdateBuffer:
             and stage.isascii()
             and message is None
             and reported_at is None
+            and eta_seconds is None
+            and reset is False
             and type(job_id) is str
             and job_id
         ):
-            report: _Report = (job_id, percent, stage, None, _WALL_CLOCK_OFFSET + _monotonic())
+            report: _Report = (
+                job_id,
+                percent,
+                stage,
+                None,
+                _WALL_CLOCK_OFFSET + _monotonic(),
+                None,
+                False,
+            )
         else:
-            report = _checked_report(job_id, percent, stage, message, reported_at)
+            report = _checked_report(
+                job_id, percent, stage, message, reported_at, eta_seconds, reset
+            )
         try:
             self._send_nowait(report)
         except trio.WouldBlock:
@@ -183,6 +211,8 @@ class UpdateBuffer:
                 self._coalesced += 1
                 if current[4] > report[4]:
                     return
+                if current[6] and not report[6]:
+                    report = (*report[:6], True)
             self._overflow[job_id] = report
         except trio.ClosedResourceError:
             # The channel is closed when the buffer closes: no flag to test per report.
@@ -356,6 +386,8 @@ class UpdateBuffer:
                 coalesced += 1
                 if current[4] > report[4]:
                     continue
+                if current[6] and not report[6]:
+                    report = (*report[:6], True)  # the new attempt is not lost
             pending[report[0]] = report
         if self._overflow:
             for report in self._overflow.values():
@@ -364,6 +396,8 @@ class UpdateBuffer:
                     coalesced += 1
                     if current[4] > report[4]:
                         continue
+                    if current[6] and not report[6]:
+                        report = (*report[:6], True)
                 pending[report[0]] = report
             self._overflow.clear()
         self._drained += drained
@@ -372,8 +406,12 @@ class UpdateBuffer:
     def _keep_latest(self, report: _Report) -> None:
         """Put ``report`` back in ``_pending`` unless a newer one for its job is there."""
         current = self._pending.get(report[0])
-        if current is None or current[4] < report[4]:
+        if current is None:
             self._pending[report[0]] = report
+        elif current[4] < report[4]:
+            self._pending[report[0]] = (*report[:6], True) if current[6] else report
+        elif report[6] and not current[6]:
+            self._pending[report[0]] = (*current[:6], True)
 
     async def _drain(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED

@@ -14,6 +14,7 @@ from ._sink import SinkStatistics
 from ._snapshot import (
     JobSnapshot,
     ProgressUpdate,
+    check_eta_seconds,
     check_progress,
     check_reported_at,
     wall_clock,
@@ -49,6 +50,10 @@ class DirectSync:
         self._in_flight = 0
         self._idle = trio.lowlevel.ParkingLot()
         self._failed_writes = 0
+        # Each job's latest report whose write has not finished: ``finish`` folds it into the
+        # terminal write, so the terminal state shows it even if its own write lands later
+        # (and is then ignored: the terminal state wins).
+        self._unwritten: dict[str, ProgressUpdate] = {}
 
     def report_nowait(
         self,
@@ -58,6 +63,8 @@ class DirectSync:
         message: str | None = None,
         *,
         reported_at: float | None = None,
+        eta_seconds: float | None = None,
+        reset: bool = False,
     ) -> None:
         """Start writing this report to the store; returns before the write is done.
 
@@ -68,6 +75,8 @@ class DirectSync:
             message: optional free text.
             reported_at: when the producer made the report, seconds since the Unix epoch
                 (``wall_clock()`` by default).
+            eta_seconds: the producer's own estimate of the seconds left, or None.
+            reset: the job starts over (see ``UpdateBuffer.report_nowait``).
 
         Raises:
             InvalidUpdateError: a field is malformed (the message names it).
@@ -76,12 +85,18 @@ class DirectSync:
         if self._closed:
             raise BufferClosedError("direct sync is closed; report inside its async with block")
         percent = check_progress(percent, stage, message)
+        eta_seconds = check_eta_seconds(eta_seconds)
+        if type(reset) is not bool:
+            raise InvalidUpdateError("reset", f"must be true or false, not {reset!r}")
         if type(job_id) is not str or not job_id:
             raise InvalidUpdateError("jobId", "must be a non-empty string")
         self._reports_received += 1
         self._in_flight += 1
         reported_at = wall_clock() if reported_at is None else check_reported_at(reported_at)
-        update = ProgressUpdate(job_id, percent, stage, message, reported_at)
+        update = ProgressUpdate(job_id, percent, stage, message, reported_at, eta_seconds, reset)
+        latest = self._unwritten.get(job_id)
+        if latest is None or latest.reported_at <= reported_at:
+            self._unwritten[job_id] = update
         self._nursery.start_soon(self._write, update)
 
     async def finish(
@@ -93,6 +108,10 @@ class DirectSync:
         result: Any = None,
     ) -> JobSnapshot:
         """Write a terminal state now; returns once it is stored and subscribers are told.
+
+        The job's latest report whose write is still in flight goes into the same write (as
+        ``UpdateBuffer.finish`` does with its buffered report), so the terminal state shows
+        the latest progress; writes that land after it are ignored by the store.
 
         Raises:
             UnknownStatusError: ``status`` is no known state.
@@ -109,7 +128,15 @@ class DirectSync:
             raise InvalidUpdateError(
                 "status", f"finish takes completed, failed or cancelled, not {status.value}"
             )
-        snapshot = await self.store.finish(job_id, status, error=error, result=result)
+        last_progress = self._unwritten.pop(job_id, None)
+        try:
+            snapshot = await self.store.finish(
+                job_id, status, error=error, result=result, last_progress=last_progress
+            )
+        except BaseException:
+            if last_progress is not None and job_id not in self._unwritten:
+                self._unwritten[job_id] = last_progress
+            raise
         self._terminal_writes += 1
         return snapshot
 
@@ -147,6 +174,8 @@ class DirectSync:
                     self._store_writes += 1
                     return
         finally:
+            if self._unwritten.get(update.job_id) is update:
+                del self._unwritten[update.job_id]
             self._in_flight -= 1
             if not self._in_flight:
                 self._idle.unpark_all()

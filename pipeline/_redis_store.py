@@ -33,14 +33,15 @@ from ._errors import (
     StoreUnavailableError,
 )
 from ._memory_store import DEFAULT_RETENTION
+from ._rate import RateState, rate_lua_arguments
 from ._redis_scripts import DEFAULT_IDLE_TIMEOUT, DEFAULT_REDIS_PREFIX
 from ._snapshot import (
     LEASE_EXPIRED_ERROR,
     JobSnapshot,
     ProgressUpdate,
     check_heartbeat_timeout,
-    check_progress,
     format_seconds,
+    round_percent,
 )
 from ._status import JobStatus
 from ._store import (
@@ -49,6 +50,7 @@ from ._store import (
     StoreStatistics,
     check_registration,
     check_terminal_state,
+    check_update,
 )
 from ._subscription import Subscription
 
@@ -92,10 +94,24 @@ def _decode(flat: Sequence[Any]) -> JobSnapshot:
     h = dict(zip(flat[::2], flat[1::2], strict=True))
     result = h.get("result")
     lease = h.get("heartbeatTimeoutS")
+    status = JobStatus(h["status"])
+    percent = float(h["percent"])
+    rate = eta = None
+    if not status.is_terminal:
+        state = RateState(
+            anchor_at=None if "rAt" not in h else float(h["rAt"]),
+            anchor_percent=float(h.get("rPct", 0.0)),
+            rate=None if "rate" not in h else float(h["rate"]),
+            span=float(h.get("rSpan", 0.0)),
+            stalled=h.get("stalled") == "1",
+        )
+        rate, eta = state.published(percent)
+        if "eta" in h:
+            eta = float(h["eta"])
     return JobSnapshot(
         job_id=h["id"],
-        status=JobStatus(h["status"]),
-        percent=float(h["percent"]),
+        status=status,
+        percent=percent,
         stage=h["stage"],
         message=h.get("message"),
         seq=int(h["seq"]),
@@ -106,6 +122,9 @@ def _decode(flat: Sequence[Any]) -> JobSnapshot:
         error=h.get("error"),
         result=None if result is None else json.loads(result),
         heartbeat_timeout=None if lease is None else float(lease),
+        rate=rate,
+        eta_seconds=eta,
+        attempt=int(h.get("attempt", 1)),
     )
 
 
@@ -199,6 +218,8 @@ class RedisStore(ExportStore):
         self._unavailable_errors = 0
         self._resyncs = 0
         self._leases_expired = 0
+        self._lower_percent_kept = 0
+        self._rate_args = rate_lua_arguments()
 
     # -- the ExportStore interface --------------------------------------------------------
 
@@ -238,24 +259,31 @@ class RedisStore(ExportStore):
 
     async def apply_progress(self, updates: Sequence[ProgressUpdate]) -> BatchResult:
         for update in updates:
-            check_progress(update.percent, update.stage, update.message)
+            check_update(update)
         if not updates:
             await trio.lowlevel.checkpoint()
             self._writes += 1
             return BatchResult()
-        args: list[str] = [self.prefix, repr(self._clock()), str(self._ms(self.idle_timeout))]
+        args: list[str] = [
+            self.prefix,
+            repr(self._clock()),
+            str(self._ms(self.idle_timeout)),
+            *self._rate_args,
+        ]
         for update in updates:
             args += (
                 update.job_id,
-                repr(float(update.percent)),
+                repr(round_percent(float(update.percent))),
                 update.stage,
                 *self._optional(update.message),
                 repr(float(update.reported_at)),
                 "1" if update.job_id in self._local else "0",
+                "" if update.eta_seconds is None else repr(round(float(update.eta_seconds), 1)),
+                "1" if update.reset else "0",
             )
         with self._boundary(f"writing a batch of {len(updates)} progress updates"):
             reply: list[Any] = await self._apply(args=args)
-        applied, ignored_terminal, ignored_stale, unknown, wanted, jobs = reply
+        applied, ignored_terminal, ignored_stale, unknown, wanted, jobs, lower_kept = reply
         for flat in wanted:
             self._deliver(_decode(flat))
         self._writes += 1
@@ -263,6 +291,7 @@ class RedisStore(ExportStore):
         self._updates_applied += applied
         self._ignored_terminal += ignored_terminal
         self._ignored_stale += ignored_stale
+        self._lower_percent_kept += lower_kept
         self._unknown_job_updates += len(unknown)
         return BatchResult(applied, ignored_terminal, ignored_stale, tuple(unknown))
 
@@ -283,7 +312,7 @@ class RedisStore(ExportStore):
         if last_progress is not None:
             last = [
                 "1",
-                repr(float(last_progress.percent)),
+                repr(round_percent(float(last_progress.percent))),
                 last_progress.stage,
                 *self._optional(last_progress.message),
                 repr(float(last_progress.reported_at)),
@@ -298,6 +327,7 @@ class RedisStore(ExportStore):
             *self._optional(result_json),
             *last,
             uuid.uuid4().hex,
+            "1" if last_progress is not None and last_progress.reset else "0",
         ]
         with self._boundary(f"writing the terminal state of job {job_id!r}"):
             reply: list[Any] = await self._finish(args=args)
@@ -446,6 +476,7 @@ class RedisStore(ExportStore):
             unavailable_errors=self._unavailable_errors,
             resyncs=self._resyncs,
             leases_expired=self._leases_expired,
+            lower_percent_kept=self._lower_percent_kept,
         )
 
     # -- fan-out -------------------------------------------------------------------------

@@ -267,9 +267,12 @@ def _describe(index: int, record: ProgressRecord) -> str:
 
 
 def assert_percent_never_decreases(records: Iterable[ProgressRecord]) -> None:
-    """Check that percent never goes down from one record to the next.
+    """Check that percent never goes down from one record to the next within an attempt.
 
-    Records without a percent (``None``) are skipped.
+    The store's policy (``ExportStore``): percent only goes down with a new ``attempt`` (a
+    report sent with ``reset``), so a lower percent in a record whose ``attempt`` is higher
+    than the previous record's is allowed. Records without a percent (``None``) are
+    skipped; records without an ``attempt`` count as attempt 1.
 
     Raises:
         AssertionError: naming the two records where percent went down.
@@ -278,11 +281,20 @@ def assert_percent_never_decreases(records: Iterable[ProgressRecord]) -> None:
     for index, record in enumerate(records):
         if record.percent is None:
             continue
-        if previous is not None and record.percent < previous[1].percent:  # type: ignore[operator]  # previous has a percent: records without one are skipped
+        if (
+            previous is not None
+            and record.percent < previous[1].percent  # type: ignore[operator]  # previous has a percent: records without one are skipped
+            and _attempt(record) <= _attempt(previous[1])
+        ):
             raise AssertionError(
                 f"percent decreased: {_describe(*previous)} then {_describe(index, record)}"
             )
         previous = (index, record)
+
+
+def _attempt(record: ProgressRecord) -> int:
+    attempt = getattr(record, "attempt", None)
+    return attempt if isinstance(attempt, int) else 1
 
 
 def assert_exactly_one_terminal(records: Iterable[ProgressRecord]) -> None:

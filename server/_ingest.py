@@ -27,6 +27,7 @@ from progress_sync import (
     JobSnapshot,
     JobStatus,
     UpdateSink,
+    check_eta_seconds,
     check_heartbeat_timeout,
     check_job_id,
     check_progress,
@@ -80,7 +81,7 @@ one from a clock running more than five minutes fast is refused rather than appl
 NDJSON_TYPES = frozenset({"application/x-ndjson", "application/jsonl", "application/x-jsonlines"})
 """Content types read as NDJSON (one JSON object per line); anything else is read as JSON."""
 
-_UPDATE_FIELDS = ("jobId", "percent", "stage", "message", "reportedAt")
+_UPDATE_FIELDS = ("jobId", "percent", "stage", "message", "reportedAt", "etaSeconds", "reset")
 _MISSING: Any = object()
 
 
@@ -113,19 +114,23 @@ class BatchOutcome:
         }
 
 
-def parse_update(
-    obj: object, *, now: float, job_id: str | None = None
-) -> tuple[str, float, str, str | None, float | None]:
+ParsedUpdate = tuple[str, float, str, str | None, float | None, float | None, bool]
+"""``(job_id, percent, stage, message, reported_at, eta_seconds, reset)``."""
+
+
+def parse_update(obj: object, *, now: float, job_id: str | None = None) -> ParsedUpdate:
     """Check one update object from a producer.
 
     Args:
-        obj: the decoded JSON: ``{"jobId", "percent", "stage"?, "message"?, "reportedAt"?}``.
+        obj: the decoded JSON: ``{"jobId", "percent", "stage"?, "message"?, "reportedAt"?,
+            "etaSeconds"?, "reset"?}``.
         now: the server's time, seconds since the Unix epoch (for the clock-skew check).
         job_id: the job id from the URL; then ``jobId`` may be left out of ``obj``.
 
     Returns:
-        ``(job_id, percent, stage, message, reported_at)``; ``stage`` defaults to ``""`` and
-        ``reported_at`` to None (the buffer stamps the receive time).
+        ``(job_id, percent, stage, message, reported_at, eta_seconds, reset)``; ``stage``
+        defaults to ``""``, ``reported_at`` to None (the buffer stamps the receive time),
+        ``eta_seconds`` to None and ``reset`` to False.
 
     Raises:
         InvalidUpdateError: naming the first field at fault and why.
@@ -161,7 +166,11 @@ def parse_update(
                 f"is {reported_at - now:.0f} s ahead of the server's clock (at most "
                 f"{MAX_CLOCK_SKEW:g} s allowed); fix the producer's clock or leave reportedAt out",
             )
-    return job_id, percent, stage, message, reported_at
+    eta_seconds = check_eta_seconds(obj.get("etaSeconds"))
+    reset = obj.get("reset", False)
+    if type(reset) is not bool:
+        raise InvalidUpdateError("reset", f"must be true or false, not {_json_type(reset)}")
+    return job_id, percent, stage, message, reported_at, eta_seconds, reset
 
 
 def _json_type(value: object) -> str:
@@ -229,20 +238,26 @@ class Ingest:
             and (body.job_id is UNSET or body.job_id == job_id)
             and (body.reported_at is None or body.reported_at <= now + MAX_CLOCK_SKEW)
         ):
-            percent, stage, message, reported_at = (
+            percent, stage, message, reported_at, eta, reset = (
                 body.percent,
                 body.stage,
                 body.message,
                 body.reported_at,
+                body.eta_seconds,
+                body.reset,
             )
         else:  # refused: say why
             obj = json_body(data, allow_empty=False)
-            _, percent, stage, message, reported_at = parse_update(obj, now=now, job_id=job_id)
+            _, percent, stage, message, reported_at, eta, reset = parse_update(
+                obj, now=now, job_id=job_id
+            )
         snapshot = await self.store.get(job_id)
         _check_external(snapshot)
         if snapshot.is_terminal:
             raise JobFinishedError(job_id, snapshot.status.value)
-        self.sink.report_nowait(job_id, percent, stage, message, reported_at=reported_at)
+        self.sink.report_nowait(
+            job_id, percent, stage, message, reported_at=reported_at, eta_seconds=eta, reset=reset
+        )
 
     async def report_batch(self, data: bytes, *, ndjson: bool) -> dict[str, Any]:
         """``POST /api/progress`` (and a WebSocket frame, ``ndjson=False``): hand a batch's
@@ -312,6 +327,8 @@ class Ingest:
                     update.stage,
                     update.message,
                     reported_at=update.reported_at,
+                    eta_seconds=update.eta_seconds,
+                    reset=update.reset,
                 )
                 accepted += 1
         outcome.accepted = accepted
@@ -348,7 +365,7 @@ def _explain_batch(
             outcome.errors.append({"line": number, "field": item.field, "reason": item.reason})
             continue
         try:
-            job_id, percent, stage, message, reported_at = parse_update(item, now=now)
+            job_id, percent, stage, message, reported_at, eta, reset = parse_update(item, now=now)
         except InvalidUpdateError as exc:
             outcome.errors.append({"line": number, "field": exc.field, "reason": exc.reason})
             continue
@@ -359,6 +376,8 @@ def _explain_batch(
                 stage=stage,
                 message=message,
                 reported_at=reported_at,
+                eta_seconds=eta,
+                reset=reset,
             )
         )
         numbers.append(number)

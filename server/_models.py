@@ -150,6 +150,13 @@ class ProgressRequest(_ApiModel):
     reported_at: float | None = pydantic.Field(default=None, ge=0)
     """When the producer made the report, seconds since the Unix epoch; the server's
     receive time by default. At most 300 s ahead of the server's clock."""
+    eta_seconds: float | None = pydantic.Field(default=None, ge=0, lt=1e9)
+    """The producer's own estimate of the seconds left; it wins over the server's
+    ``etaSeconds`` (computed from the job's rate) in the snapshot."""
+    reset: bool = False
+    """The job starts over (a new attempt): its percent may go down. Without it a lower
+    percent than the job's is not published (the higher one is kept, and counted); with it
+    the snapshot's ``attempt`` grows by one."""
 
 
 class BatchUpdate(ProgressRequest):
@@ -349,6 +356,17 @@ class JobSnapshot(_ApiModel):
     """The result of a completed job (any JSON value), else null."""
     heartbeat_timeout_s: float | None = None
     """The job's lease in seconds (``heartbeatTimeoutS`` at registration), or null."""
+    rate: float | None = None
+    """Running jobs: the smoothed speed in percent per second (an EWMA with a 10 s time
+    constant over samples of at least 1 s of producer time; pauses left out), to 4
+    decimals; null before the first sample and in terminal states."""
+    eta_seconds: float | None = None
+    """Running jobs: seconds left until 100% at ``rate`` (to 0.1 s), or the producer's own
+    ``etaSeconds``; null until 2 s of advancing history, while the job is not advancing, and
+    in terminal states."""
+    attempt: int = pydantic.Field(default=1, ge=1)
+    """1, plus one per progress report sent with ``reset``: percent never goes down within
+    an attempt; a lower percent is published only with a higher attempt."""
 
 
 class JobListResponse(_ApiModel):
@@ -387,6 +405,8 @@ class StoreHealth(_ApiModel):
     """Times the store re-read its subscribed jobs after (re)connecting."""
     leases_expired: int = 0
     """Jobs this server process ended ``failed`` because their lease expired."""
+    lower_percent_kept: int = 0
+    """Progress updates with a lower percent and no ``reset``: the higher percent was kept."""
 
 
 class SinkHealth(_ApiModel):

@@ -139,6 +139,12 @@ class StreamEvent:
         return value if isinstance(value, int | float) and not isinstance(value, bool) else None
 
     @property
+    def attempt(self) -> int | None:
+        """``payload["attempt"]`` (1 plus one per ``reset`` report), or None."""
+        value = self.payload.get("attempt") if isinstance(self.payload, dict) else None
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    @property
     def status(self) -> str | None:
         """``payload["status"]`` (``running``, ``completed``, ...), or None."""
         return self.payload.get("status") if isinstance(self.payload, dict) else None
