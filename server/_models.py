@@ -439,12 +439,14 @@ class HealthResponse(_ApiModel):
 
 
 class JobErrorEvent(_ApiModel):
-    """The data of a ``job-error`` event: the job was not registered in time (``id: 0``)."""
+    """The data of a ``job-error`` event (``id: 0`` for the job): the job was not registered
+    in time, was not found (multi-job stream), or left the store while followed (deleted, or
+    expired): nothing more will come of it."""
 
     job_id: str
     """The job's id."""
     error: str
-    """``job not registered``."""
+    """``job not registered``, ``job not found`` or ``job gone``."""
     detail: str
     """What is wrong and what to do."""
 

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import AsyncExitStack
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from contextlib import AsyncExitStack, aclosing
 from dataclasses import dataclass
 
 import trio
 from progress_sync import (
     ExportStore,
+    JobGoneError,
     JobNotFoundError,
     JobSnapshot,
     MultiSubscription,
@@ -80,6 +81,16 @@ def _goodbye(ctx: StreamContext, detail: dict[str, object]) -> bytes:
     return reconnect_event(retry_ms, {"reason": "server shutting down", **detail})
 
 
+def _gone(ctx: StreamContext, exc: JobGoneError, event_id: str) -> bytes:
+    ctx.metrics.job_error_sent.inc()
+    return _job_error(
+        exc.job_id,
+        "job gone",
+        f"job {exc.job_id!r} is no longer in the store ({exc.reason}); nothing more will come",
+        event_id,
+    )
+
+
 def _registration_timed_out(ctx: StreamContext, job_id: str) -> bytes:
     ctx.metrics.job_error_sent.inc()
     # id 0: "nothing of this job seen"; a reconnect with it gets 204 while the job is still
@@ -108,6 +119,63 @@ def _last_words_single(ctx: StreamContext, subscription: Subscription) -> bytes:
     return b"".join(chunks)
 
 
+async def _follow_job(
+    ctx: StreamContext,
+    handle: StreamHandle,
+    subscription: Subscription,
+    last_seen: int | None,
+    opened_at: float,
+) -> AsyncGenerator[bytes | int, None]:
+    """Steps 3-4 of ``job_event_stream`` over an open subscription: the chunks to send, and
+    after each snapshot event the seq it carried (an ``int``, not sent)."""
+    item = await _next_item(subscription, handle, None)
+    while True:
+        if isinstance(item, JobGoneError):
+            # id 0, as for a job never registered: a reconnect gets 204.
+            yield _gone(ctx, item, "0")
+            return
+        if item is not None:
+            if item.seq != last_seen:
+                yield snapshot_event(item)
+                ctx.metrics.snapshot_sent(item, since=opened_at)
+                last_seen = item.seq
+                yield last_seen
+            if item.is_terminal:
+                return
+        item = await _next_item(subscription, handle, ctx.heartbeat_interval)
+        if item is not None:
+            continue
+        if handle.stopping:
+            yield _last_words_single(ctx, subscription)
+            return
+        yield HEARTBEAT
+        ctx.metrics.heartbeats.inc()
+
+
+async def _next_item(
+    receiver: Subscription | MultiSubscription, handle: StreamHandle, wait: float | None
+) -> JobSnapshot | JobGoneError | None:
+    """The next snapshot, or the ``JobGoneError`` of a job that left the store, or None when
+    ``wait`` seconds passed (or the server is stopping) first; ``wait`` None waits as long
+    as it takes.
+
+    Raises:
+        trio.EndOfChannel: every job followed has ended.
+    """
+    try:
+        try:
+            return receiver.receive_nowait()
+        except trio.WouldBlock:
+            pass
+        if wait is None:
+            return await receiver.receive()
+        with handle.wait_scope(wait):
+            return await receiver.receive()
+        return None
+    except JobGoneError as exc:
+        return exc
+
+
 async def _wait_for_store(ctx: StreamContext, handle: StreamHandle) -> None:
     """Wait before looking at an unavailable store again (cut short by a shutdown)."""
     with handle.wait_scope(min(ctx.heartbeat_interval, STORE_RETRY_INTERVAL)):
@@ -122,7 +190,9 @@ async def job_event_stream(
     1. ``retry:`` at once, so the status line and headers reach the client at once (Hypercorn
        sends them with the first body chunk).
     2. Wait for the job to be registered, with heartbeats; if it is not registered within
-       ``registration_timeout`` seconds, send ``job-error`` (id ``0``) and end.
+       ``registration_timeout`` seconds, send ``job-error`` (id ``0``) and end. If the job
+       leaves the store while followed (deleted, or expired; on any server process), send
+       ``job-error`` (``error: "job gone"``, id ``0``) and end.
     3. The current snapshot, unless its ``seq`` is ``last_seen`` (the client has it), then
        each change, conflated (a slow client gets the latest state, never a backlog), as
        ``job-progress`` events with ``id`` = seq.
@@ -171,25 +241,14 @@ async def job_event_stream(
                     metrics.heartbeats.inc()
 
                 async with store.subscribe(job_id) as subscription:
-                    snapshot: JobSnapshot | None = await subscription.receive()
-                    while True:
-                        if snapshot is not None:
-                            if snapshot.seq != last_seen:
-                                yield snapshot_event(snapshot)
-                                metrics.snapshot_sent(snapshot, since=opened_at)
-                                last_seen = snapshot.seq
-                            if snapshot.is_terminal:
-                                return
-                        snapshot = None
-                        with handle.wait_scope(ctx.heartbeat_interval):
-                            snapshot = await subscription.receive()
-                        if snapshot is not None:
-                            continue
-                        if handle.stopping:
-                            yield _last_words_single(ctx, subscription)
-                            return
-                        yield HEARTBEAT
-                        metrics.heartbeats.inc()
+                    follow = _follow_job(ctx, handle, subscription, last_seen, opened_at)
+                    async with aclosing(follow):
+                        async for chunk in follow:
+                            if isinstance(chunk, int):
+                                last_seen = chunk  # sent: a resync after an outage skips it
+                            else:
+                                yield chunk
+                    return
             except StoreUnavailableError:
                 pass
             # The store (Redis) cannot be reached: keep the stream open and look again.
@@ -233,7 +292,8 @@ async def multi_job_event_stream(
     Each job's events are those of ``job_event_stream`` (its data carries ``jobId``); the
     ``id`` of every event lists the seq the client now has of each job, in ``job_ids`` order
     (``5,0,12``), so one ``Last-Event-ID`` resumes them all. Jobs not registered when the
-    stream opens get one ``job-error`` event each (seq ``0``) instead of a wait. The stream
+    stream opens get one ``job-error`` event each (seq ``0``) instead of a wait, and so does a
+    job that leaves the store while followed (``error: "job gone"``). The stream
     ends when every job has sent its terminal event; at shutdown it sends what is pending,
     then ``reconnect`` with a spread ``retry:``. While the store cannot be reached it sends
     heartbeats and subscribes again, as ``job_event_stream`` does.
@@ -278,21 +338,21 @@ async def multi_job_event_stream(
                     multi = MultiSubscription(subscriptions)
                     while True:
                         try:
-                            snapshot = multi.receive_nowait()
+                            item = await _next_item(multi, handle, ctx.heartbeat_interval)
                         except trio.EndOfChannel:
                             return
-                        except trio.WouldBlock:
-                            snapshot = None
-                            with handle.wait_scope(ctx.heartbeat_interval):
-                                snapshot = await multi.receive()
-                            if snapshot is None:
-                                if handle.stopping:
-                                    yield _last_words_multi(ctx, multi, seen, position)
-                                    return
-                                yield HEARTBEAT
-                                metrics.heartbeats.inc()
-                                continue
-                        assert snapshot is not None  # mypy loses the narrowing through the try
+                        if isinstance(item, JobGoneError):
+                            seen[position[item.job_id]] = 0
+                            yield _gone(ctx, item, format_seq_vector(seen))
+                            continue
+                        if item is None:
+                            if handle.stopping:
+                                yield _last_words_multi(ctx, multi, seen, position)
+                                return
+                            yield HEARTBEAT
+                            metrics.heartbeats.inc()
+                            continue
+                        snapshot = item
                         index = position[snapshot.job_id]
                         if snapshot.seq == seen[index]:
                             continue  # the client has this one (it resumed with it)
