@@ -35,6 +35,7 @@ from progress_sync import (
 
 from ._hub import StreamHandle, StreamHub, spread_retry_ms
 from ._metrics import Metrics
+from ._pace import Pacer
 from ._resume import format_seq_vector
 from ._sse import (
     HEARTBEAT,
@@ -125,6 +126,7 @@ async def _follow_job(
     subscription: Subscription,
     last_seen: int | None,
     opened_at: float,
+    pacer: Pacer,
 ) -> AsyncGenerator[bytes | int, None]:
     """Steps 3-4 of ``job_event_stream`` over an open subscription: the chunks to send, and
     after each snapshot event the seq it carried (an ``int``, not sent)."""
@@ -135,21 +137,74 @@ async def _follow_job(
             yield _gone(ctx, item, "0")
             return
         if item is not None:
-            if item.seq != last_seen:
+            if item.seq != last_seen and pacer.admit(item, trio.current_time()):
                 yield snapshot_event(item)
                 ctx.metrics.snapshot_sent(item, since=opened_at)
                 last_seen = item.seq
                 yield last_seen
             if item.is_terminal:
                 return
-        item = await _next_item(subscription, handle, ctx.heartbeat_interval)
+        wait = pacer.wait(trio.current_time(), ctx.heartbeat_interval)
+        item = await _next_item(subscription, handle, wait)
         if item is not None:
+            continue
+        due = pacer.due(trio.current_time())
+        for snapshot in due:  # a held state whose interval has passed
+            yield snapshot_event(snapshot)
+            ctx.metrics.snapshot_sent(snapshot, since=opened_at)
+            last_seen = snapshot.seq
+            yield last_seen
+        if due:
             continue
         if handle.stopping:
             yield _last_words_single(ctx, subscription)
             return
         yield HEARTBEAT
         ctx.metrics.heartbeats.inc()
+
+
+async def _follow_jobs(
+    ctx: StreamContext,
+    handle: StreamHandle,
+    multi: MultiSubscription,
+    seen: list[int],
+    position: dict[str, int],
+    opened_at: float,
+    pacer: Pacer,
+) -> AsyncGenerator[bytes, None]:
+    """The body of ``multi_job_event_stream`` over open subscriptions; updates ``seen``."""
+    while True:
+        try:
+            wait = pacer.wait(trio.current_time(), ctx.heartbeat_interval)
+            item = await _next_item(multi, handle, wait)
+        except trio.EndOfChannel:
+            return
+        if isinstance(item, JobGoneError):
+            pacer.drop(item.job_id)
+            seen[position[item.job_id]] = 0
+            yield _gone(ctx, item, format_seq_vector(seen))
+            continue
+        if item is None:
+            due = pacer.due(trio.current_time())
+            if not due and handle.stopping:
+                yield _last_words_multi(ctx, multi, seen, position)
+                return
+            if not due:
+                yield HEARTBEAT
+                ctx.metrics.heartbeats.inc()
+            for snapshot in due:
+                seen[position[snapshot.job_id]] = snapshot.seq
+                yield snapshot_event(snapshot, format_seq_vector(seen))
+                ctx.metrics.snapshot_sent(snapshot, since=opened_at)
+            continue
+        index = position[item.job_id]
+        if item.seq == seen[index]:
+            continue  # the client has this one (it resumed with it)
+        if not pacer.admit(item, trio.current_time()):
+            continue  # held: sent when its interval has passed, unless a newer one comes
+        seen[index] = item.seq
+        yield snapshot_event(item, format_seq_vector(seen))
+        ctx.metrics.snapshot_sent(item, since=opened_at)
 
 
 async def _next_item(
@@ -183,7 +238,7 @@ async def _wait_for_store(ctx: StreamContext, handle: StreamHandle) -> None:
 
 
 async def job_event_stream(
-    ctx: StreamContext, job_id: str, *, last_seen: int | None = None
+    ctx: StreamContext, job_id: str, *, last_seen: int | None = None, min_interval: float = 0.0
 ) -> AsyncIterator[bytes]:
     """Yield the SSE chunks of one job's stream, from ``retry:`` to its last event.
 
@@ -210,6 +265,9 @@ async def job_event_stream(
         ctx: what the server's streams share.
         job_id: the job to follow.
         last_seen: the ``seq`` the client has already (from ``Last-Event-ID``), or None.
+        min_interval: seconds between two ``job-progress`` events (``minIntervalMs``; see
+            ``Pacer``); 0 sends every change. Terminal events and ``job-error`` are never
+            held.
     """
     opened_at = time.time()
     metrics = ctx.metrics
@@ -241,7 +299,9 @@ async def job_event_stream(
                     metrics.heartbeats.inc()
 
                 async with store.subscribe(job_id) as subscription:
-                    follow = _follow_job(ctx, handle, subscription, last_seen, opened_at)
+                    follow = _follow_job(
+                        ctx, handle, subscription, last_seen, opened_at, Pacer(min_interval)
+                    )
                     async with aclosing(follow):
                         async for chunk in follow:
                             if isinstance(chunk, int):
@@ -285,7 +345,11 @@ def _last_words_multi(
 
 
 async def multi_job_event_stream(
-    ctx: StreamContext, job_ids: Sequence[str], *, last_seen: Sequence[int] | None = None
+    ctx: StreamContext,
+    job_ids: Sequence[str],
+    *,
+    last_seen: Sequence[int] | None = None,
+    min_interval: float = 0.0,
 ) -> AsyncIterator[bytes]:
     """Yield the SSE chunks of one stream that follows several jobs.
 
@@ -302,6 +366,8 @@ async def multi_job_event_stream(
         ctx: what the server's streams share.
         job_ids: the jobs, without duplicates.
         last_seen: the seqs the client has already (from ``Last-Event-ID``), or None.
+        min_interval: seconds between two ``job-progress`` events of one job; see
+            ``job_event_stream``.
     """
     opened_at = time.time()
     metrics = ctx.metrics
@@ -336,29 +402,13 @@ async def multi_job_event_stream(
                     if not subscriptions:
                         return
                     multi = MultiSubscription(subscriptions)
-                    while True:
-                        try:
-                            item = await _next_item(multi, handle, ctx.heartbeat_interval)
-                        except trio.EndOfChannel:
-                            return
-                        if isinstance(item, JobGoneError):
-                            seen[position[item.job_id]] = 0
-                            yield _gone(ctx, item, format_seq_vector(seen))
-                            continue
-                        if item is None:
-                            if handle.stopping:
-                                yield _last_words_multi(ctx, multi, seen, position)
-                                return
-                            yield HEARTBEAT
-                            metrics.heartbeats.inc()
-                            continue
-                        snapshot = item
-                        index = position[snapshot.job_id]
-                        if snapshot.seq == seen[index]:
-                            continue  # the client has this one (it resumed with it)
-                        seen[index] = snapshot.seq
-                        yield snapshot_event(snapshot, format_seq_vector(seen))
-                        metrics.snapshot_sent(snapshot, since=opened_at)
+                    follow = _follow_jobs(
+                        ctx, handle, multi, seen, position, opened_at, Pacer(min_interval)
+                    )
+                    async with aclosing(follow):
+                        async for chunk in follow:
+                            yield chunk
+                    return
             except StoreUnavailableError:
                 pass
             # The store (Redis) cannot be reached: keep the stream open and look again.
