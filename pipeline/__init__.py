@@ -2,6 +2,31 @@
 
 Never imports ``progress_sync.server``. The public names are re-exported here; the modules that
 hold them are private.
+
+The data path of one progress report, and the module of each step::
+
+    report      JobReporter.report / ThreadReporter / client.report_nowait  _threads, client/
+                  the fields checked once (check_progress, check_job_id)     _snapshot
+       ↓
+    channel     UpdateBuffer.report_nowait: a bounded trio memory channel;  _buffer
+                  full → the latest report per job is kept (coalesced)
+       ↓        (or DirectSync: one store write per report, no channel)    _direct, _modes
+    drain       the buffer's flush task: every flush_interval, the latest   _buffer
+                  report per job as one batch; retried while the store is away
+       ↓
+    store       ExportStore.apply_progress → JobSnapshot (seq + 1)          _store, _snapshot,
+                  MemoryStore in process, RedisStore (Lua scripts) shared    _memory_store,
+                                                                             _redis_store
+       ↓
+    subscriber  store.subscribe(job_id) → Subscription: the latest          _subscription
+                  snapshot, conflated (MultiSubscription for several jobs)
+       ↓
+    SSE         the server's stream loop writes each snapshot as an event   server/_streams,
+                  (``event: job-progress``, ``id: <seq>``, ``data: {...}``)   server/_sse
+
+Around it: the wire contract shared with the clients (paths, error codes) in ``_contract``,
+the errors in ``_errors``, jobs the server runs in ``_runner``, leases of external jobs in
+``_leases``, the checks of settings in ``_checks``.
 """
 
 from typing import TYPE_CHECKING as _TYPE_CHECKING

@@ -226,6 +226,7 @@ async def test_the_async_client_registers_reports_and_completes_a_job(running_se
     assert stats.updates_accepted == stats.reports - stats.coalesced
 
 
+@pytest.mark.slow
 async def test_the_sync_client_reports_from_a_worker_thread_at_10khz(running_server):
     """A thread reports 10,000 times at 10 kHz; the client sends a batch per flush interval."""
 

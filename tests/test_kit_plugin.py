@@ -61,6 +61,7 @@ def test_the_plugin_is_registered_as_a_pytest11_entry_point():
     assert entry_point.dist.name == "progress-sync"
 
 
+@pytest.mark.slow
 def test_the_readme_examples_pass_with_the_installed_plugin(pytester: pytest.Pytester):
     write_examples(pytester)
     pytester.makepyfile(test_buggy=BUGGY_USER_TESTS)
@@ -76,6 +77,7 @@ def test_the_readme_examples_pass_with_the_installed_plugin(pytester: pytest.Pyt
     )
 
 
+@pytest.mark.slow
 def test_with_autoload_disabled_the_plugin_is_named_with_p(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ):
@@ -92,6 +94,7 @@ def test_without_the_plugin_the_fixtures_are_missing(pytester: pytest.Pytester):
     result.stdout.fnmatch_lines(["*fixture 'progress_client' not found*"])
 
 
+@pytest.mark.slow
 def test_the_pipeline_half_does_not_import_the_server():
     code = (
         "import sys, progress_sync.testing\n"
@@ -129,6 +132,7 @@ async def test_a_server_fixture_loads_it(progress_client):
 """
 
 
+@pytest.mark.slow
 def test_the_plugin_imports_the_server_stack_only_for_server_fixtures(pytester: pytest.Pytester):
     pytester.makepyfile(test_pipeline_only=PIPELINE_ONLY_TEST)
     pytester.makepyprojecttoml(TRIO_MODE)

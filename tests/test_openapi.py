@@ -75,6 +75,7 @@ def operations(document: dict[str, Any]) -> dict[str, tuple[str, str, dict[str, 
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("settings", SETTINGS.values(), ids=SETTINGS.keys())
 async def test_the_document_is_valid_openapi(autojump_clock, settings):
     document, _ = await fetch_document(**settings)
@@ -249,6 +250,7 @@ def test_the_not_blank_pattern_is_pythons_whitespace():
         assert (pattern.search(chr(code)) is None) == chr(code).isspace(), hex(code)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("body", "valid"),
     [

@@ -49,6 +49,7 @@ SERVER_STACK = ("quart", "hypercorn", "quart_schema", "prometheus_client", "core
 """What a producer-only install must not need (the ``server`` and ``redis`` extras)."""
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "statement",
     [
@@ -73,6 +74,7 @@ def test_redis_names_are_loaded_on_first_use():
         _ = progress_sync.NoSuchName
 
 
+@pytest.mark.slow
 def test_python_dash_m_progress_sync_is_the_command():
     done = subprocess.run(
         [sys.executable, "-m", "progress_sync", "--help"], capture_output=True, text=True

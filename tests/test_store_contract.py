@@ -41,7 +41,7 @@ class WallClock:
         return self.now
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
 def kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -143,6 +143,7 @@ async def test_a_job_twice_in_one_batch_is_applied_in_order(store: ExportStore):
     assert (snapshot.seq, snapshot.percent) == (3, 40.0)
 
 
+@pytest.mark.slow
 async def test_a_batch_writes_many_jobs_and_reports_unknown_ones(store: ExportStore):
     for number in range(5):
         await store.register(f"job-{number}")
@@ -192,6 +193,7 @@ async def test_a_cancelled_job_keeps_its_reason_and_a_completed_one_none(store: 
     assert (await store.get("job-1")).error == "user asked"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("percent", "reason"),
     [
@@ -476,6 +478,7 @@ async def test_a_subscriber_gets_the_current_snapshot_then_every_change_then_end
     assert store.statistics().notifications >= 2
 
 
+@pytest.mark.slow
 async def test_a_slow_subscriber_gets_the_latest_state_and_the_terminal_one(store: ExportStore):
     await store.register("job-1")
     async with store.subscribe("job-1") as subscription:
@@ -561,6 +564,7 @@ async def test_many_subscribers_of_one_job_all_get_the_terminal_state(store: Exp
 # -- waiting for registration ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_wait_registered_returns_once_the_job_is_registered(
     store: ExportStore, clock: trio.testing.MockClock | None
 ):
@@ -578,6 +582,7 @@ async def test_wait_registered_returns_once_the_job_is_registered(
     assert (await store.wait_registered("late", timeout=0)).stage == "hello"
 
 
+@pytest.mark.slow
 async def test_wait_registered_times_out(
     store: ExportStore, clock: trio.testing.MockClock | None, kind: str
 ):

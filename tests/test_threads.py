@@ -94,6 +94,7 @@ async def test_reports_keep_the_time_they_were_made():
     assert before <= snapshot.reported_at <= after
 
 
+@pytest.mark.slow
 async def test_worker_thread_at_10khz_reaches_the_store_with_its_last_report():
     """A real thread reports 10,000 times at 10 kHz; the store ends at its last report."""
     store = MemoryStore()

@@ -34,6 +34,8 @@ from _server_thread import serve_in_thread
 from conftest import with_config
 from progress_sync.server import ServerConfig
 
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
