@@ -43,6 +43,7 @@ from ._errors import BufferClosedError as BufferClosedError
 from ._errors import InvalidUpdateError as InvalidUpdateError
 from ._errors import JobExistsError as JobExistsError
 from ._errors import JobFinishedError as JobFinishedError
+from ._errors import JobGoneError as JobGoneError
 from ._errors import JobNotFoundError as JobNotFoundError
 from ._errors import JobQueueFullError as JobQueueFullError
 from ._errors import ProgressSyncError as ProgressSyncError
@@ -165,6 +166,7 @@ __all__ = [
     "InvalidUpdateError",
     "JobExistsError",
     "JobFinishedError",
+    "JobGoneError",
     "JobKind",
     "JobNotFoundError",
     "JobQueueFullError",
