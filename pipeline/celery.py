@@ -49,8 +49,11 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from celery import Celery, current_task, signals, states
-from celery.exceptions import Ignore
+from ._extras import needs_extra
+
+with needs_extra("celery", "progress_sync.celery"):
+    from celery import Celery, current_task, signals, states
+    from celery.exceptions import Ignore
 
 from ._buffer import DEFAULT_FLUSH_INTERVAL
 from ._errors import JobFinishedError

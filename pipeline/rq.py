@@ -42,11 +42,14 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-from rq import Queue, Worker, get_current_job
-from rq.command import send_stop_job_command
-from rq.exceptions import InvalidJobOperation
-from rq.job import Job
-from rq.job import JobStatus as RqStatus
+from ._extras import needs_extra
+
+with needs_extra("rq", "progress_sync.rq"):
+    from rq import Queue, Worker, get_current_job
+    from rq.command import send_stop_job_command
+    from rq.exceptions import InvalidJobOperation
+    from rq.job import Job
+    from rq.job import JobStatus as RqStatus
 
 from ._snapshot import JobSnapshot
 from ._status import JobStatus

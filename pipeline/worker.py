@@ -35,6 +35,7 @@ import trio
 
 from ._buffer import DEFAULT_FLUSH_INTERVAL, open_update_buffer
 from ._errors import JobExistsError, JobFinishedError, JobNotFoundError
+from ._extras import needs_extra
 from ._redis_scripts import DEFAULT_REDIS_PREFIX
 from ._snapshot import JobSnapshot, ProgressUpdate, wall_clock
 from ._status import JobStatus
@@ -380,7 +381,8 @@ class RedisProducer:
         ready: Callable[[], None],
         store_options: dict[str, Any],
     ) -> None:
-        from ._redis_store import open_redis_store
+        with needs_extra("redis", "the Redis producer"):
+            from ._redis_store import open_redis_store
 
         self._stop = trio.Event()
         async with (
@@ -578,7 +580,8 @@ def open_http_producer(
     Raises:
         ValueError: ``flush_interval`` is out of range.
     """
-    from .client import ProgressClient
+    with needs_extra("client", "the HTTP producer"):
+        from .client import ProgressClient
 
     with ProgressClient(server_url, token=token, flush_interval=flush_interval) as client:
         yield HttpProducer(client)
