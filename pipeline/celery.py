@@ -37,8 +37,8 @@ The contract:
 
 Transport: with a Redis store URL (``store_url=`` or ``PROGRESS_SYNC_STORE``) the worker
 writes straight to the server's Redis store (``progress_sync.worker.RedisProducer``);
-otherwise over HTTP to ``server_url`` (``PROGRESS_SYNC_SERVER``), where cancels are not seen
-by the worker (see ``HttpProducer``).
+otherwise over HTTP to ``server_url`` (``PROGRESS_SYNC_SERVER``), where the worker learns of a
+cancel by a heartbeat request per running task every second (see ``HttpProducer``).
 """
 
 from __future__ import annotations
@@ -57,7 +57,6 @@ with needs_extra("celery", "progress_sync.celery"):
 
 from ._buffer import DEFAULT_FLUSH_INTERVAL
 from ._errors import JobFinishedError
-from ._snapshot import JobSnapshot
 from ._status import JobStatus
 from ._task_queue import ProcessProducer, TaskProgress, error_text, json_safe_result
 from ._tqdm import ReportingTqdm
@@ -195,13 +194,13 @@ class CeleryProgress:
         if status.is_terminal:
             self._ended_elsewhere(progress, status)
             return
-        producer.watch(task_id, lambda snapshot: self._on_job_ended(progress, snapshot))
+        producer.watch(task_id, lambda status: self._on_job_ended(progress, status))
 
-    def _on_job_ended(self, progress: TaskProgress, snapshot: JobSnapshot) -> None:
+    def _on_job_ended(self, progress: TaskProgress, status: JobStatus) -> None:
         """Runs in the producer's thread: must not block."""
         threading.Thread(
             target=self._ended_elsewhere,
-            args=(progress, snapshot.status),
+            args=(progress, status),
             name=f"progress-sync cancel {progress.job_id}",
             daemon=True,
         ).start()

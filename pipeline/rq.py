@@ -51,7 +51,6 @@ with needs_extra("rq", "progress_sync.rq"):
     from rq.job import Job
     from rq.job import JobStatus as RqStatus
 
-from ._snapshot import JobSnapshot
 from ._status import JobStatus
 from ._task_queue import ProcessProducer, TaskProgress, json_safe_result
 from ._tqdm import ReportingTqdm
@@ -168,7 +167,7 @@ class ProgressWorker(Worker):
         with _running_lock:
             _running[job.id] = progress
         connection = self.connection
-        producer.watch(job.id, lambda snapshot: _stop(connection, progress, snapshot))
+        producer.watch(job.id, lambda status: _stop(connection, progress, status))
         try:
             performed: bool = super().perform_job(job, queue, *args, **kwargs)
             return performed
@@ -196,11 +195,11 @@ class ProgressWorker(Worker):
         return answer
 
 
-def _stop(connection: Any, progress: TaskProgress, snapshot: JobSnapshot) -> None:
+def _stop(connection: Any, progress: TaskProgress, status: JobStatus) -> None:
     """The job ended outside the worker (a cancel through the API): stop it. Runs in the
     producer's thread, so the blocking call goes to a thread of its own."""
     progress.mark_cancelled()
-    if snapshot.status is not JobStatus.CANCELLED:
+    if status is not JobStatus.CANCELLED:
         return
 
     def send() -> None:

@@ -56,9 +56,12 @@ DEFAULT_WORKER_HEARTBEAT_TIMEOUT = 30.0
 """Seconds a task's job may go without progress or heartbeat before the server's lease reaper
 ends it ``failed`` (the worker was killed). The producer heartbeats every third of it."""
 
-OnEnd = Callable[[JobSnapshot], None]
-"""Called with a watched job's terminal snapshot when something else ended it (a cancel
+OnEnd = Callable[[JobStatus], None]
+"""Called with a watched job's terminal status when something else ended it (a cancel
 through the API, a lease that ran out). Runs in the producer's thread: it must not block."""
+
+DEFAULT_HTTP_WATCH_INTERVAL = 1.0
+"""Seconds between two checks of a watched job over HTTP (one heartbeat request each)."""
 
 
 class TaskProducer(Protocol):
@@ -243,7 +246,7 @@ class RedisProducer:
         return snapshot.status
 
     def watch(self, job_id: str, on_end: OnEnd) -> None:
-        """Follow the job on the store's pub/sub channel; ``on_end`` gets its terminal snapshot.
+        """Follow the job on the store's pub/sub channel; ``on_end`` gets its terminal status.
 
         The job also gets a heartbeat every ``heartbeat_interval`` seconds while watched.
         """
@@ -352,7 +355,7 @@ class RedisProducer:
                                 nursery.cancel_scope.cancel()
                                 if self._watched.get(job_id) is scope:
                                     del self._watched[job_id]
-                                    on_end(snapshot)
+                                    on_end(snapshot.status)
                                 return
             except JobNotFoundError:
                 logger.warning("job %s is not in the store; not watching it", job_id)
@@ -493,13 +496,42 @@ def open_redis_producer(
 class HttpProducer:
     """The ``TaskProducer`` over the server's HTTP API (``progress_sync.client``).
 
-    Jobs are not watched: over HTTP a worker is not told of a cancel (``watch`` does nothing),
-    so a task whose job was cancelled through the API runs on, and its outcome is not written
-    over the ``cancelled`` state (first terminal state wins).
+    A watched job is checked every ``watch_interval`` seconds by a heartbeat request (which
+    also renews its lease); the answer 409 says it has ended (a cancel through the API), and
+    ``on_end`` is called. The checks run in a thread the producer owns (``close`` stops it).
     """
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, *, watch_interval: float = DEFAULT_HTTP_WATCH_INTERVAL) -> None:
         self.client = client
+        self.watch_interval = watch_interval
+        self._watched: dict[str, OnEnd] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def close(self) -> None:
+        """Stop watching (idempotent)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _watch_loop(self) -> None:
+        while not self._stop.wait(self.watch_interval):
+            with self._lock:
+                watched = list(self._watched.items())
+            for job_id, on_end in watched:
+                try:
+                    self.client.heartbeat(job_id)
+                except JobFinishedError as exc:
+                    with self._lock:
+                        still = self._watched.pop(job_id, None)
+                    if still is not None:
+                        on_end(JobStatus(exc.status))
+                except JobNotFoundError:
+                    with self._lock:
+                        self._watched.pop(job_id, None)
+                except Exception as exc:
+                    logger.warning("checking job %s over HTTP failed, retrying: %s", job_id, exc)
 
     def register(
         self,
@@ -553,6 +585,7 @@ class HttpProducer:
     ) -> JobStatus:
         """See ``TaskProducer.finish``."""
         status = JobStatus(status)
+        self.unwatch(job_id)
         try:
             if status is JobStatus.COMPLETED:
                 answer = self.client.complete(job_id, result)
@@ -565,10 +598,19 @@ class HttpProducer:
         return JobStatus(answer["status"])
 
     def watch(self, job_id: str, on_end: OnEnd) -> None:
-        """Not supported over HTTP: does nothing."""
+        """Check the job every ``watch_interval`` seconds; ``on_end`` gets its terminal status."""
+        with self._lock:
+            self._watched[job_id] = on_end
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._watch_loop, name="progress-sync http watch", daemon=True
+                )
+                self._thread.start()
 
     def unwatch(self, job_id: str) -> None:
-        """Does nothing (see ``watch``)."""
+        """Stop checking the job (idempotent)."""
+        with self._lock:
+            self._watched.pop(job_id, None)
 
 
 @contextmanager
@@ -584,7 +626,11 @@ def open_http_producer(
         from .client import ProgressClient
 
     with ProgressClient(server_url, token=token, flush_interval=flush_interval) as client:
-        yield HttpProducer(client)
+        producer = HttpProducer(client)
+        try:
+            yield producer
+        finally:
+            producer.close()
 
 
 @contextmanager

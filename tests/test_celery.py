@@ -217,3 +217,42 @@ async def test_a_worker_killed_mid_task_leaves_the_job_failed_by_its_lease(
         failed = check_stream(await follow(server.base_url, job_id), "job-failed")
     assert "heartbeatTimeoutS" in failed["error"]
     assert failed["percent"] >= running["percent"]
+
+
+async def test_a_worker_without_the_store_url_reports_over_http(
+    celery_app: ModuleType, redis_url: str, redis_prefix: str, queue: str, broker_cleanup: None
+):
+    async with server_process(*server_args(redis_url, redis_prefix)) as server:
+        env = {
+            "PS_TEST_BROKER": BROKER,
+            "PS_TEST_QUEUE": queue,
+            "PS_TEST_LEASE": "5",
+            "PROGRESS_SYNC_STORE": "",
+            "PROGRESS_SYNC_SERVER": server.base_url,
+        }
+        async with (
+            worker_process(worker_argv(queue), env, b"ready."),
+            server.client() as client,
+        ):
+            job_id = await send(celery_app.count, 100, 100.0)
+            final = check_stream(await follow(server.base_url, job_id), "job-completed")
+            assert final["result"] == {"steps": 100}
+            boom_id = await send(celery_app.boom, 40.0)
+            failed = check_stream(await follow(server.base_url, boom_id), "job-failed")
+            assert (failed["error"], failed["percent"]) == ("ValueError: boom at 40%", 40.0)
+            # A cancel through the API reaches the worker over HTTP too.
+            long_id = await send(celery_app.count, 3000, 100.0)
+            await wait_for_status(client, long_id, lambda s: s["percent"] > 2)
+            assert (await client.post(f"/api/jobs/{long_id}/cancel")).status_code == 202
+            after = await send(celery_app.count, 5, 100.0)
+            await wait_for_status(client, after, lambda s: s["status"] == "completed", timeout=10)
+            health = (await client.get("/metrics")).text
+    # The reports came through the server's ingest API.
+    assert "progress_sync_reports_received_total" in health
+    received = [
+        float(line.split()[-1])
+        for line in health.splitlines()
+        if line.startswith("progress_sync_reports_received_total")
+    ]
+    assert received
+    assert received[0] > 0
