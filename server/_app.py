@@ -37,6 +37,7 @@ from ._openapi import LocationHeader, error_responses, install_openapi
 from ._ops_routes import install_ops_routes
 from ._read_routes import install_read_routes
 from ._request import ApiRequest
+from ._seam import EndOfResponse
 from ._stream_refusal import install_stream_refusal
 from ._stream_routes import install_stream_routes
 from ._web import install_web_routes
@@ -149,7 +150,7 @@ def create_app(services: Services) -> QuartTrio:
     install_stream_routes(app, services)
     install_ops_routes(app, services)
     app.asgi_app = ConnectionGuard(  # type: ignore[method-assign]
-        app.asgi_app,
+        EndOfResponse(app.asgi_app),
         send_timeout=config.send_timeout,
         hub=services.streams,
         metrics=services.metrics,

@@ -25,6 +25,7 @@ from ._config import (
     DEFAULT_GRACEFUL_TIMEOUT,
     DEFAULT_HEARTBEAT_INTERVAL,
     DEFAULT_HOST,
+    DEFAULT_KEEP_ALIVE_TIMEOUT,
     DEFAULT_MAX_BATCH_UPDATES,
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_STREAM_JOBS,
@@ -175,6 +176,15 @@ def _stream_options() -> list:  # type: ignore[type-arg]
             help="Seconds a client may take no data before it is dropped.",
         ),
         click.option(
+            "--keep-alive-timeout",
+            default=DEFAULT_KEEP_ALIVE_TIMEOUT,
+            show_default=True,
+            type=click.FloatRange(min=0, min_open=True),
+            envvar="PROGRESS_SYNC_KEEP_ALIVE_TIMEOUT",
+            help="Seconds an idle connection stays open, and a new one may take to send its "
+            "first request head.",
+        ),
+        click.option(
             "--graceful-timeout",
             default=DEFAULT_GRACEFUL_TIMEOUT,
             show_default=True,
@@ -308,6 +318,7 @@ def _config(**options: object) -> ServerConfig:
         heartbeat_interval=float(options["heartbeat_interval"]),  # type: ignore[arg-type]
         send_timeout=float(options["send_timeout"]),  # type: ignore[arg-type]
         graceful_timeout=float(options["graceful_timeout"]),  # type: ignore[arg-type]
+        keep_alive_timeout=float(options["keep_alive_timeout"]),  # type: ignore[arg-type]
         shutdown_retry_spread_ms=int(options["shutdown_retry_spread_ms"]),  # type: ignore[call-overload]
         max_subscribers=int(options["max_subscribers"]),  # type: ignore[call-overload]
         max_stream_jobs=int(options["max_stream_jobs"]),  # type: ignore[call-overload]

@@ -33,6 +33,11 @@ DEFAULT_GRACEFUL_TIMEOUT = 5.0
 """Seconds a shutdown may take to drain: open streams get their last events, then are cut."""
 DEFAULT_SEND_TIMEOUT = 10.0
 """Seconds one write to a client may wait for the client to take data before it is dropped."""
+DEFAULT_KEEP_ALIVE_TIMEOUT = 5.0
+"""Seconds an idle connection (no request under way) stays open; Hypercorn's own default.
+
+It also bounds the wait for a connection's first complete request head: Hypercorn's keep-alive
+timer runs from the accept until a whole head has arrived."""
 DEFAULT_SHUTDOWN_RETRY_SPREAD_MS = 5000
 """Width, in milliseconds, of the window over which clients come back after a shutdown."""
 DEFAULT_MAX_SUBSCRIBERS = 10_000
@@ -70,6 +75,9 @@ class ServerConfig:
             the last connection is cut (default 5).
         send_timeout: seconds a write to a client may wait for the client to take data before
             the client is dropped (default 10).
+        keep_alive_timeout: seconds an idle connection stays open between requests, and the
+            most a new connection may take to send its first complete request head (default
+            5, Hypercorn's default).
         shutdown_retry_spread_ms: at shutdown, each stream still open gets a ``retry:`` drawn
             from ``retry_ms`` to ``retry_ms + shutdown_retry_spread_ms`` milliseconds (default
             5000), so clients do not all come back at once.
@@ -113,6 +121,7 @@ class ServerConfig:
     heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
     graceful_timeout: float = DEFAULT_GRACEFUL_TIMEOUT
     send_timeout: float = DEFAULT_SEND_TIMEOUT
+    keep_alive_timeout: float = DEFAULT_KEEP_ALIVE_TIMEOUT
     shutdown_retry_spread_ms: int = DEFAULT_SHUTDOWN_RETRY_SPREAD_MS
     max_subscribers: int = DEFAULT_MAX_SUBSCRIBERS
     max_stream_jobs: int = DEFAULT_MAX_STREAM_JOBS
@@ -143,6 +152,7 @@ class ServerConfig:
             "heartbeat_interval",
             "graceful_timeout",
             "send_timeout",
+            "keep_alive_timeout",
             "subscribe_token_ttl",
         ):
             value = getattr(self, name)

@@ -275,6 +275,7 @@ def hypercorn_config(config: ServerConfig) -> hypercorn.config.Config:
     settings = hypercorn.config.Config()
     settings.bind = [f"{config.host}:{config.port}"]
     settings.graceful_timeout = config.graceful_timeout
+    settings.keep_alive_timeout = config.keep_alive_timeout
     settings.accesslog = None
     # Hypercorn's default listen backlog (100) overflows when hundreds of browsers reconnect
     # at once (after a deploy, say); the kernel caps it at net.core.somaxconn.
