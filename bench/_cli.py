@@ -67,6 +67,7 @@ def build_plan(
             changes["duration"] = duration
         if flush_interval is not None:
             changes["flush_interval"] = flush_interval
+        # mypy checks **changes against every field of Workload; changes holds two floats
         inprocess = tuple(dataclasses.replace(w, **changes) for w in inprocess)  # type: ignore[arg-type]
         http = tuple(dataclasses.replace(w, **changes) for w in http)  # type: ignore[arg-type]
     if stream is not None:
@@ -103,7 +104,8 @@ def require(modules: tuple[str, ...]) -> None:
     missing = [name for name in modules if importlib.util.find_spec(name) is None]
     if missing:
         raise click.ClickException(
-            f"the bench needs {', '.join(missing)}: pip install -e '.[bench]'"
+            f"the bench needs {', '.join(missing)}: pip install 'progress-sync[bench]' "
+            "(in a checkout: pip install -e '.[bench]')"
         )
 
 

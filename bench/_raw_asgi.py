@@ -160,7 +160,11 @@ async def serve(host: str, port: int, interval: float) -> None:
     broadcaster = Broadcaster(interval)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(broadcaster.tick)
-        await hypercorn.trio.serve(broadcaster, config, shutdown_trigger=_until_signal)
+        await hypercorn.trio.serve(
+            broadcaster,  # type: ignore[arg-type]  # plain-dict scopes; Hypercorn types them as TypedDicts
+            config,
+            shutdown_trigger=_until_signal,
+        )
         broadcaster.stop()
         nursery.cancel_scope.cancel()
 

@@ -253,7 +253,8 @@ class BenchReport:
 
     def to_json(self) -> dict[str, Any]:
         """The report as JSON-able data (NaN becomes None)."""
-        return _clean(asdict(self))
+        data: dict[str, Any] = _clean(asdict(self))
+        return data
 
 
 def _clean(value: Any) -> Any:

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import trio
 from progress_sync import SyncMode
@@ -41,7 +42,7 @@ logger = logging.getLogger(__name__)
 REFERENCE_MODULES = ("sse_starlette", "uvicorn", "starlette")
 REFERENCE_MISSING = (
     "sse-starlette reference skipped: sse-starlette and uvicorn are not installed "
-    "(pip install -e '.[bench]' adds them)"
+    "(pip install 'progress-sync[bench]' adds them)"
 )
 
 CLEANUP_TIMEOUT = 10.0
@@ -68,7 +69,10 @@ def _describe(error: BaseException) -> str:
     return "; ".join(messages)
 
 
-def _ordered(systems: list[System], index: int) -> list[System]:
+_T = TypeVar("_T")
+
+
+def _ordered(systems: list[_T], index: int) -> list[_T]:
     """A B C for even ``index``, C B A for odd: drift on a noisy machine hits all alike."""
     return systems if index % 2 == 0 else systems[::-1]
 
@@ -137,7 +141,7 @@ async def _http_run(
                 logger.info("deleted %d Redis keys under %s", deleted, prefix)
 
 
-def _steps(plan: Plan, http_systems: list[System]) -> list[_Step]:
+def _steps(plan: Plan, http_systems: list[System]) -> list[_Step]:  # noqa: C901  # one loop a level, in run order
     steps: list[_Step] = []
     if plan.inprocess:
         steps.append(

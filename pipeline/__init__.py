@@ -11,9 +11,6 @@ from ._buffer import DEFAULT_CAPACITY as DEFAULT_CAPACITY
 from ._buffer import DEFAULT_FLUSH_INTERVAL as DEFAULT_FLUSH_INTERVAL
 from ._buffer import UpdateBuffer as UpdateBuffer
 from ._buffer import open_update_buffer as open_update_buffer
-from ._demo import DEMO_KIND as DEMO_KIND
-from ._demo import DemoJobError as DemoJobError
-from ._demo import DemoParams as DemoParams
 from ._direct import DirectSync as DirectSync
 from ._direct import open_direct_sync as open_direct_sync
 from ._errors import AuthenticationError as AuthenticationError
@@ -30,6 +27,9 @@ from ._errors import ServerUnavailableError as ServerUnavailableError
 from ._errors import StoreUnavailableError as StoreUnavailableError
 from ._errors import UnknownStatusError as UnknownStatusError
 from ._errors import WaitTimeoutError as WaitTimeoutError
+from ._leases import DEFAULT_REAP_INTERVAL as DEFAULT_REAP_INTERVAL
+from ._leases import open_lease_reaper as open_lease_reaper
+from ._leases import run_lease_reaper as run_lease_reaper
 from ._memory_store import DEFAULT_RETENTION as DEFAULT_RETENTION
 from ._memory_store import MemoryStore as MemoryStore
 from ._modes import open_update_sink as open_update_sink
@@ -48,10 +48,13 @@ from ._sink import SinkStatistics as SinkStatistics
 from ._sink import SyncMode as SyncMode
 from ._sink import UpdateSink as UpdateSink
 from ._snapshot import JOB_ID_PATTERN as JOB_ID_PATTERN
+from ._snapshot import LEASE_EXPIRED_ERROR as LEASE_EXPIRED_ERROR
+from ._snapshot import MAX_HEARTBEAT_TIMEOUT as MAX_HEARTBEAT_TIMEOUT
 from ._snapshot import MAX_MESSAGE_LENGTH as MAX_MESSAGE_LENGTH
 from ._snapshot import MAX_STAGE_LENGTH as MAX_STAGE_LENGTH
 from ._snapshot import JobSnapshot as JobSnapshot
 from ._snapshot import ProgressUpdate as ProgressUpdate
+from ._snapshot import check_heartbeat_timeout as check_heartbeat_timeout
 from ._snapshot import check_job_id as check_job_id
 from ._snapshot import check_progress as check_progress
 from ._snapshot import check_reported_at as check_reported_at
@@ -69,22 +72,34 @@ from ._threads import ThreadJobReporter as ThreadJobReporter
 from ._threads import ThreadReporter as ThreadReporter
 from ._threads import ThreadReporterStatistics as ThreadReporterStatistics
 from ._threads import open_thread_reporter as open_thread_reporter
-from ._tqdm import ReportingTqdm as ReportingTqdm
 
 if _TYPE_CHECKING:
+    from ._demo import DEMO_KIND as DEMO_KIND
+    from ._demo import DemoJobError as DemoJobError
+    from ._demo import DemoParams as DemoParams
     from ._redis_store import RedisStore as RedisStore
     from ._redis_store import open_redis_store as open_redis_store
+    from ._tqdm import ReportingTqdm as ReportingTqdm
 
-_LAZY_NAMES = frozenset({"RedisStore", "open_redis_store"})
-"""Names of the Redis store, imported on first use: importing ``progress_sync`` does not import
-coredis (the ``redis`` extra), so a producer-only install stays lean."""
+_LAZY_MODULES = {
+    "RedisStore": "_redis_store",
+    "open_redis_store": "_redis_store",
+    "DEMO_KIND": "_demo",
+    "DemoJobError": "_demo",
+    "DemoParams": "_demo",
+    "ReportingTqdm": "_tqdm",
+}
+"""Names imported on first use, and their modules: importing ``progress_sync`` (and so loading
+the pytest plugin) imports neither coredis (the ``redis`` extra), pydantic nor tqdm."""
+
+_LAZY_NAMES = frozenset(_LAZY_MODULES)
 
 
 def __getattr__(name: str) -> _Any:
-    if name in _LAZY_NAMES:
-        from . import _redis_store
+    if name in _LAZY_MODULES:
+        from importlib import import_module
 
-        return getattr(_redis_store, name)
+        return getattr(import_module(f".{_LAZY_MODULES[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -94,10 +109,13 @@ __all__ = [
     "DEFAULT_IDLE_TIMEOUT",
     "DEFAULT_MAX_CONCURRENT_JOBS",
     "DEFAULT_MAX_QUEUED_JOBS",
+    "DEFAULT_REAP_INTERVAL",
     "DEFAULT_REDIS_PREFIX",
     "DEFAULT_RETENTION",
     "DEMO_KIND",
     "JOB_ID_PATTERN",
+    "LEASE_EXPIRED_ERROR",
+    "MAX_HEARTBEAT_TIMEOUT",
     "MAX_MESSAGE_LENGTH",
     "MEMORY_STORE_URL",
     "MAX_STAGE_LENGTH",
@@ -140,6 +158,7 @@ __all__ = [
     "UpdateBuffer",
     "UpdateSink",
     "WaitTimeoutError",
+    "check_heartbeat_timeout",
     "check_job_id",
     "check_text",
     "check_progress",
@@ -148,10 +167,12 @@ __all__ = [
     "open_direct_sync",
     "open_export_store",
     "open_job_runner",
+    "open_lease_reaper",
     "open_thread_reporter",
     "open_redis_store",
     "open_update_buffer",
     "open_update_sink",
     "wall_clock",
     "parse_status",
+    "run_lease_reaper",
 ]

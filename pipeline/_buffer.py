@@ -67,6 +67,7 @@ def _checked_report(
         reported_at = wall_clock()
     elif type(reported_at) is not float or not 0.0 <= reported_at < math.inf:
         reported_at = check_reported_at(reported_at)
+    # check_progress has checked stage and message; mypy cannot narrow through `type(x) is`
     return (job_id, percent, stage, message, reported_at)  # type: ignore[return-value]
 
 
@@ -178,7 +179,7 @@ class UpdateBuffer:
             and type(job_id) is str
             and job_id
         ):
-            report = (job_id, percent, stage, None, _WALL_CLOCK_OFFSET + _monotonic())
+            report: _Report = (job_id, percent, stage, None, _WALL_CLOCK_OFFSET + _monotonic())
         else:
             report = _checked_report(job_id, percent, stage, message, reported_at)
         try:

@@ -11,11 +11,14 @@ from typing import Any
 
 import trio
 
-from ._errors import JobExistsError, JobNotFoundError, RegistrationTimeoutError
+from ._errors import JobExistsError, JobFinishedError, JobNotFoundError, RegistrationTimeoutError
 from ._snapshot import (
+    LEASE_EXPIRED_ERROR,
     JobSnapshot,
     ProgressUpdate,
+    check_heartbeat_timeout,
     check_progress,
+    format_seconds,
 )
 from ._status import JobStatus
 from ._store import (
@@ -65,6 +68,9 @@ class MemoryStore(ExportStore):
         self._jobs: dict[str, _Job] = {}
         self._finished: deque[tuple[float, str]] = deque()
         self._registration_waiters: dict[str, trio.Event] = {}
+        # Lease deadlines (store clock) of the queued and running jobs that have a lease.
+        self._leases: dict[str, float] = {}
+        self._leases_expired = 0
         self._subscribers = 0
         self._writes = 0
         self._updates_applied = 0
@@ -81,9 +87,11 @@ class MemoryStore(ExportStore):
         stage: str = "",
         message: str | None = None,
         kind: str | None = None,
+        heartbeat_timeout: float | None = None,
     ) -> JobSnapshot:
         await trio.lowlevel.checkpoint()
         status = check_registration(job_id, status, stage, message, kind)
+        heartbeat_timeout = check_heartbeat_timeout(heartbeat_timeout)
         if job_id in self._jobs:
             raise JobExistsError(job_id)
         self._expire_finished()
@@ -99,8 +107,11 @@ class MemoryStore(ExportStore):
             updated_at=now,
             reported_at=now,
             kind=kind,
+            heartbeat_timeout=heartbeat_timeout,
         )
         self._jobs[job_id] = _Job(snapshot)
+        if heartbeat_timeout is not None:
+            self._leases[job_id] = now + heartbeat_timeout
         self._writes += 1
         waiter = self._registration_waiters.pop(job_id, None)
         if waiter is not None:
@@ -141,6 +152,8 @@ class MemoryStore(ExportStore):
             )
             applied += 1
             changed[update.job_id] = job
+            if current.heartbeat_timeout is not None:
+                self._leases[update.job_id] = now + current.heartbeat_timeout
         for job in changed.values():
             self._notify(job)
         self._writes += 1
@@ -194,8 +207,49 @@ class MemoryStore(ExportStore):
         )
         self._writes += 1
         self._finished.append((now, job_id))
+        self._leases.pop(job_id, None)
         self._notify(job)
         return job.snapshot
+
+    async def heartbeat(self, job_id: str) -> JobSnapshot:
+        await trio.lowlevel.checkpoint()
+        job = self._jobs.get(job_id)
+        if job is None:
+            raise JobNotFoundError(job_id)
+        snapshot = job.snapshot
+        if snapshot.is_terminal:
+            raise JobFinishedError(job_id, snapshot.status.value)
+        if snapshot.heartbeat_timeout is not None:
+            self._leases[job_id] = self._clock() + snapshot.heartbeat_timeout
+        return snapshot
+
+    async def expire_leases(self) -> list[JobSnapshot]:
+        await trio.lowlevel.checkpoint()
+        now = self._clock()
+        expired = [job_id for job_id, deadline in self._leases.items() if deadline <= now]
+        ended: list[JobSnapshot] = []
+        for job_id in expired:
+            del self._leases[job_id]
+            job = self._jobs.get(job_id)
+            if job is None or job.snapshot.is_terminal:
+                continue
+            current = job.snapshot
+            timeout = format_seconds(current.heartbeat_timeout or 0.0)
+            job.snapshot = replace(
+                current,
+                status=JobStatus.FAILED,
+                seq=current.seq + 1,
+                updated_at=now,
+                reported_at=max(now, current.reported_at),
+                error=LEASE_EXPIRED_ERROR.format(timeout=timeout),
+                result=None,
+            )
+            self._writes += 1
+            self._leases_expired += 1
+            self._finished.append((now, job_id))
+            self._notify(job)
+            ended.append(job.snapshot)
+        return ended
 
     async def get(self, job_id: str) -> JobSnapshot:
         await trio.lowlevel.checkpoint()
@@ -266,6 +320,7 @@ class MemoryStore(ExportStore):
             ignored_stale=self._ignored_stale,
             unknown_job_updates=self._unknown_job_updates,
             notifications=self._notifications,
+            leases_expired=self._leases_expired,
         )
 
     def _notify(self, job: _Job) -> None:
@@ -281,3 +336,4 @@ class MemoryStore(ExportStore):
             job = self._jobs.get(job_id)
             if job is not None and job.snapshot.is_terminal:
                 del self._jobs[job_id]
+                self._leases.pop(job_id, None)

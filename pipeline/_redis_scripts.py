@@ -8,7 +8,8 @@ Layout under the key prefix ``P`` (``progress-sync:`` by default):
 
 - ``P job:<id>``: a hash per job. Fields: ``id``, ``status``, ``percent``, ``stage``,
   ``message`` (absent for None), ``seq``, ``createdAt``, ``updatedAt``, ``reportedAt``,
-  ``kind``, ``error``, ``result`` (JSON text) (absent for None), ``order`` (registration order),
+  ``kind``, ``error``, ``result`` (JSON text) (absent for None), ``heartbeatTimeoutS`` (the
+  lease in seconds, absent for none), ``order`` (registration order),
   ``regToken`` / ``finToken`` (idempotency tokens, so a write retried after a lost reply does
   not fail or count twice). Numbers are stored as the text Python sent, so they round-trip
   exactly; Lua converts them only to compare.
@@ -16,6 +17,9 @@ Layout under the key prefix ``P`` (``progress-sync:`` by default):
 - ``P jobs:<status>``: the same, one per status.
 - ``P expiry``: a sorted set of job ids scored by when each job expires (seconds since the
   epoch): ``retention`` after its terminal state, or ``idle`` after its latest change.
+- ``P leases``: a sorted set of the queued and running jobs that have a lease, scored by when
+  the lease runs out (seconds since the epoch); every applied update and heartbeat moves it on,
+  and ``EXPIRE_LEASES`` ends the jobs whose time has passed.
 - ``P order``: the registration counter.
 - ``P changes``: the pub/sub channel; every write publishes the changed snapshots there, as a
   JSON array of flat ``[field, value, ...]`` arrays, in the same atomic step.
@@ -45,6 +49,7 @@ local function drop(id)
   redis.call('DEL', job_key(id))
   redis.call('ZREM', P .. 'jobs', id)
   redis.call('ZREM', P .. 'expiry', id)
+  redis.call('ZREM', P .. 'leases', id)
   for _, s in ipairs(STATUSES) do redis.call('ZREM', P .. 'jobs:' .. s, id) end
 end
 
@@ -69,7 +74,8 @@ end
 REGISTER = (
     _COMMON
     + """
--- ARGV: prefix, now, idle_ms, id, status, stage, has_message, message, has_kind, kind, token
+-- ARGV: prefix, now, idle_ms, id, status, stage, has_message, message, has_kind, kind, token,
+--   lease ('' for none, else seconds)
 local now, idle_ms, id, status = ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
 local key = job_key(id)
 if redis.call('EXISTS', key) == 1 then
@@ -86,6 +92,10 @@ redis.call('HSET', key, 'id', id, 'status', status, 'percent', '0.0', 'stage', A
   'regToken', ARGV[11])
 if ARGV[7] == '1' then redis.call('HSET', key, 'message', ARGV[8]) end
 if ARGV[9] == '1' then redis.call('HSET', key, 'kind', ARGV[10]) end
+if ARGV[12] ~= '' then
+  redis.call('HSET', key, 'heartbeatTimeoutS', ARGV[12])
+  redis.call('ZADD', P .. 'leases', tonumber(now) + tonumber(ARGV[12]), id)
+end
 redis.call('ZADD', P .. 'jobs', order, id)
 redis.call('ZADD', P .. 'jobs:' .. status, order, id)
 set_expiry(id, now, idle_ms)
@@ -106,7 +116,8 @@ local unknown, changed, wanted = {}, {}, {}
 for i = 4, #ARGV, 7 do
   local id = ARGV[i]
   local key = job_key(id)
-  local current = redis.call('HMGET', key, 'status', 'reportedAt', 'order', 'seq')
+  local current = redis.call('HMGET', key, 'status', 'reportedAt', 'order', 'seq',
+    'heartbeatTimeoutS')
   if not current[1] then
     unknown[#unknown + 1] = id
   elseif TERMINAL[current[1]] then
@@ -128,6 +139,9 @@ for i = 4, #ARGV, 7 do
       redis.call('ZADD', P .. 'jobs:running', current[3], id)
     end
     set_expiry(id, now, idle_ms)
+    if current[5] then
+      redis.call('ZADD', P .. 'leases', tonumber(now) + tonumber(current[5]), id)
+    end
     applied = applied + 1
     if changed[id] == nil then
       changed[id] = ARGV[i + 6]
@@ -190,10 +204,62 @@ else
 end
 redis.call('ZREM', P .. 'jobs:' .. current[1], id)
 redis.call('ZADD', P .. 'jobs:' .. status, current[3], id)
+redis.call('ZREM', P .. 'leases', id)
 set_expiry(id, now, retention_ms)
 local snapshot = redis.call('HGETALL', key)
 publish({snapshot})
 return {'ok', snapshot}
+"""
+)
+
+HEARTBEAT = (
+    _COMMON
+    + """
+-- ARGV: prefix, now, idle_ms, id
+local now, idle_ms, id = ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local key = job_key(id)
+local current = redis.call('HMGET', key, 'status', 'heartbeatTimeoutS')
+if not current[1] then return {'notfound'} end
+if TERMINAL[current[1]] then return {'terminal', redis.call('HGETALL', key)} end
+if current[2] then
+  redis.call('ZADD', P .. 'leases', tonumber(now) + tonumber(current[2]), id)
+end
+set_expiry(id, now, idle_ms)
+return {'ok', redis.call('HGETALL', key)}
+"""
+)
+
+EXPIRE_LEASES = (
+    _COMMON
+    + """
+-- ARGV: prefix, now, retention_ms, error template ('{timeout}' is replaced), limit
+-- Ends failed every job whose lease ran out, in this one atomic step: a job is taken out of
+-- the leases set as it is ended, so of several processes running this at once exactly one
+-- ends it.
+local now, retention_ms, limit = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[5])
+local ids = redis.call('ZRANGEBYSCORE', P .. 'leases', '-inf', now, 'LIMIT', 0, limit)
+local ended = {}
+for _, id in ipairs(ids) do
+  redis.call('ZREM', P .. 'leases', id)
+  local key = job_key(id)
+  local current = redis.call('HMGET', key, 'status', 'reportedAt', 'order', 'heartbeatTimeoutS')
+  if current[1] and not TERMINAL[current[1]] then
+    local reported = current[2]
+    if tonumber(now) > tonumber(reported) then reported = now end
+    local timeout = current[4] or '0'
+    local error = string.gsub(ARGV[4], '{timeout}', function() return timeout end)
+    redis.call('HINCRBY', key, 'seq', 1)
+    redis.call('HSET', key, 'status', 'failed', 'updatedAt', now, 'reportedAt', reported,
+      'error', error)
+    redis.call('HDEL', key, 'result')
+    redis.call('ZREM', P .. 'jobs:' .. current[1], id)
+    redis.call('ZADD', P .. 'jobs:failed', current[3], id)
+    set_expiry(id, now, retention_ms)
+    ended[#ended + 1] = redis.call('HGETALL', key)
+  end
+end
+publish(ended)
+return ended
 """
 )
 

@@ -27,6 +27,7 @@ from coredis.retry import ExponentialBackoffRetryPolicy, NoRetryPolicy
 from . import _redis_scripts as scripts
 from ._errors import (
     JobExistsError,
+    JobFinishedError,
     JobNotFoundError,
     RegistrationTimeoutError,
     StoreUnavailableError,
@@ -34,9 +35,12 @@ from ._errors import (
 from ._memory_store import DEFAULT_RETENTION
 from ._redis_scripts import DEFAULT_IDLE_TIMEOUT, DEFAULT_REDIS_PREFIX
 from ._snapshot import (
+    LEASE_EXPIRED_ERROR,
     JobSnapshot,
     ProgressUpdate,
+    check_heartbeat_timeout,
     check_progress,
+    format_seconds,
 )
 from ._status import JobStatus
 from ._store import (
@@ -56,6 +60,7 @@ connection to Redis was lost (doubling in between)."""
 
 _CONNECTION_ERRORS = (coredis.exceptions.ConnectionError, TimeoutError, StoreUnavailableError)
 _RESYNC_CHUNK = 500
+_EXPIRE_CHUNK = 100
 
 
 def _connection_failure(exc: BaseException) -> BaseException | None:
@@ -86,6 +91,7 @@ def _decode(flat: Sequence[Any]) -> JobSnapshot:
     """A snapshot from a job hash as ``HGETALL`` gives it inside Lua: ``[field, value, ...]``."""
     h = dict(zip(flat[::2], flat[1::2], strict=True))
     result = h.get("result")
+    lease = h.get("heartbeatTimeoutS")
     return JobSnapshot(
         job_id=h["id"],
         status=JobStatus(h["status"]),
@@ -99,6 +105,7 @@ def _decode(flat: Sequence[Any]) -> JobSnapshot:
         kind=h.get("kind"),
         error=h.get("error"),
         result=None if result is None else json.loads(result),
+        heartbeat_timeout=None if lease is None else float(lease),
     )
 
 
@@ -175,6 +182,8 @@ class RedisStore(ExportStore):
         self._finish = client.register_script(scripts.FINISH)
         self._list = client.register_script(scripts.LIST_JOBS)
         self._snapshots = client.register_script(scripts.SNAPSHOTS)
+        self._heartbeat = client.register_script(scripts.HEARTBEAT)
+        self._expire_leases = client.register_script(scripts.EXPIRE_LEASES)
         self._local: dict[str, _LocalJob] = {}
         self._registration_waiters: dict[str, set[trio.Event]] = {}
         self._listening = False
@@ -189,6 +198,7 @@ class RedisStore(ExportStore):
         self._notifications = 0
         self._unavailable_errors = 0
         self._resyncs = 0
+        self._leases_expired = 0
 
     # -- the ExportStore interface --------------------------------------------------------
 
@@ -200,8 +210,10 @@ class RedisStore(ExportStore):
         stage: str = "",
         message: str | None = None,
         kind: str | None = None,
+        heartbeat_timeout: float | None = None,
     ) -> JobSnapshot:
         status = check_registration(job_id, status, stage, message, kind)
+        lease = check_heartbeat_timeout(heartbeat_timeout)
         args = [
             self.prefix,
             repr(self._clock()),
@@ -212,9 +224,10 @@ class RedisStore(ExportStore):
             *self._optional(message),
             *self._optional(kind),
             uuid.uuid4().hex,
+            "" if lease is None else format_seconds(lease),
         ]
         with self._boundary(f"registering job {job_id!r}"):
-            reply = await self._register(args=args)
+            reply: list[Any] = await self._register(args=args)
         if reply[0] == "exists":
             raise JobExistsError(job_id)
         self._writes += 1
@@ -241,7 +254,7 @@ class RedisStore(ExportStore):
                 "1" if update.job_id in self._local else "0",
             )
         with self._boundary(f"writing a batch of {len(updates)} progress updates"):
-            reply = await self._apply(args=args)
+            reply: list[Any] = await self._apply(args=args)
         applied, ignored_terminal, ignored_stale, unknown, wanted, jobs = reply
         for flat in wanted:
             self._deliver(_decode(flat))
@@ -287,7 +300,7 @@ class RedisStore(ExportStore):
             uuid.uuid4().hex,
         ]
         with self._boundary(f"writing the terminal state of job {job_id!r}"):
-            reply = await self._finish(args=args)
+            reply: list[Any] = await self._finish(args=args)
         if reply[0] == "notfound":
             raise JobNotFoundError(job_id)
         snapshot = _decode(reply[1])
@@ -297,6 +310,38 @@ class RedisStore(ExportStore):
             self._writes += 1
         self._deliver(snapshot)
         return snapshot
+
+    async def heartbeat(self, job_id: str) -> JobSnapshot:
+        args = [self.prefix, repr(self._clock()), str(self._ms(self.idle_timeout)), job_id]
+        with self._boundary(f"renewing the lease of job {job_id!r}"):
+            reply: list[Any] = await self._heartbeat(args=args)
+        if reply[0] == "notfound":
+            raise JobNotFoundError(job_id)
+        snapshot = _decode(reply[1])
+        if reply[0] == "terminal":
+            raise JobFinishedError(job_id, snapshot.status.value)
+        return snapshot
+
+    async def expire_leases(self) -> list[JobSnapshot]:
+        ended: list[JobSnapshot] = []
+        while True:
+            args = [
+                self.prefix,
+                repr(self._clock()),
+                str(self._ms(self.retention)),
+                LEASE_EXPIRED_ERROR,
+                str(_EXPIRE_CHUNK),
+            ]
+            with self._boundary("ending jobs whose lease expired"):
+                reply: list[Any] = await self._expire_leases(args=args)
+            for flat in reply:
+                snapshot = _decode(flat)
+                self._deliver(snapshot)
+                ended.append(snapshot)
+            self._writes += len(reply)
+            self._leases_expired += len(reply)
+            if len(reply) < _EXPIRE_CHUNK:
+                return ended
 
     async def get(self, job_id: str) -> JobSnapshot:
         flat = await self._read([job_id], f"reading job {job_id!r}")
@@ -317,7 +362,8 @@ class RedisStore(ExportStore):
             str(int(limit)),
         ]
         with self._boundary("listing jobs"):
-            page, total, jobs = await self._list(args=args)
+            reply: list[Any] = await self._list(args=args)
+            page, total, jobs = reply
         self._jobs = int(jobs)
         return [_decode(flat) for flat in page], int(total)
 
@@ -385,6 +431,7 @@ class RedisStore(ExportStore):
             available=self._available and self._listening,
             unavailable_errors=self._unavailable_errors,
             resyncs=self._resyncs,
+            leases_expired=self._leases_expired,
         )
 
     # -- fan-out -------------------------------------------------------------------------
@@ -452,7 +499,7 @@ class RedisStore(ExportStore):
                     delay = RECONNECT_DELAYS[0]
                     async for message in pubsub:
                         if message["type"] == "message":
-                            self._on_message(message["data"])
+                            self._on_message(str(message["data"]))  # str: decode_responses
             except BaseException as exc:
                 cause = _connection_failure(exc)
                 if cause is None:

@@ -188,6 +188,46 @@ def check_json(field: str, value: object) -> None:
         raise InvalidUpdateError(field, f"must be JSON-encodable: {exc}") from exc
 
 
+MAX_HEARTBEAT_TIMEOUT = 86400.0
+"""The longest lease (``heartbeatTimeoutS``) accepted, in seconds (one day)."""
+
+
+def check_heartbeat_timeout(value: object) -> float | None:
+    """Check a job's lease: None (no lease) or seconds, more than 0 and at most one day.
+
+    Returns:
+        ``value`` as a float rounded to milliseconds, or None.
+
+    Raises:
+        InvalidUpdateError: naming ``heartbeatTimeoutS`` when it is not such a number.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidUpdateError(
+            "heartbeatTimeoutS", f"must be a number of seconds, not {type(value).__name__}"
+        )
+    if not 0.001 <= value <= MAX_HEARTBEAT_TIMEOUT:
+        raise InvalidUpdateError(
+            "heartbeatTimeoutS",
+            f"must be from 0.001 to {MAX_HEARTBEAT_TIMEOUT:g} seconds, not {value!r}",
+        )
+    return round(float(value), 3)
+
+
+def format_seconds(seconds: float) -> str:
+    """``seconds`` as short text to the millisecond (``30``, ``2.5``): how a lease is written in
+    Redis and in ``LEASE_EXPIRED_ERROR``."""
+    return f"{seconds:.3f}".rstrip("0").rstrip(".")
+
+
+LEASE_EXPIRED_ERROR = (
+    "no progress report or heartbeat for {timeout} s (its heartbeatTimeoutS): the lease "
+    "expired and the producer is presumed dead"
+)
+"""The ``error`` of a job whose lease expired; ``{timeout}`` is ``format_seconds(lease)``."""
+
+
 def isoformat(epoch_s: float) -> str:
     """Format seconds since the Unix epoch as ISO-8601 UTC with milliseconds (``...Z``)."""
     stamp = datetime.fromtimestamp(epoch_s, UTC).isoformat(timespec="milliseconds")
@@ -214,6 +254,9 @@ class JobSnapshot:
         error: the error message of a failed job, or the reason a cancelled job was
             cancelled (if one was given), else None.
         result: the JSON-able result of a completed job, else None.
+        heartbeat_timeout: the job's lease, in seconds: a queued or running job that gets no
+            progress and no heartbeat for this long is ended ``failed`` by the store's lease
+            reaper (see ``ExportStore.expire_leases``); None for a job without a lease.
     """
 
     job_id: str
@@ -228,13 +271,14 @@ class JobSnapshot:
     kind: str | None = None
     error: str | None = None
     result: Any = None
+    heartbeat_timeout: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The snapshot as the JSON object clients see: camelCase keys, ISO-8601 UTC times.
 
         Keys: ``jobId``, ``status``, ``percent``, ``stage``, ``message``, ``seq``, ``createdAt``,
         ``updatedAt``, ``reportedAt`` (float seconds since the epoch, for latency), ``kind``,
-        ``error``, ``result``.
+        ``error``, ``result``, ``heartbeatTimeoutS`` (the lease in seconds, or null).
         """
         return {
             "jobId": self.job_id,
@@ -249,6 +293,7 @@ class JobSnapshot:
             "kind": self.kind,
             "error": self.error,
             "result": self.result,
+            "heartbeatTimeoutS": self.heartbeat_timeout,
         }
 
     @functools.cached_property

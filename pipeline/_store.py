@@ -60,6 +60,8 @@ class StoreStatistics:
         unavailable_errors: operations that failed with ``StoreUnavailableError``.
         resyncs: times the store re-read the jobs it has subscribers for after (re)connecting
             to its change feed (a Redis store; 0 for the in-memory store).
+        leases_expired: jobs this store object ended ``failed`` because their lease expired
+            (``expire_leases``); on Redis each expiry is counted by the one process that won it.
     """
 
     jobs: int
@@ -73,6 +75,7 @@ class StoreStatistics:
     available: bool = True
     unavailable_errors: int = 0
     resyncs: int = 0
+    leases_expired: int = 0
 
 
 def check_registration(
@@ -142,6 +145,9 @@ class ExportStore(abc.ABC):
       ``InvalidUpdateError`` before anything is written, so a bad update never half-applies.
     - A subscriber first gets the snapshot current when it subscribed, then every later change,
       conflated to the latest; no change can fall between the two.
+    - A job registered with a lease (``heartbeat_timeout``) that gets no applied progress and
+      no ``heartbeat`` for that many seconds is ended ``failed`` by ``expire_leases``, once,
+      with ``LEASE_EXPIRED_ERROR`` as its error; its subscribers get that terminal state.
 
     A store that can be out of reach (``RedisStore``) raises ``StoreUnavailableError`` from any
     operation while it is, and reports it in ``statistics().available``; writers retry.
@@ -156,6 +162,7 @@ class ExportStore(abc.ABC):
         stage: str = "",
         message: str | None = None,
         kind: str | None = None,
+        heartbeat_timeout: float | None = None,
     ) -> JobSnapshot:
         """Register a new job with its real initial status.
 
@@ -166,13 +173,17 @@ class ExportStore(abc.ABC):
             stage: the initial stage text.
             message: optional initial message.
             kind: the job kind the runner runs, or None for an external job.
+            heartbeat_timeout: the job's lease in seconds (more than 0, at most one day), or
+                None for no lease. Every applied progress update and every ``heartbeat``
+                renews it; once it runs out, ``expire_leases`` ends the job ``failed``.
 
         Returns:
             The job's first snapshot (``seq`` 1, ``percent`` 0).
 
         Raises:
             JobExistsError: a job with that id is registered already.
-            InvalidUpdateError: ``status`` is terminal, or a field is malformed.
+            InvalidUpdateError: ``status`` is terminal, or a field is malformed (the error
+                names ``heartbeatTimeoutS`` for a bad lease).
         """
 
     @abc.abstractmethod
@@ -215,6 +226,37 @@ class ExportStore(abc.ABC):
             JobNotFoundError: the job is not registered.
             InvalidUpdateError: ``status`` is not terminal, ``result`` is not JSON-able, or
                 ``error`` is malformed.
+        """
+
+    @abc.abstractmethod
+    async def heartbeat(self, job_id: str) -> JobSnapshot:
+        """Say the job's producer is alive: renew its lease without changing the job.
+
+        Renews the lease to ``heartbeat_timeout`` seconds from now (and, on Redis, the idle
+        expiry). No new ``seq``, no notification. A job without a lease is left as it is.
+        Producers that write straight to the store (Celery/RQ workers) call this while they
+        have nothing new to report; applied progress renews the lease too.
+
+        Returns:
+            The job's current snapshot.
+
+        Raises:
+            JobNotFoundError: the job is not registered (or has expired).
+            JobFinishedError: the job has ended (its lease may have expired already).
+        """
+
+    @abc.abstractmethod
+    async def expire_leases(self) -> list[JobSnapshot]:
+        """End ``failed`` every queued or running job whose lease has run out.
+
+        The check and the terminal write are one atomic step per job (a Lua script on
+        Redis), so when several processes call this at once each expired job is ended once,
+        by one of them. The error is ``LEASE_EXPIRED_ERROR`` with the lease's length; percent
+        and stage stay as last reported. The lease reaper (``open_lease_reaper``) calls this
+        periodically.
+
+        Returns:
+            The terminal snapshots this call wrote (empty when none expired).
         """
 
     @abc.abstractmethod

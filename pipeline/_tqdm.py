@@ -14,7 +14,7 @@ ReportFunction = Callable[[float, str, "str | None"], None]
 or the ``report`` of a progress client's ``for_job(...)``."""
 
 
-class ReportingTqdm(tqdm):  # type: ignore[type-arg]
+class ReportingTqdm(tqdm):  # type: ignore[type-arg]  # tqdm[T] types the iterable; any goes
     """``tqdm`` that reports ``n / total`` as a job's percent each time it redraws.
 
     tqdm redraws at most every ``mininterval`` seconds (0.1 by default), so a tight loop

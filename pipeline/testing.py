@@ -278,7 +278,7 @@ def assert_percent_never_decreases(records: Iterable[ProgressRecord]) -> None:
     for index, record in enumerate(records):
         if record.percent is None:
             continue
-        if previous is not None and record.percent < previous[1].percent:  # type: ignore[operator]
+        if previous is not None and record.percent < previous[1].percent:  # type: ignore[operator]  # previous has a percent: records without one are skipped
             raise AssertionError(
                 f"percent decreased: {_describe(*previous)} then {_describe(index, record)}"
             )
@@ -323,7 +323,7 @@ def assert_seq_increasing(records: Iterable[ProgressRecord]) -> None:
     for index, record in enumerate(records):
         if record.seq is None:
             continue
-        if previous is not None and record.seq <= previous[1].seq:  # type: ignore[operator]
+        if previous is not None and record.seq <= previous[1].seq:  # type: ignore[operator]  # previous has a seq: records without one are skipped
             raise AssertionError(
                 f"seq did not increase: {_describe(*previous)} then {_describe(index, record)}"
             )

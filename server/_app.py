@@ -91,6 +91,7 @@ def create_app(services: Services) -> QuartTrio:
     config = services.config
     install_openapi(app, job_kinds=list(services.runner.kinds))
     # Bodies keep their keys in the order written (jobId first), as the SSE data does.
+    # app.json is typed as the JSONProvider base; Quart's default provider has sort_keys
     app.json.sort_keys = False  # type: ignore[attr-defined]
     install_error_handlers(app)
     install_cors(app, config.cors_origins)
@@ -120,9 +121,16 @@ def create_app(services: Services) -> QuartTrio:
         if data.kind is None:
             snapshot = await register_external_job(store, data, job_id=job_id)
         else:
-            for name in ("status", "stage", "message"):
+            for name, field_name in (
+                ("status", "status"),
+                ("stage", "stage"),
+                ("message", "message"),
+                ("heartbeat_timeout_s", "heartbeatTimeoutS"),
+            ):
                 if name in data.model_fields_set:
-                    raise InvalidUpdateError(name, "only external jobs (without kind) take it")
+                    raise InvalidUpdateError(
+                        field_name, "only external jobs (without kind) take it"
+                    )
             snapshot = await runner.submit(data.kind, data.params, job_id=job_id)
         return created_response(snapshot, auth)
 
@@ -149,6 +157,7 @@ def create_app(services: Services) -> QuartTrio:
     install_read_routes(app, services)
     install_stream_routes(app, services)
     install_ops_routes(app, services)
+    # Quart's documented way to wrap its ASGI app in middleware; mypy sees a method
     app.asgi_app = ConnectionGuard(  # type: ignore[method-assign]
         EndOfResponse(app.asgi_app),
         send_timeout=config.send_timeout,

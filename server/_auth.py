@@ -251,6 +251,7 @@ def document_auth(
             snapshot, its stream); ``read-jobs`` for a ``GET`` of several jobs.
     """
     producer = config.producer_token is not None
+    producer_requirement: list[dict[str, list[str]]] = [{PRODUCER_TOKEN: []}] if producer else []
     requirements: list[dict[str, list[str]]] = []
     statuses: tuple[int, ...] = ()
     if access == "produce":
@@ -258,7 +259,7 @@ def document_auth(
             requirements, statuses = [{PRODUCER_TOKEN: []}], (401,)
     elif config.subscribe_secret is not None:
         if access == "read-job":
-            requirements = [{SUBSCRIBE_TOKEN: []}, *([{PRODUCER_TOKEN: []}] if producer else [])]
+            requirements = [{SUBSCRIBE_TOKEN: []}, *producer_requirement]
             statuses = (401, 403)
         elif producer:
             requirements, statuses = [{PRODUCER_TOKEN: []}], (401,)

@@ -6,6 +6,7 @@ import errno
 import importlib
 import logging
 import sys
+from collections.abc import Callable
 from functools import partial
 from typing import ClassVar
 
@@ -46,7 +47,7 @@ from ._workers import run_workers
 _LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-def _server_options(command: click.Command) -> click.Command:
+def _server_options(command: Callable[..., None]) -> Callable[..., None]:
     options = [
         click.option(
             "--host",
@@ -296,7 +297,7 @@ def _config(**options: object) -> ServerConfig:
         host=str(options["host"]),
         port=int(options["port"]),  # type: ignore[call-overload]
         flush_interval=float(options["flush_interval"]),  # type: ignore[arg-type]
-        sync_mode=SyncMode(options["sync_mode"]),
+        sync_mode=SyncMode(str(options["sync_mode"])),
         max_concurrent_jobs=int(options["max_concurrent_jobs"]),  # type: ignore[call-overload]
         max_queued_jobs=int(options["max_queued_jobs"]),  # type: ignore[call-overload]
         registration_timeout=float(options["registration_timeout"]),  # type: ignore[arg-type]

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any
+from collections.abc import MutableMapping
+from typing import Any, cast
 
 import trio
 from hypercorn.typing import ASGIFramework, ASGIReceiveCallable, ASGISendCallable, Scope
@@ -71,7 +72,8 @@ class ConnectionGuard:
             try:
                 await self.app(scope, receive, send_with_timeout)
             finally:
-                self.hub.release(scope)
+                # the hub marks the scope it admitted with a key of its own
+                self.hub.release(cast("MutableMapping[str, Any]", scope))
         if request_scope.cancelled_caught:
             self._dropped.inc()
             client = scope.get("client") or ("?", 0)

@@ -8,6 +8,7 @@ Routes (see README "Ingest API"):
   each bad line gets its own error, the good ones are applied; 200.
 - ``POST /api/jobs/{jobId}/complete`` and ``/fail``: terminal states, written synchronously
   (the answer comes once the state is stored and subscribers are told); 200.
+- ``POST /api/jobs/{jobId}/heartbeat``: the producer is alive; renews the job's lease; 200.
 - ``POST /api/jobs/{jobId}/subscribe-token``: a fresh subscribe token for a job.
 - ``POST /api/jobs`` without ``kind`` registers an external job (``register_external_job``).
 """
@@ -194,7 +195,12 @@ async def register_external_job(
             "status", f"a job is registered queued or running, not {status.value}"
         )
     return await store.register(
-        job_id, status=status, stage=data.stage or "", message=data.message, kind=None
+        job_id,
+        status=status,
+        stage=data.stage or "",
+        message=data.message,
+        kind=None,
+        heartbeat_timeout=data.heartbeat_timeout_s,
     )
 
 
@@ -243,7 +249,7 @@ async def read_object(allowed: tuple[str, ...], *, allow_empty: bool = True) -> 
     return body
 
 
-def install_ingest_routes(app: Quart, services: Any, auth: Auth) -> None:
+def install_ingest_routes(app: Quart, services: Any, auth: Auth) -> None:  # noqa: C901  # five routes as closures
     """Add the ingest routes (see the module docstring) to ``app``.
 
     Args:
@@ -339,7 +345,7 @@ def install_ingest_routes(app: Quart, services: Any, auth: Auth) -> None:
                     states[job_id] = None
                     outcome.unknown_jobs.append(job_id)
                 else:
-                    if states[job_id].is_terminal:  # type: ignore[union-attr]
+                    if states[job_id].is_terminal:  # type: ignore[union-attr]  # just set from get()
                         outcome.finished_jobs.append(job_id)
         report_nowait = sink.report_nowait
         for number, (job_id, percent, stage, message, reported_at) in parsed:
@@ -404,6 +410,24 @@ def install_ingest_routes(app: Quart, services: Any, auth: Auth) -> None:
             raise InvalidUpdateError("error", "must be a non-empty string: why the job failed")
         return await finish(job_id, JobStatus.FAILED, error=body["error"])
 
+    @app.post("/api/jobs/<job_id>/heartbeat")
+    @tag(["ingest"])
+    @document_auth(config, "produce")
+    @error_responses(400, 404, 409, 503)
+    @validate_response(JobSnapshotBody, 200)
+    async def heartbeat_job(job_id: str) -> dict[str, Any]:
+        """Say the producer of an external job is alive: renew the job's lease.
+
+        For a job registered with ``heartbeatTimeoutS``: the lease runs that long again from
+        now (a progress report renews it too). The job itself does not change (no new
+        ``seq``, no event). 200 with the job's snapshot; 404 if the job is not registered;
+        409 if it has ended (its lease may have expired: see its ``error``) or the server
+        runs it. The body is ignored.
+        """
+        check_job_id(job_id)
+        _check_external(await store.get(job_id))
+        return (await store.heartbeat(job_id)).to_dict()
+
     @app.post("/api/jobs/<job_id>/subscribe-token")
     @tag(["jobs"])
     @document_auth(config, "produce")
@@ -432,7 +456,7 @@ async def _read_batch(max_updates: int) -> list[tuple[int, object]]:
         InvalidUpdateError: a JSON body that is not valid JSON or not an array (400).
         ApiError: 413 when the batch holds more than ``max_updates`` updates.
     """
-    data = await request.get_data()
+    data = await request.get_data(cache=True, as_text=False, parse_form_data=False)
     if request.mimetype in NDJSON_TYPES:
         lines: list[tuple[int, object]] = []
         for number, raw in enumerate(data.split(b"\n"), start=1):

@@ -12,7 +12,12 @@ import typing
 from typing import Any, Literal
 
 import pydantic
-from progress_sync import JOB_ID_PATTERN, MAX_MESSAGE_LENGTH, MAX_STAGE_LENGTH
+from progress_sync import (
+    JOB_ID_PATTERN,
+    MAX_HEARTBEAT_TIMEOUT,
+    MAX_MESSAGE_LENGTH,
+    MAX_STAGE_LENGTH,
+)
 from pydantic.alias_generators import to_camel
 
 JobStatusName = Literal["queued", "running", "completed", "failed", "cancelled"]
@@ -68,7 +73,13 @@ def _kind_or_external(schema: dict[str, Any]) -> None:
     # params only with a kind; status, stage and message only without (even null).
     _commonmark(schema)
     schema["if"] = {"required": ["kind"], "properties": {"kind": {"type": "string"}}}
-    schema["then"] = {"not": {"anyOf": [{"required": [n]} for n in ("status", "stage", "message")]}}
+    schema["then"] = {
+        "not": {
+            "anyOf": [
+                {"required": [n]} for n in ("status", "stage", "message", "heartbeatTimeoutS")
+            ]
+        }
+    }
     schema["else"] = {"not": {"required": ["params"]}}
 
 
@@ -99,6 +110,13 @@ class CreateJobRequest(_ApiModel):
     """External jobs only: the initial stage text."""
     message: str | None = pydantic.Field(default=None, max_length=MAX_MESSAGE_LENGTH)
     """External jobs only: an initial message."""
+    heartbeat_timeout_s: float | None = pydantic.Field(
+        default=None, ge=0.001, le=MAX_HEARTBEAT_TIMEOUT
+    )
+    """External jobs only: the job's lease, in seconds (0.001 to 86400). A queued or running
+    job that gets no progress report and no heartbeat (``POST /api/jobs/{jobId}/heartbeat``)
+    for this long ends ``failed`` (its error says the lease expired). No lease by default;
+    the clients and ``progress-sync run`` set one."""
 
 
 class CreateJobResponse(_ApiModel):
@@ -313,6 +331,8 @@ class JobSnapshot(_ApiModel):
     """Why the job failed (or was cancelled), else null."""
     result: Any
     """The result of a completed job (any JSON value), else null."""
+    heartbeat_timeout_s: float | None = None
+    """The job's lease in seconds (``heartbeatTimeoutS`` at registration), or null."""
 
 
 class JobListResponse(_ApiModel):
@@ -349,6 +369,8 @@ class StoreHealth(_ApiModel):
     """Operations that failed because the store could not be reached."""
     resyncs: int
     """Times the store re-read its subscribed jobs after (re)connecting."""
+    leases_expired: int = 0
+    """Jobs this server process ended ``failed`` because their lease expired."""
 
 
 class SinkHealth(_ApiModel):

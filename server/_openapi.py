@@ -343,7 +343,7 @@ def _description(cls: type) -> str:
 
 def _is_error_response(response: dict[str, Any]) -> bool:
     schema = response.get("content", {}).get("application/json", {}).get("schema", {})
-    return schema.get("$ref") == "#/components/schemas/ErrorResponse"
+    return bool(schema.get("$ref") == "#/components/schemas/ErrorResponse")
 
 
 def _plain(schema: dict[str, Any]) -> dict[str, Any]:
@@ -391,7 +391,7 @@ class ApiOpenAPIProvider(OpenAPIProvider):
             schemas["CreateJobRequest"]["properties"]["kind"]["enum"] = [*self._job_kinds, None]
         return document
 
-    def build_paths(self, rule: Rule) -> tuple[dict, dict]:
+    def build_paths(self, rule: Rule) -> tuple[dict[str, Any], dict[str, Any]]:
         """The rule's path items, with ``{jobId}`` for ``<job_id>`` and CommonMark text."""
         paths, components = super().build_paths(rule)
         renamed = {}
@@ -422,17 +422,21 @@ class ApiOpenAPIProvider(OpenAPIProvider):
             )
         return parameter
 
-    def build_querystring_parameters(self, model: type) -> tuple[list[dict], dict]:
+    def build_querystring_parameters(
+        self, model: type
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         """Query parameters; the model's required fields are required parameters."""
         parameters, components = super().build_querystring_parameters(model)
         return self._mark_required(model, parameters), components
 
-    def build_headers_parameters(self, model: type) -> tuple[list[dict], dict]:
+    def build_headers_parameters(self, model: type) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         """Request header parameters, named by the model's aliases (``Last-Event-ID``)."""
         parameters, components = super().build_headers_parameters(model)
         return self._mark_required(model, parameters), components
 
-    def build_request_body(self, model: type, source: DataSource) -> tuple[dict, dict]:
+    def build_request_body(
+        self, model: type, source: DataSource
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         """A JSON request body, its model a named component; NDJSON too for a batch."""
         schema = self._schema(model, "validation")
         components = schema.pop("$defs", {})
@@ -481,9 +485,9 @@ class ApiOpenAPIProvider(OpenAPIProvider):
             }
         return response, components
 
-    def operation_id(self, method: str, path: str, func: Callable) -> str | None:
+    def operation_id(self, method: str, path: str, func: Callable[..., Any]) -> str | None:
         """The route function's name in camelCase (``createJob``, ``streamJob``)."""
-        return snake_to_camel(func.__name__)
+        return str(snake_to_camel(func.__name__))
 
     def _schema(self, model: type, mode: Any) -> dict[str, Any]:
         return model_schema(
@@ -492,7 +496,7 @@ class ApiOpenAPIProvider(OpenAPIProvider):
             schema_mode=mode,
         )
 
-    def _mark_required(self, model: type, parameters: list[dict]) -> list[dict]:
+    def _mark_required(self, model: type, parameters: list[dict[str, Any]]) -> list[dict[str, Any]]:
         required = set(self._schema(model, "validation").get("required", ()))
         for parameter in parameters:
             parameter["schema"] = _plain(parameter["schema"])
@@ -520,9 +524,10 @@ def install_openapi(app: Quart, *, job_kinds: Sequence[str]) -> QuartSchema:
             "`ErrorResponse`. The security requirements reflect this server's settings: "
             "with neither `--producer-token` nor `--subscribe-secret` every route is open.",
         },
-        tags=TAGS,
+        tags=[*TAGS],
         security_schemes=security_schemes(),
         # quart-schema makes the provider with (app, extension): the kinds are bound first.
+        # a partial, not a class: quart-schema only calls it with (app, extension)
         openapi_provider_class=functools.partial(  # type: ignore[arg-type]
             ApiOpenAPIProvider, job_kinds=sorted(job_kinds)
         ),

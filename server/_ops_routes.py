@@ -73,6 +73,7 @@ def install_ops_routes(app: QuartTrio, services: Services) -> None:
                 "ignoredTerminal": store_stats.ignored_terminal,
                 "unavailableErrors": store_stats.unavailable_errors,
                 "resyncs": store_stats.resyncs,
+                "leasesExpired": store_stats.leases_expired,
             },
             "sink": {
                 "reportsReceived": sink_stats.reports_received,

@@ -51,10 +51,13 @@ def parse_seq_vector(value: str | None, count: int) -> list[int] | None:
     parts = value.split(",")
     if len(parts) != count:
         return None
-    seqs = [parse_seq(part) for part in parts]
-    if any(seq is None for seq in seqs):
-        return None
-    return seqs  # type: ignore[return-value]
+    seqs = []
+    for part in parts:
+        seq = parse_seq(part)
+        if seq is None:
+            return None
+        seqs.append(seq)
+    return seqs
 
 
 def format_seq_vector(seqs: list[int]) -> str:

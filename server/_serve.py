@@ -33,6 +33,7 @@ from progress_sync import (
     ExportStore,
     open_export_store,
     open_job_runner,
+    open_lease_reaper,
     open_update_sink,
 )
 
@@ -89,6 +90,7 @@ async def _open_pipeline(config: ServerConfig, store: ExportStore) -> AsyncItera
             max_concurrent=config.max_concurrent_jobs,
             max_queued=config.max_queued_jobs,
         ) as runner,
+        open_lease_reaper(store),
     ):
         metrics.watch(store, sink, streams)
         yield Services(
@@ -107,7 +109,7 @@ def bind_error(group: BaseExceptionGroup) -> OSError | None:
     Hypercorn binds inside its nurseries, so such an error arrives inside an ExceptionGroup:
     an unknown host (``socket.gaierror``), an address not on this machine, or no permission.
     """
-    found = group.subgroup(
+    found: BaseException | None = group.subgroup(
         lambda exc: (
             isinstance(exc, socket.gaierror)
             or (isinstance(exc, OSError) and exc.errno in (errno.EADDRNOTAVAIL, errno.EACCES))
@@ -115,6 +117,7 @@ def bind_error(group: BaseExceptionGroup) -> OSError | None:
     )
     while isinstance(found, BaseExceptionGroup):
         found = found.exceptions[0]
+    assert found is None or isinstance(found, OSError)  # gaierror is an OSError
     return found
 
 

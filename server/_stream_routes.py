@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, MutableMapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 from progress_sync import (
     JOB_ID_PATTERN,
@@ -80,10 +80,12 @@ def install_stream_routes(app: QuartTrio, services: Services) -> None:
         if hub.stopping:
             spread = spread_retry_ms(config.retry_ms, config.shutdown_retry_spread_ms)
             raise ShuttingDownError(max(1, math.ceil(spread / 1000)))
-        hub.admit(request.scope, limit=config.max_subscribers, retry_after=retry_after)
+        # the hub marks the scope it admitted with a key of its own
+        scope = cast("MutableMapping[str, Any]", request.scope)
+        hub.admit(scope, limit=config.max_subscribers, retry_after=retry_after)
 
     async def sse_response(events: AsyncIterator[bytes]) -> Response:
-        response: Response = await make_response(events, 200, SSE_HEADERS)
+        response = cast(Response, await make_response(events, 200, SSE_HEADERS))
         # Quart cuts responses after RESPONSE_TIMEOUT (60 s) unless told otherwise.
         response.timeout = None
         return response

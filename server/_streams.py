@@ -292,6 +292,7 @@ async def multi_job_event_stream(
                                 yield HEARTBEAT
                                 metrics.heartbeats.inc()
                                 continue
+                        assert snapshot is not None  # mypy loses the narrowing through the try
                         index = position[snapshot.job_id]
                         if snapshot.seq == seen[index]:
                             continue  # the client has this one (it resumed with it)

@@ -346,7 +346,8 @@ async def _open_in_process(
 
     async def run_app() -> None:
         try:
-            await app(scope, receive, send)
+            # plain-dict ASGI messages; Hypercorn's types (which Quart uses) are TypedDicts
+            await app(scope, receive, send)  # type: ignore[arg-type]
         finally:
             send_chunk.close()
             started.set()

@@ -92,7 +92,7 @@ def test_command_line_knobs_make_a_grid_at_the_chosen_levels():
 
 def test_missing_bench_dependencies_say_how_to_install_them():
     with pytest.raises(
-        click.ClickException, match=r"no_such_module_xyz: pip install -e '\.\[bench\]'"
+        click.ClickException, match=r"no_such_module_xyz: pip install 'progress-sync\[bench\]'"
     ):
         require(("psutil", "no_such_module_xyz"))
 

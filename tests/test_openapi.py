@@ -44,6 +44,7 @@ RESPONSES = {
     "completeJob": {200, 400, 404, 409, 413, 503},
     "failJob": {200, 400, 404, 409, 413, 503},
     "newSubscribeToken": {200, 400, 404, 503},
+    "heartbeatJob": {200, 400, 404, 409, 503},
     "healthz": {200, 503},
     "metrics": {200},
 }
@@ -55,6 +56,7 @@ PRODUCE = {
     "completeJob",
     "failJob",
     "newSubscribeToken",
+    "heartbeatJob",
 }
 
 

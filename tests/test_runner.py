@@ -200,7 +200,7 @@ async def test_registration_is_logged_and_a_failed_registration_loudly(autojump_
             return await super().register(job_id, **kwargs)
 
     store = DownForOneId()
-    caplog.set_level(logging.INFO, logger="pipeline")
+    caplog.set_level(logging.INFO, logger="progress_sync")
     async with (
         open_update_buffer(store) as buffer,
         open_job_runner(store, buffer, kinds={"demo": DEMO_KIND}, max_concurrent=1) as runner,

@@ -72,7 +72,7 @@ async def test_a_missing_asset_is_a_json_404(running_server):
 def test_every_page_file_is_shipped_as_package_data():
     # A file in server/static/ that no package-data glob matches would be missing from the wheel.
     pyproject = tomllib.loads((STATIC_DIR.parent.parent / "pyproject.toml").read_text())
-    globs = pyproject["tool"]["setuptools"]["package-data"]["server"]
+    globs = pyproject["tool"]["setuptools"]["package-data"]["progress_sync.server"]
     files = sorted(p.name for p in STATIC_DIR.iterdir() if p.is_file())
     assert set(PAGE_FILES) <= set(files)
     unshipped = [f for f in files if not any(fnmatch(f"static/{f}", g) for g in globs)]

@@ -9,13 +9,21 @@ from typing import Any
 import httpx
 import trio
 
-from .._errors import BufferClosedError, ServerUnavailableError
+from .._errors import (
+    BufferClosedError,
+    JobFinishedError,
+    JobNotFoundError,
+    ServerUnavailableError,
+)
+from .._snapshot import check_heartbeat_timeout
 from ._common import (
     DEFAULT_CLIENT_FLUSH_INTERVAL,
+    DEFAULT_HEARTBEAT_TIMEOUT,
     DEFAULT_MAX_BATCH,
     DEFAULT_TIMEOUT,
     BatchAccounting,
     ClientStatistics,
+    LeaseKeeper,
     PendingReports,
     RegisteredJob,
     auth_headers,
@@ -52,6 +60,7 @@ class AsyncProgressClient:
         self._max_batch = max_batch
         self._pending = PendingReports(send_reported_at=send_reported_at)
         self._accounting = BatchAccounting()
+        self._leases = LeaseKeeper()
         # One batch or terminal state in flight at a time: nothing sent before a terminal
         # state can arrive after it.
         self._send_lock = trio.Lock()
@@ -65,10 +74,36 @@ class AsyncProgressClient:
         status: str = "running",
         stage: str = "",
         message: str | None = None,
+        heartbeat_timeout: float | None = DEFAULT_HEARTBEAT_TIMEOUT,
     ) -> RegisteredJob:
-        """Register an external job (see ``ProgressClient.register``)."""
-        body = register_body(job_id, status, stage, message)
-        return RegisteredJob.from_answer(await self._request("/api/jobs", body, job_id))
+        """Register an external job (see ``ProgressClient.register``).
+
+        While the client is open its flush task heartbeats the job when it has sent nothing
+        of it for a third of ``heartbeat_timeout``, until the job ends.
+        """
+        heartbeat_timeout = check_heartbeat_timeout(heartbeat_timeout)
+        body = register_body(job_id, status, stage, message, heartbeat_timeout)
+        job = RegisteredJob.from_answer(await self._request("/api/jobs", body, job_id))
+        if heartbeat_timeout is not None:
+            self._leases.add(job.job_id, heartbeat_timeout, trio.current_time())
+        return job
+
+    async def heartbeat(self, job_id: str) -> dict[str, Any]:
+        """Renew the job's lease now (``POST /api/jobs/{jobId}/heartbeat``).
+
+        The flush task does this by itself for the jobs this client registered.
+
+        Returns:
+            The job's snapshot.
+
+        Raises:
+            JobNotFoundError: the job is not registered.
+            JobFinishedError: the job has ended (its lease may have expired).
+            ServerUnavailableError: the server could not be reached.
+        """
+        answer = await self._request(f"/api/jobs/{job_id}/heartbeat", None, job_id)
+        self._leases.renewed([job_id], trio.current_time())
+        return answer
 
     def report_nowait(
         self, job_id: str, percent: float, stage: str = "", message: str | None = None
@@ -128,21 +163,36 @@ class AsyncProgressClient:
 
     async def _finish(self, job_id: str, action: str, body: dict[str, Any]) -> dict[str, Any]:
         async with self._send_lock:
+            self._leases.drop(job_id)
             line = self._pending.take(job_id)
             if line is not None:
                 await self._post_batch([line])
             return await self._request(f"/api/jobs/{job_id}/{action}", body, job_id)
 
     async def _post_batch(self, batch: list[dict[str, Any]]) -> None:
-        self._accounting.record(await self._request("/api/progress", batch))
+        answer = await self._request("/api/progress", batch)
+        self._accounting.record(answer)
+        self._leases.renewed([line["jobId"] for line in batch], trio.current_time())
+
+    async def _send_heartbeats(self) -> None:
+        """Heartbeat the jobs this client registered that it has not reported for a while."""
+        for job_id in self._leases.due(trio.current_time()):
+            try:
+                await self.heartbeat(job_id)
+            except (JobFinishedError, JobNotFoundError):
+                self._leases.drop(job_id)
 
     async def _request(self, url: str, body: Any, job_id: str | None = None) -> dict[str, Any]:
         try:
-            response = await self._http.post(url, json=body)
+            if body is None:
+                response = await self._http.post(url)
+            else:
+                response = await self._http.post(url, json=body)
         except httpx.TransportError as exc:
             raise unavailable(exc, str(self._http.base_url)) from None
         raise_for_answer(response, job_id)
-        return response.json()
+        answer: dict[str, Any] = response.json()
+        return answer
 
     async def _flush_loop(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -152,6 +202,7 @@ class AsyncProgressClient:
             await trio.sleep(self.flush_interval)
             try:
                 await self.flush()
+                await self._send_heartbeats()
             except ServerUnavailableError as exc:
                 logger.warning("progress not delivered, retrying at the next flush: %s", exc)
             except BaseException:

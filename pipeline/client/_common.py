@@ -30,6 +30,12 @@ DEFAULT_CLIENT_FLUSH_INTERVAL = 0.5
 DEFAULT_TIMEOUT = 10.0
 """Seconds a client waits for the server to answer one request."""
 
+DEFAULT_HEARTBEAT_TIMEOUT = 60.0
+"""The lease, in seconds, the clients give the jobs they register (``heartbeatTimeoutS``): if
+the producer process dies, the server ends its jobs ``failed`` this long after it last heard
+of them. The client's background sender heartbeats every job it registered that has had no
+report for a third of that, so a live producer never loses its lease however busy it is."""
+
 DEFAULT_MAX_BATCH = 1000
 """Updates a client puts in one ``POST /api/progress`` (the server takes up to 10,000)."""
 
@@ -161,11 +167,56 @@ def auth_headers(token: str | None) -> dict[str, str]:
     return {} if token is None else {"Authorization": f"Bearer {token}"}
 
 
+class LeaseKeeper:
+    """The jobs a client registered with a lease, and when the server last heard of each.
+
+    Thread-safe. ``now`` is any monotonic clock in seconds (``time.monotonic`` in threads,
+    ``trio.current_time`` in trio code).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._jobs: dict[str, tuple[float, float]] = {}
+
+    def add(self, job_id: str, timeout: float, now: float) -> None:
+        """Follow ``job_id``'s lease of ``timeout`` seconds, just renewed."""
+        with self._lock:
+            self._jobs[job_id] = (timeout, now)
+
+    def renewed(self, job_ids: list[str], now: float) -> None:
+        """The server took a report of each of ``job_ids`` (a report renews a lease)."""
+        with self._lock:
+            for job_id in job_ids:
+                lease = self._jobs.get(job_id)
+                if lease is not None:
+                    self._jobs[job_id] = (lease[0], now)
+
+    def drop(self, job_id: str) -> None:
+        """Stop following ``job_id`` (it ended, or the server no longer knows it)."""
+        with self._lock:
+            self._jobs.pop(job_id, None)
+
+    def due(self, now: float) -> list[str]:
+        """The jobs last renewed a third of their lease ago or more: heartbeat them now."""
+        with self._lock:
+            return [
+                job_id
+                for job_id, (timeout, renewed) in self._jobs.items()
+                if now - renewed >= timeout / 3
+            ]
+
+
 def register_body(
-    job_id: str | None, status: str, stage: str, message: str | None
+    job_id: str | None,
+    status: str,
+    stage: str,
+    message: str | None,
+    heartbeat_timeout: float | None = None,
 ) -> dict[str, Any]:
     """The JSON body of ``POST /api/jobs`` for an external job."""
     body: dict[str, Any] = {"status": status, "stage": stage}
+    if heartbeat_timeout is not None:
+        body["heartbeatTimeoutS"] = heartbeat_timeout
     if job_id is not None:
         body["jobId"] = check_job_id(job_id)
     if message is not None:

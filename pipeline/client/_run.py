@@ -167,7 +167,13 @@ async def run_command(
             return returncode if returncode > 0 else 128 - returncode
 
 
-async def _supervise(
+def _piped(stream: trio.abc.ReceiveStream | None) -> trio.abc.ReceiveStream:
+    """One of the command's output streams (it was started with ``PIPE`` for both)."""
+    assert stream is not None
+    return stream
+
+
+async def _supervise(  # noqa: C901  # the nested tasks share the process and its signals
     process: trio.Process,
     client: AsyncProgressClient,
     job_id: str,
@@ -180,8 +186,8 @@ async def _supervise(
     """Copy the output, report progress, stop the command on a signal; wait for it to end."""
     interrupted: int | None = None
     streams = (
-        (process.stdout, _Output("stdout", out, keep_tail=False)),
-        (process.stderr, _Output("stderr", err, keep_tail=True)),
+        (_piped(process.stdout), _Output("stdout", out, keep_tail=False)),
+        (_piped(process.stderr), _Output("stderr", err, keep_tail=True)),
     )
 
     def report(found: ParsedProgress | None) -> None:
@@ -189,7 +195,8 @@ async def _supervise(
             client.report_nowait(job_id, found.percent, found.stage or default_stage, found.message)
 
     async def pump(stream: trio.abc.ReceiveStream, output: _Output) -> None:
-        while chunk := await stream.receive_some(65536):
+        while received := await stream.receive_some(65536):
+            chunk = bytes(received)  # the same object when it is bytes already
             output.write(chunk)
             report(parser.feed(output.name, chunk))
         report(parser.close(output.name))

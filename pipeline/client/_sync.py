@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import threading
+import time
 from types import TracebackType
 from typing import Any
 
 import httpx
 
-from .._errors import ServerUnavailableError
+from .._errors import JobFinishedError, JobNotFoundError, ServerUnavailableError
+from .._snapshot import check_heartbeat_timeout
 from ._common import (
     DEFAULT_CLIENT_FLUSH_INTERVAL,
+    DEFAULT_HEARTBEAT_TIMEOUT,
     DEFAULT_MAX_BATCH,
     DEFAULT_TIMEOUT,
     BatchAccounting,
     ClientStatistics,
+    LeaseKeeper,
     PendingReports,
     RegisteredJob,
     auth_headers,
@@ -82,6 +86,7 @@ class ProgressClient:
         )
         self._pending = PendingReports(send_reported_at=send_reported_at)
         self._accounting = BatchAccounting()
+        self._leases = LeaseKeeper()
         # Sends one batch or one terminal state at a time, so nothing sent before a terminal
         # state can arrive after it.
         self._send_lock = threading.Lock()
@@ -111,6 +116,7 @@ class ProgressClient:
         status: str = "running",
         stage: str = "",
         message: str | None = None,
+        heartbeat_timeout: float | None = DEFAULT_HEARTBEAT_TIMEOUT,
     ) -> RegisteredJob:
         """Register an external job (the server runs nothing; this process reports it).
 
@@ -119,6 +125,11 @@ class ProgressClient:
             status: ``running`` (default) or ``queued``, or an alias (``pending``, ...).
             stage: the initial stage.
             message: an initial message.
+            heartbeat_timeout: the job's lease in seconds (``heartbeatTimeoutS``, default
+                ``DEFAULT_HEARTBEAT_TIMEOUT``), or None for none. While the client is open its
+                flush thread heartbeats the job (``POST /api/jobs/{jobId}/heartbeat``) when it
+                has sent nothing of it for a third of that, until the job ends; if this
+                process dies, the server ends the job ``failed`` once the lease runs out.
 
         Returns:
             The job's id, URLs and (when the server signs them) subscribe token.
@@ -129,9 +140,29 @@ class ProgressClient:
             AuthenticationError: the producer token is missing or wrong.
             ServerUnavailableError: the server could not be reached.
         """
-        body = register_body(job_id, status, stage, message)
-        answer = self._request("POST", "/api/jobs", body, job_id)
-        return RegisteredJob.from_answer(answer)
+        heartbeat_timeout = check_heartbeat_timeout(heartbeat_timeout)
+        body = register_body(job_id, status, stage, message, heartbeat_timeout)
+        job = RegisteredJob.from_answer(self._request("POST", "/api/jobs", body, job_id))
+        if heartbeat_timeout is not None:
+            self._leases.add(job.job_id, heartbeat_timeout, time.monotonic())
+        return job
+
+    def heartbeat(self, job_id: str) -> dict[str, Any]:
+        """Renew the job's lease now (``POST /api/jobs/{jobId}/heartbeat``).
+
+        The flush thread does this by itself for the jobs this client registered.
+
+        Returns:
+            The job's snapshot.
+
+        Raises:
+            JobNotFoundError: the job is not registered.
+            JobFinishedError: the job has ended (its lease may have expired).
+            ServerUnavailableError: the server could not be reached.
+        """
+        answer = self._request("POST", f"/api/jobs/{job_id}/heartbeat", None, job_id)
+        self._leases.renewed([job_id], time.monotonic())
+        return answer
 
     def report(
         self, job_id: str, percent: float, stage: str = "", message: str | None = None
@@ -217,6 +248,7 @@ class ProgressClient:
     def _finish(self, job_id: str, action: str, body: dict[str, Any]) -> dict[str, Any]:
         self._check_usable()
         with self._send_lock:
+            self._leases.drop(job_id)
             line = self._pending.take(job_id)
             if line is not None:
                 self._post_batch([line])
@@ -234,21 +266,35 @@ class ProgressClient:
     def _post_batch(self, batch: list[dict[str, Any]]) -> None:
         answer = self._request("POST", "/api/progress", batch)
         self._accounting.record(answer)
+        self._leases.renewed([line["jobId"] for line in batch], time.monotonic())
+
+    def _send_heartbeats(self) -> None:
+        """Heartbeat the jobs this client registered that it has not reported for a while."""
+        for job_id in self._leases.due(time.monotonic()):
+            try:
+                self.heartbeat(job_id)
+            except (JobFinishedError, JobNotFoundError):
+                self._leases.drop(job_id)
 
     def _request(
         self, method: str, url: str, body: Any, job_id: str | None = None
     ) -> dict[str, Any]:
         try:
-            response = self._http.request(method, url, json=body)
+            if body is None:
+                response = self._http.request(method, url)
+            else:
+                response = self._http.request(method, url, json=body)
         except httpx.TransportError as exc:
             raise unavailable(exc, self.base_url) from None
         raise_for_answer(response, job_id)
-        return response.json()
+        answer: dict[str, Any] = response.json()
+        return answer
 
     def _flush_loop(self) -> None:
         while not self._stop.wait(self.flush_interval):
             try:
                 self.flush()
+                self._send_heartbeats()
             except ServerUnavailableError as exc:
                 logger.warning("progress not delivered, retrying at the next flush: %s", exc)
             except BaseException as exc:
