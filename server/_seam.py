@@ -30,6 +30,11 @@ end, uncancelled; the handler returns right after (Quart-Trio cancels the receiv
 Nothing else changes: a disconnect at any other time (a client leaving mid-stream) goes
 through at once, and a final send that blocks (a frozen HTTP/2 client) is still bounded by
 ``ConnectionGuard``'s send timeout, which cancels the whole request.
+
+The same wrapper sends 204 and 304 answers without ``Content-Length`` and ``Content-Type``:
+Quart gives every ``Response`` both (``0`` and ``text/html`` for an empty one), but RFC 9110
+forbids ``Content-Length`` on a 204 (section 8.6), and a 304 carries only the metadata that
+guides caches (section 15.4.5), neither of which describes a body it does not have.
 """
 
 from __future__ import annotations
@@ -38,6 +43,9 @@ from typing import Any
 
 import trio
 from hypercorn.typing import ASGIFramework, ASGIReceiveCallable, ASGISendCallable, Scope
+
+_BODILESS = frozenset((204, 304))
+_BODY_HEADERS = frozenset((b"content-length", b"content-type"))
 
 
 class EndOfResponse:
@@ -64,6 +72,15 @@ class EndOfResponse:
         async def send_last_safely(message: Any) -> None:
             nonlocal final_sent
             if message["type"] != "http.response.body" or message.get("more_body", False):
+                if message["type"] == "http.response.start" and message["status"] in _BODILESS:
+                    message = {
+                        **message,
+                        "headers": [
+                            (name, value)
+                            for name, value in message.get("headers", ())
+                            if name.lower() not in _BODY_HEADERS
+                        ],
+                    }
                 await send(message)
                 return
             final_sent = trio.Event()
