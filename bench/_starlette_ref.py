@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
+from progress_sync._contract import JOB_EXISTS, JOB_FINISHED, JOB_NOT_FOUND, error_body
 from sse_starlette import EventSourceResponse
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -55,7 +56,7 @@ class Reference:
         body = await request.json()
         job_id = str(body["jobId"])
         if job_id in self.jobs:
-            return JSONResponse({"error": "job exists", "detail": job_id, "field": "jobId"}, 409)
+            return JSONResponse(error_body(JOB_EXISTS, job_id, "jobId"), 409)
         now = time.time()
         self.jobs[job_id] = _Job(
             {
@@ -111,9 +112,9 @@ class Reference:
     async def complete(self, request: Request) -> JSONResponse:
         job = self.jobs.get(request.path_params["job_id"])
         if job is None:
-            return JSONResponse({"error": "job not found", "detail": "", "field": "jobId"}, 404)
+            return JSONResponse(error_body(JOB_NOT_FOUND, "", "jobId"), 404)
         if job.snapshot["status"] in TERMINAL:
-            return JSONResponse({"error": "job finished", "detail": "", "field": "jobId"}, 409)
+            return JSONResponse(error_body(JOB_FINISHED, "", "jobId"), 409)
         body = await request.json()
         job.snapshot.update(
             status="completed",
@@ -129,7 +130,7 @@ class Reference:
     async def stream(self, request: Request) -> EventSourceResponse | JSONResponse:
         job = self.jobs.get(request.path_params["job_id"])
         if job is None:
-            return JSONResponse({"error": "job not found", "detail": "", "field": "jobId"}, 404)
+            return JSONResponse(error_body(JOB_NOT_FOUND, "", "jobId"), 404)
         queue: asyncio.Queue[tuple[str, int, str]] = asyncio.Queue()
         job.subscribers.add(queue)
         self.publish_one(job, queue)

@@ -15,6 +15,11 @@ from progress_sync import (
     check_job_id,
     check_text,
 )
+from progress_sync._contract import (
+    JOB_CANCEL_PATH,
+    JOBS_PATH,
+    quart_rule,
+)
 from quart_schema import (
     document_request,
     document_response,
@@ -102,7 +107,7 @@ def create_app(services: Services) -> QuartTrio:
     auth = install_auth(app, config)
     install_ingest_routes(app, services, auth)
 
-    @app.post("/api/jobs")
+    @app.post(quart_rule(JOBS_PATH))
     @tag(["jobs"])
     @document_auth(config, "produce")
     @error_responses(400, 409, 413, 503)
@@ -134,7 +139,7 @@ def create_app(services: Services) -> QuartTrio:
             snapshot = await runner.submit(data.kind, data.params, job_id=job_id)
         return created_response(snapshot, auth)
 
-    @app.post("/api/jobs/<job_id>/cancel")
+    @app.post(quart_rule(JOB_CANCEL_PATH))
     @tag(["jobs"])
     @document_auth(config, "produce")
     @error_responses(400, 404, 409, 413, 503)

@@ -23,6 +23,13 @@ from collections.abc import Callable
 from typing import Any, Literal, TypeVar
 
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
+from progress_sync._contract import (
+    API_PREFIX,
+    FORBIDDEN,
+    INVALID_TOKEN,
+    TOKEN_EXPIRED,
+    UNAUTHORIZED,
+)
 from quart import Quart, request
 from quart_schema import security_scheme
 
@@ -86,24 +93,21 @@ class SubscribeTokens:
                     else "the subscribe token was issued in the future (check the server clock)"
                 )
             raise ApiError(
-                401,
-                "token expired",
+                TOKEN_EXPIRED,
                 f"{detail}; ask the producer for a new one "
                 "(POST /api/jobs/{jobId}/subscribe-token with the producer token)",
                 "token",
             ) from None
         except BadSignature:
             raise ApiError(
-                401,
-                "invalid token",
+                INVALID_TOKEN,
                 "the subscribe token is not valid for this server (malformed or badly "
                 "signed); use the subscribeToken returned when the job was created",
                 "token",
             ) from None
         if not isinstance(payload, dict) or payload.get("job") != job_id:
             raise ApiError(
-                403,
-                "forbidden",
+                FORBIDDEN,
                 "this subscribe token is for another job; use the token returned when "
                 "this job was created",
                 "token",
@@ -129,16 +133,14 @@ def check_producer_token(header: str | None, expected: str) -> None:
     """
     if header is None or not header.strip():
         raise ApiError(
-            401,
-            "unauthorized",
+            UNAUTHORIZED,
             "this endpoint needs the producer token: send 'Authorization: Bearer <token>'",
             "Authorization",
             headers=_BEARER_CHALLENGE,
         )
     if not bearer_matches(header, expected):
         raise ApiError(
-            401,
-            "unauthorized",
+            UNAUTHORIZED,
             "the Authorization header does not hold the producer token "
             "(expected 'Bearer <token>' with the server's --producer-token)",
             "Authorization",
@@ -199,15 +201,13 @@ class Auth:
             return
         if job_id is None:
             raise ApiError(
-                401 if self.producer_token is not None else 403,
-                "unauthorized" if self.producer_token is not None else "forbidden",
+                UNAUTHORIZED if self.producer_token is not None else FORBIDDEN,
                 "with subscribe tokens on, reading more than one job needs the producer token"
                 + ("" if self.producer_token is not None else ", and none is configured"),
                 "Authorization",
             )
         raise ApiError(
-            401,
-            "unauthorized",
+            UNAUTHORIZED,
             "reading this job needs its subscribe token: add ?token=<subscribeToken> "
             "(returned when the job was created)",
             "token",
@@ -224,7 +224,7 @@ def install_auth(app: Quart, config: ServerConfig) -> Auth:
         if (
             request.url_rule is None
             or request.method in _OPEN_METHODS
-            or not request.path.startswith("/api/")
+            or not request.path.startswith(API_PREFIX)
         ):
             return
         auth.authenticate(

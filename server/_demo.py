@@ -10,6 +10,7 @@ from functools import partial
 import httpx
 import trio
 from httpx_sse import aconnect_sse
+from progress_sync._contract import JOB_STREAM_PATH, JOBS_PATH, path
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Table
@@ -50,7 +51,7 @@ class _Outcome:
 async def _follow(
     client: httpx.AsyncClient, outcome: _Outcome, progress: Progress, task: TaskID
 ) -> None:
-    url = f"/api/jobs/{outcome.job_id}/progress/stream"
+    url = path(JOB_STREAM_PATH, jobId=outcome.job_id)
     async with aconnect_sse(client, "GET", url) as source:
         source.response.raise_for_status()
         async for event in source.aiter_sse():
@@ -131,7 +132,7 @@ async def _run_jobs(
     async with httpx.AsyncClient(base_url=base_url, timeout=30.0) as client:
         for outcome in outcomes:
             body = {"kind": "demo", "params": outcome.spec.params}
-            response = await client.post("/api/jobs", json=body)
+            response = await client.post(JOBS_PATH, json=body)
             response.raise_for_status()
             outcome.job_id = response.json()["jobId"]
             # soft_wrap: a long URL stays on one line, so it can be copied and pasted.

@@ -1,8 +1,11 @@
-"""Every error becomes a JSON body ``{"error", "detail", "field"}`` with a 4xx or 5xx status.
+"""Every error becomes a JSON body ``{"error", "code", "detail", "field"}``, a 4xx or 5xx status.
+
+The codes, their statuses and which pipeline error gets which are one table in
+``progress_sync._contract`` (``ERRORS``, ``PIPELINE_ERRORS``), read here and by the clients.
 
 Errors raised by the HTTP layer itself (the pipeline's are in ``progress_sync._errors``)::
 
-    ApiError                       answer with this status and JSON body
+    ApiError                       answer with this code and JSON body
     ├── TooManySubscribersError    503 + Retry-After: the server holds max_subscribers streams
     └── ShuttingDownError          503 + Retry-After: the server is draining before it exits
 """
@@ -10,17 +13,22 @@ Errors raised by the HTTP layer itself (the pipeline's are in ``progress_sync._e
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 import pydantic
-from progress_sync import (
-    InvalidUpdateError,
-    JobExistsError,
-    JobFinishedError,
-    JobNotFoundError,
-    JobQueueFullError,
-    StoreUnavailableError,
-    UnknownStatusError,
+from progress_sync import StoreUnavailableError
+from progress_sync._contract import (
+    INTERNAL_ERROR,
+    INVALID_REQUEST,
+    PIPELINE_ERRORS,
+    SHUTTING_DOWN,
+    TOO_MANY_SUBSCRIBERS,
+    ErrorCode,
+    PipelineError,
+    error_body,
+    http_error_code,
 )
+from progress_sync._errors import ProgressSyncError
 from quart import Quart, Response, jsonify
 from quart_schema import RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
@@ -32,8 +40,9 @@ class ApiError(Exception):
     """Answer the request with this JSON error (for checks made in the HTTP layer).
 
     Attributes:
-        status: the HTTP status (4xx or 5xx).
-        error: a short name of the error (``"unauthorized"``).
+        code: the error's row of the contract (``progress_sync._contract.ERRORS``).
+        status: the HTTP status (4xx or 5xx), ``code.status``.
+        error: a short name of the error (``"unauthorized"``), ``code.error``.
         detail: what is wrong and what to do, without secrets.
         field: the field, header or query parameter at fault, or None.
         headers: extra response headers (``WWW-Authenticate``).
@@ -41,16 +50,16 @@ class ApiError(Exception):
 
     def __init__(
         self,
-        status: int,
-        error: str,
+        code: ErrorCode,
         detail: str,
         field: str | None = None,
         *,
         headers: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(f"{status} {error}: {detail}")
-        self.status = status
-        self.error = error
+        super().__init__(f"{code.status} {code.error}: {detail}")
+        self.code = code
+        self.status = code.status
+        self.error = code.error
         self.detail = detail
         self.field = field
         self.headers = headers or {}
@@ -66,8 +75,7 @@ class TooManySubscribersError(ApiError):
 
     def __init__(self, limit: int, retry_after: int) -> None:
         super().__init__(
-            503,
-            "too many subscribers",
+            TOO_MANY_SUBSCRIBERS,
             f"this server holds its maximum of {limit} open streams; retry in {retry_after} s "
             "(or raise --max-subscribers)",
             headers={"Retry-After": str(retry_after)},
@@ -85,18 +93,17 @@ class ShuttingDownError(ApiError):
 
     def __init__(self, retry_after: int) -> None:
         super().__init__(
-            503,
-            "shutting down",
+            SHUTTING_DOWN,
             f"the server is shutting down; retry in {retry_after} s",
             headers={"Retry-After": str(retry_after)},
         )
         self.retry_after = retry_after
 
 
-def error_response(status: int, error: str, detail: str, field: str | None = None) -> Response:
-    """Build the JSON error response ``{"error": ..., "detail": ..., "field": ...}``."""
-    response = jsonify({"error": error, "detail": detail, "field": field})
-    response.status_code = status
+def error_response(code: ErrorCode, detail: str, field: str | None = None) -> Response:
+    """Build the JSON error response ``{"error", "code", "detail", "field"}``."""
+    response = jsonify(error_body(code, detail, field))
+    response.status_code = code.status
     return response
 
 
@@ -109,61 +116,42 @@ def _validation_detail(exc: RequestSchemaValidationError) -> tuple[str, str]:
     return "body", f"body: the request body must be a JSON object ({cause})"
 
 
+def _pipeline_handler(row: PipelineError) -> Callable[[ProgressSyncError], Awaitable[Response]]:
+    async def handler(exc: ProgressSyncError) -> Response:
+        if isinstance(exc, StoreUnavailableError):
+            logger.warning("request failed, the store is unavailable: %s", exc)
+        response = jsonify(row.answer(exc))
+        response.status_code = row.error.status
+        if row.retry_after is not None:
+            response.headers["Retry-After"] = str(row.retry_after)
+        return response
+
+    return handler
+
+
 def install_error_handlers(app: Quart) -> None:
     """Register the handlers that turn every error into a JSON response."""
+    for row in PIPELINE_ERRORS:
+        app.register_error_handler(row.exception, _pipeline_handler(row))
 
     @app.errorhandler(ApiError)
     async def api_error(exc: ApiError) -> Response:
-        response = error_response(exc.status, exc.error, exc.detail, exc.field)
+        response = error_response(exc.code, exc.detail, exc.field)
         response.headers.update(exc.headers)
         return response
 
     @app.errorhandler(RequestSchemaValidationError)
     async def schema_error(exc: RequestSchemaValidationError) -> Response:
         field, detail = _validation_detail(exc)
-        return error_response(400, "invalid request", detail, field)
-
-    @app.errorhandler(InvalidUpdateError)
-    async def invalid_update(exc: InvalidUpdateError) -> Response:
-        return error_response(400, "invalid request", str(exc), exc.field)
-
-    @app.errorhandler(UnknownStatusError)
-    async def unknown_status(exc: UnknownStatusError) -> Response:
-        return error_response(400, "invalid request", f"status: {exc}", "status")
-
-    @app.errorhandler(JobNotFoundError)
-    async def job_not_found(exc: JobNotFoundError) -> Response:
-        return error_response(404, "job not found", f"no job with id {exc.job_id!r}", "jobId")
-
-    @app.errorhandler(JobExistsError)
-    async def job_exists(exc: JobExistsError) -> Response:
-        return error_response(409, "job exists", str(exc), "jobId")
-
-    @app.errorhandler(JobFinishedError)
-    async def job_finished(exc: JobFinishedError) -> Response:
-        return error_response(409, "job finished", str(exc), "jobId")
-
-    @app.errorhandler(JobQueueFullError)
-    async def queue_full(exc: JobQueueFullError) -> Response:
-        response = error_response(503, "queue full", str(exc))
-        response.headers["Retry-After"] = "5"
-        return response
-
-    @app.errorhandler(StoreUnavailableError)
-    async def store_unavailable(exc: StoreUnavailableError) -> Response:
-        logger.warning("request failed, the store is unavailable: %s", exc)
-        response = error_response(
-            503, "store unavailable", "the job store cannot be reached now; try again shortly"
-        )
-        response.headers["Retry-After"] = "1"
-        return response
+        return error_response(INVALID_REQUEST, detail, field)
 
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> Response:
         status = exc.code or 500
         name = (exc.name or "error").lower()
         field = "body" if status in (400, 413, 415) else None
-        response = error_response(status, name, exc.description or name, field)
+        code = http_error_code(status, name)
+        response = error_response(code, exc.description or name, field)
         if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
             response.headers["Allow"] = ", ".join(exc.valid_methods)
         return response
@@ -171,6 +159,4 @@ def install_error_handlers(app: Quart) -> None:
     @app.errorhandler(Exception)
     async def unexpected(exc: Exception) -> Response:
         logger.exception("unexpected error while handling a request", exc_info=exc)
-        return error_response(
-            500, "internal error", "an unexpected error occurred; see the server log"
-        )
+        return error_response(INTERNAL_ERROR, "an unexpected error occurred; see the server log")

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from progress_sync import (
-    BufferClosedError,
     ExportStore,
     InvalidUpdateError,
     JobFinishedError,
@@ -32,6 +31,19 @@ from progress_sync import (
     check_progress,
     check_reported_at,
     parse_status,
+)
+from progress_sync._contract import (
+    BATCH_TOO_LARGE,
+    JOB_COMPLETE_PATH,
+    JOB_FAIL_PATH,
+    JOB_HEARTBEAT_PATH,
+    JOB_PROGRESS_PATH,
+    JOB_RUN_BY_SERVER,
+    JOB_SUBSCRIBE_TOKEN_PATH,
+    PROGRESS_PATH,
+    REQUEST_TOO_LARGE,
+    SUBSCRIBE_TOKENS_OFF,
+    quart_rule,
 )
 from quart import Quart, Response, request, url_for
 from quart_schema import document_request, tag, validate_response
@@ -162,8 +174,7 @@ def _json_type(value: object) -> str:
 def _check_external(snapshot: JobSnapshot) -> None:
     if snapshot.kind is not None:
         raise ApiError(
-            409,
-            "job run by the server",
+            JOB_RUN_BY_SERVER,
             f"job {snapshot.job_id!r} is a {snapshot.kind!r} job the server runs; only external "
             "jobs (registered without kind) take progress and terminal states over HTTP; "
             "cancel it with POST /api/jobs/{jobId}/cancel",
@@ -266,20 +277,11 @@ def install_ingest_routes(app: Quart, services: Any, auth: Auth) -> None:  # noq
     @app.errorhandler(RequestEntityTooLarge)
     async def body_too_large(exc: RequestEntityTooLarge) -> Response:
         return error_response(
-            413,
-            "request too large",
+            REQUEST_TOO_LARGE,
             f"the body is larger than {config.max_body_bytes} bytes (--max-body-bytes); "
             "send smaller batches",
             "body",
         )
-
-    @app.errorhandler(BufferClosedError)
-    async def shutting_down(exc: BufferClosedError) -> Response:
-        response = error_response(
-            503, "shutting down", "the server is shutting down; retry against another one"
-        )
-        response.headers["Retry-After"] = "1"
-        return response
 
     async def live_job(job_id: str) -> JobSnapshot:
         snapshot = await store.get(job_id)
@@ -288,7 +290,7 @@ def install_ingest_routes(app: Quart, services: Any, auth: Auth) -> None:  # noq
             raise JobFinishedError(job_id, snapshot.status.value)
         return snapshot
 
-    @app.post("/api/jobs/<job_id>/progress")
+    @app.post(quart_rule(JOB_PROGRESS_PATH))
     @tag(["ingest"])
     @document_auth(config, "produce")
     @error_responses(400, 404, 409, 413, 503)
@@ -308,7 +310,7 @@ def install_ingest_routes(app: Quart, services: Any, auth: Auth) -> None:  # noq
         sink.report_nowait(job_id, percent, stage, message, reported_at=reported_at)
         return {"accepted": 1}, 202
 
-    @app.post("/api/progress")
+    @app.post(quart_rule(PROGRESS_PATH))
     @tag(["ingest"])
     @document_auth(config, "produce")
     @error_responses(400, 413, 503)
@@ -375,7 +377,7 @@ def install_ingest_routes(app: Quart, services: Any, auth: Auth) -> None:  # noq
             raise JobFinishedError(job_id, snapshot.status.value)
         return snapshot.to_dict()
 
-    @app.post("/api/jobs/<job_id>/complete")
+    @app.post(quart_rule(JOB_COMPLETE_PATH))
     @tag(["ingest"])
     @document_auth(config, "produce")
     @error_responses(400, 404, 409, 413, 503)
@@ -391,7 +393,7 @@ def install_ingest_routes(app: Quart, services: Any, auth: Auth) -> None:  # noq
         body = await read_object(("result",))
         return await finish(job_id, JobStatus.COMPLETED, result=body.get("result"))
 
-    @app.post("/api/jobs/<job_id>/fail")
+    @app.post(quart_rule(JOB_FAIL_PATH))
     @tag(["ingest"])
     @document_auth(config, "produce")
     @error_responses(400, 404, 409, 413, 503)
@@ -410,7 +412,7 @@ def install_ingest_routes(app: Quart, services: Any, auth: Auth) -> None:  # noq
             raise InvalidUpdateError("error", "must be a non-empty string: why the job failed")
         return await finish(job_id, JobStatus.FAILED, error=body["error"])
 
-    @app.post("/api/jobs/<job_id>/heartbeat")
+    @app.post(quart_rule(JOB_HEARTBEAT_PATH))
     @tag(["ingest"])
     @document_auth(config, "produce")
     @error_responses(400, 404, 409, 503)
@@ -428,7 +430,7 @@ def install_ingest_routes(app: Quart, services: Any, auth: Auth) -> None:  # noq
         _check_external(await store.get(job_id))
         return (await store.heartbeat(job_id)).to_dict()
 
-    @app.post("/api/jobs/<job_id>/subscribe-token")
+    @app.post(quart_rule(JOB_SUBSCRIBE_TOKEN_PATH))
     @tag(["jobs"])
     @document_auth(config, "produce")
     @error_responses(400, 404, 503)
@@ -441,8 +443,7 @@ def install_ingest_routes(app: Quart, services: Any, auth: Auth) -> None:  # noq
         check_job_id(job_id)
         if auth.subscribe_tokens is None:
             raise ApiError(
-                400,
-                "subscribe tokens off",
+                SUBSCRIBE_TOKENS_OFF,
                 "this server has no subscribe secret, so reading jobs needs no token",
             )
         await store.get(job_id)
@@ -486,8 +487,7 @@ async def _read_batch(max_updates: int) -> list[tuple[int, object]]:
         lines = list(enumerate(items, start=1))
     if len(lines) > max_updates:
         raise ApiError(
-            413,
-            "batch too large",
+            BATCH_TOO_LARGE,
             f"a batch holds at most {max_updates} updates (--max-batch-updates); "
             "send this one in smaller batches",
             "body",

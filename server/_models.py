@@ -18,6 +18,7 @@ from progress_sync import (
     MAX_MESSAGE_LENGTH,
     MAX_STAGE_LENGTH,
 )
+from progress_sync._contract import ERRORS
 from pydantic.alias_generators import to_camel
 
 JobStatusName = Literal["queued", "running", "completed", "failed", "cancelled"]
@@ -236,11 +237,16 @@ class ErrorResponse(_ApiModel):
 
     error: str
     """A short name of the error (``invalid request``, ``job not found``...)."""
+    code: str = pydantic.Field(json_schema_extra={"enum": [error.code for error in ERRORS]})
+    """Machine-readable: what clients match on (``invalid_request``, ``job_not_found``...;
+    the table of codes and statuses is ``progress_sync._contract.ERRORS``)."""
     detail: str
     """What is wrong and what to do."""
     field: str | None
     """The field, query parameter or header at fault (``jobId``, ``body``, ``token``,
     ``Authorization``...), or null."""
+    job_status: JobStatusName | None = None
+    """Only with ``job_finished``: the status the job ended with."""
 
 
 class _QueryModel(pydantic.BaseModel):

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from progress_sync._contract import (
+    HEALTH_PATH,
+    METRICS_PATH,
+    quart_rule,
+)
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from quart import Response
 from quart_schema import document_response, tag, validate_response
@@ -25,7 +30,7 @@ def install_ops_routes(app: QuartTrio, services: Services) -> None:
     hub = services.streams
     registry = services.metrics.registry
 
-    @app.get("/healthz")
+    @app.get(quart_rule(HEALTH_PATH))
     @tag(["operations"])
     @validate_response(HealthResponse, 200)
     @validate_response(HealthResponse, 503)
@@ -87,7 +92,7 @@ def install_ops_routes(app: QuartTrio, services: Services) -> None:
         }
         return body, code
 
-    @app.get("/metrics")
+    @app.get(quart_rule(METRICS_PATH))
     @tag(["operations"])
     @document_response(PrometheusText, 200)
     async def metrics() -> Response:

@@ -5,6 +5,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from progress_sync import JobSnapshot, check_job_id, parse_status
+from progress_sync._contract import (
+    JOB_PATH,
+    JOBS_PATH,
+    quart_rule,
+)
 from quart import Response, request
 from quart_schema import (
     document_headers,
@@ -39,7 +44,7 @@ def install_read_routes(app: QuartTrio, services: Services) -> None:
     store = services.store
     config = services.config
 
-    @app.get("/api/jobs/<job_id>")
+    @app.get(quart_rule(JOB_PATH))
     @tag(["jobs"])
     @document_auth(config, "read-job")
     @error_responses(400, 404, 503)
@@ -64,7 +69,7 @@ def install_read_routes(app: QuartTrio, services: Services) -> None:
         response.set_etag(etag)
         return response
 
-    @app.get("/api/jobs")
+    @app.get(quart_rule(JOBS_PATH))
     @tag(["jobs"])
     @document_auth(config, "read-jobs")
     @error_responses(400, 503)

@@ -8,22 +8,19 @@ constructor's fetch steps). That is the case the web page's polling fallback mus
 
 from __future__ import annotations
 
-import re
-
+from progress_sync._contract import STREAM_PATHS, STREAMS_REFUSED, path_pattern
 from quart import Quart, Response, request
 
 from ._config import ServerConfig
 from ._errors import error_response
 
-STREAM_PATH = re.compile(r"/api/(?:jobs/[^/]+/)?progress/stream")
-"""Paths of the stream routes: one job's (``/api/jobs/{jobId}/progress/stream``) and the
-multi-job stream (``/api/progress/stream``)."""
+_STREAM_PATHS = [path_pattern(template) for template in STREAM_PATHS]
 
 
 def install_stream_refusal(app: Quart, config: ServerConfig) -> None:
     """When ``config.refuse_streams`` is set, answer stream routes with 503 and a JSON error.
 
-    The body is ``{"error": "streams refused", "detail": ..., "field": null}``; every other route
+    The body is ``{"error": "streams refused", "code": "streams_refused", ...}``; every other route
     (polling ``GET /api/jobs/{jobId}`` included) works as usual. Does nothing otherwise.
     """
     if not config.refuse_streams:
@@ -31,11 +28,10 @@ def install_stream_refusal(app: Quart, config: ServerConfig) -> None:
 
     @app.before_request
     async def refuse_streams() -> Response | None:
-        if STREAM_PATH.fullmatch(request.path) is None:
+        if not any(pattern.fullmatch(request.path) for pattern in _STREAM_PATHS):
             return None
         return error_response(
-            503,
-            "streams refused",
+            STREAMS_REFUSED,
             "this server refuses event streams (started with --refuse-streams, a testing "
             "option); poll GET /api/jobs/{jobId} instead",
         )

@@ -13,6 +13,11 @@ from progress_sync import (
     StoreUnavailableError,
     check_job_id,
 )
+from progress_sync._contract import (
+    JOB_STREAM_PATH,
+    MULTI_STREAM_PATH,
+    quart_rule,
+)
 from quart import Response, make_response, request
 from quart_schema import document_headers, document_response, tag, validate_querystring
 
@@ -104,7 +109,7 @@ def install_stream_routes(app: QuartTrio, services: Services) -> None:
             return False  # not known now: the stream keeps heartbeats until the store is back
         return snapshot.is_terminal and snapshot.seq == seen
 
-    @app.get("/api/jobs/<job_id>/progress/stream")
+    @app.get(quart_rule(JOB_STREAM_PATH))
     @tag(["streams"])
     @document_auth(config, "read-job")
     @error_responses(400, 503)
@@ -129,7 +134,7 @@ def install_stream_routes(app: QuartTrio, services: Services) -> None:
         admit()
         return await sse_response(job_event_stream(context, job_id, last_seen=seen))
 
-    @app.get("/api/progress/stream")
+    @app.get(quart_rule(MULTI_STREAM_PATH))
     @tag(["streams"])
     @document_auth(config, "read-jobs")
     @error_responses(400, 503)

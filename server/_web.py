@@ -11,6 +11,10 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from progress_sync._contract import (
+    WEB_PAGE_PATH,
+    quart_rule,
+)
 from quart import Quart, Response, request
 from quart_schema import hide
 
@@ -38,7 +42,7 @@ def install_web_routes(app: Quart, config: ServerConfig) -> None:
     from a ``<meta name="progress-sync-max-stream-jobs">`` in the page.
     """
 
-    @app.get("/")
+    @app.get(quart_rule(WEB_PAGE_PATH))
     @hide
     async def web_page() -> Response:
         """The web page (``static/index.html``); revalidated on every load (ETag)."""

@@ -36,6 +36,7 @@ from progress_sync import (
     MemoryStore,
     WaitTimeoutError,
 )
+from progress_sync._contract import JOB_STREAM_PATH
 from progress_sync.testing import (
     DEFAULT_TEST_FLUSH_INTERVAL,
     DEFAULT_WAIT_TIMEOUT,
@@ -82,7 +83,7 @@ __all__ = [
     "wait_for_snapshot",
 ]
 
-STREAM_PATH = "/api/jobs/{job_id}/progress/stream"
+STREAM_PATH = JOB_STREAM_PATH.replace("{jobId}", "{job_id}")
 """The path of a job's SSE stream; ``open_event_stream`` fills in the job id."""
 
 TERMINAL_EVENTS: frozenset[str] = frozenset(EVENT_FOR_STATUS[s] for s in TERMINAL_STATUSES)

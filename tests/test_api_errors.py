@@ -53,6 +53,7 @@ async def test_duplicate_job_id_gets_409_and_leaves_the_job_intact(running_serve
         assert again.status_code == 409
         assert again.json() == {
             "error": "job exists",
+            "code": "job_exists",
             "detail": "job 'export-1' is registered already; choose another id",
             "field": "jobId",
         }

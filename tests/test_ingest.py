@@ -129,6 +129,7 @@ async def test_an_update_for_an_unknown_job_is_a_404(running_server):
     assert response.status_code == 404
     assert response.json() == {
         "error": "job not found",
+        "code": "job_not_found",
         "detail": "no job with id 'ghost'",
         "field": "jobId",
     }
@@ -299,6 +300,7 @@ async def test_a_body_over_the_byte_limit_is_a_413(nursery, server_config):
     assert response.status_code == 413
     assert response.json() == {
         "error": "request too large",
+        "code": "request_too_large",
         "detail": "the body is larger than 2048 bytes (--max-body-bytes); send smaller batches",
         "field": "body",
     }

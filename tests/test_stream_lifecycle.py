@@ -93,6 +93,7 @@ async def test_max_subscribers_answers_503_with_retry_after_and_frees_places(aut
             assert third.headers["retry-after"] == "3"
             assert json.loads(body) == {
                 "error": "too many subscribers",
+                "code": "too_many_subscribers",
                 "detail": "this server holds its maximum of 2 open streams; retry in 3 s "
                 "(or raise --max-subscribers)",
                 "field": None,

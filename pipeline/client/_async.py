@@ -9,6 +9,15 @@ from typing import Any
 import httpx
 import trio
 
+from .._contract import (
+    JOB_CANCEL_PATH,
+    JOB_COMPLETE_PATH,
+    JOB_FAIL_PATH,
+    JOB_HEARTBEAT_PATH,
+    JOBS_PATH,
+    PROGRESS_PATH,
+    path,
+)
 from .._errors import (
     BufferClosedError,
     JobFinishedError,
@@ -83,7 +92,7 @@ class AsyncProgressClient:
         """
         heartbeat_timeout = check_heartbeat_timeout(heartbeat_timeout)
         body = register_body(job_id, status, stage, message, heartbeat_timeout)
-        job = RegisteredJob.from_answer(await self._request("/api/jobs", body, job_id))
+        job = RegisteredJob.from_answer(await self._request(JOBS_PATH, body, job_id))
         if heartbeat_timeout is not None:
             self._leases.add(job.job_id, heartbeat_timeout, trio.current_time())
         return job
@@ -101,7 +110,7 @@ class AsyncProgressClient:
             JobFinishedError: the job has ended (its lease may have expired).
             ServerUnavailableError: the server could not be reached.
         """
-        answer = await self._request(f"/api/jobs/{job_id}/heartbeat", None, job_id)
+        answer = await self._request(path(JOB_HEARTBEAT_PATH, jobId=job_id), None, job_id)
         self._leases.renewed([job_id], trio.current_time())
         return answer
 
@@ -147,30 +156,32 @@ class AsyncProgressClient:
 
     async def complete(self, job_id: str, result: Any = None) -> dict[str, Any]:
         """End a job ``completed`` (see ``ProgressClient.complete``)."""
-        return await self._finish(job_id, "complete", {} if result is None else {"result": result})
+        return await self._finish(
+            job_id, JOB_COMPLETE_PATH, {} if result is None else {"result": result}
+        )
 
     async def fail(self, job_id: str, error: str) -> dict[str, Any]:
         """End a job ``failed`` (see ``ProgressClient.fail``)."""
-        return await self._finish(job_id, "fail", {"error": error})
+        return await self._finish(job_id, JOB_FAIL_PATH, {"error": error})
 
     async def cancel(self, job_id: str) -> dict[str, Any]:
         """End a job ``cancelled`` (see ``ProgressClient.cancel``)."""
-        return await self._finish(job_id, "cancel", {})
+        return await self._finish(job_id, JOB_CANCEL_PATH, {})
 
     def statistics(self) -> ClientStatistics:
         """The client's counters now (see ``ClientStatistics``)."""
         return self._accounting.statistics(self._pending)
 
-    async def _finish(self, job_id: str, action: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def _finish(self, job_id: str, template: str, body: dict[str, Any]) -> dict[str, Any]:
         async with self._send_lock:
             self._leases.drop(job_id)
             line = self._pending.take(job_id)
             if line is not None:
                 await self._post_batch([line])
-            return await self._request(f"/api/jobs/{job_id}/{action}", body, job_id)
+            return await self._request(path(template, jobId=job_id), body, job_id)
 
     async def _post_batch(self, batch: list[dict[str, Any]]) -> None:
-        answer = await self._request("/api/progress", batch)
+        answer = await self._request(PROGRESS_PATH, batch)
         self._accounting.record(answer)
         self._leases.renewed([line["jobId"] for line in batch], trio.current_time())
 

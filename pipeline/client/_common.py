@@ -4,22 +4,14 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
-from .._errors import (
-    AuthenticationError,
-    InvalidUpdateError,
-    JobExistsError,
-    JobFinishedError,
-    JobNotFoundError,
-    ServerRejectedError,
-    ServerUnavailableError,
-)
+from .._contract import error_for_answer
+from .._errors import ServerUnavailableError
 from .._snapshot import check_job_id, check_progress, wall_clock
 
 logger = logging.getLogger("progress_sync.client")
@@ -38,8 +30,6 @@ report for a third of that, so a live producer never loses its lease however bus
 
 DEFAULT_MAX_BATCH = 1000
 """Updates a client puts in one ``POST /api/progress`` (the server takes up to 10,000)."""
-
-_FINISHED_STATUS = re.compile(r"with status '(\w+)'")
 
 
 @dataclass(frozen=True)
@@ -234,13 +224,17 @@ def unavailable(exc: httpx.TransportError, base_url: str) -> ServerUnavailableEr
 def raise_for_answer(response: httpx.Response, job_id: str | None = None) -> None:
     """Raise the pipeline error that matches an error answer; return on 2xx.
 
+    The answer's machine-readable ``code`` decides (``progress_sync._contract``,
+    ``error_for_answer``), never its wording.
+
     Raises:
         AuthenticationError: 401 or 403.
-        InvalidUpdateError: 400 naming a field.
-        JobNotFoundError: 404 for the job.
-        JobExistsError: 409, the job id is taken.
-        JobFinishedError: 409, the job has ended already.
-        ServerUnavailableError: 429, 502, 503 or 504: try again later.
+        InvalidUpdateError: ``invalid_request`` naming a field.
+        JobNotFoundError: ``job_not_found`` for the job.
+        JobExistsError: ``job_exists``: the job id is taken.
+        JobFinishedError: ``job_finished``: the job has ended already.
+        ServerUnavailableError: the server or its store is away for now (a code that says
+            to retry, or 429, 502, 503 or 504 from a proxy): try again later.
         ServerRejectedError: any other error answer.
     """
     if response.is_success:
@@ -251,27 +245,13 @@ def raise_for_answer(response: httpx.Response, job_id: str | None = None) -> Non
         body = {}
     if not isinstance(body, dict):
         body = {}
-    code = response.status_code
-    error = str(body.get("error") or response.reason_phrase or "error")
-    detail = str(body.get("detail") or response.text[:500])
-    field_name = body.get("field")
-    if code in (401, 403):
-        raise AuthenticationError(code, error, detail, field_name)
-    if code in (429, 502, 503, 504):
-        # The store is away, the server is draining for a deploy, or a proxy lost it for a
-        # moment: the reports are kept and sent again, like after a connection error.
-        raise ServerUnavailableError(f"the server answered {code} {error}: {detail}")
-    if code == 400 and isinstance(field_name, str):
-        prefix = f"{field_name}: "
-        raise InvalidUpdateError(field_name, detail.removeprefix(prefix))
-    if job_id is not None and code == 404 and error == "job not found":
-        raise JobNotFoundError(job_id)
-    if job_id is not None and code == 409 and error == "job exists":
-        raise JobExistsError(job_id)
-    if job_id is not None and code == 409 and error == "job finished":
-        match = _FINISHED_STATUS.search(detail)
-        raise JobFinishedError(job_id, match.group(1) if match else "ended")
-    raise ServerRejectedError(code, error, detail, field_name)
+    raise error_for_answer(
+        response.status_code,
+        body,
+        reason=response.reason_phrase,
+        text=response.text[:500],
+        job_id=job_id,
+    )
 
 
 class BatchAccounting:

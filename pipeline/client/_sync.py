@@ -9,6 +9,15 @@ from typing import Any
 
 import httpx
 
+from .._contract import (
+    JOB_CANCEL_PATH,
+    JOB_COMPLETE_PATH,
+    JOB_FAIL_PATH,
+    JOB_HEARTBEAT_PATH,
+    JOBS_PATH,
+    PROGRESS_PATH,
+    path,
+)
 from .._errors import JobFinishedError, JobNotFoundError, ServerUnavailableError
 from .._snapshot import check_heartbeat_timeout
 from ._common import (
@@ -142,7 +151,7 @@ class ProgressClient:
         """
         heartbeat_timeout = check_heartbeat_timeout(heartbeat_timeout)
         body = register_body(job_id, status, stage, message, heartbeat_timeout)
-        job = RegisteredJob.from_answer(self._request("POST", "/api/jobs", body, job_id))
+        job = RegisteredJob.from_answer(self._request("POST", JOBS_PATH, body, job_id))
         if heartbeat_timeout is not None:
             self._leases.add(job.job_id, heartbeat_timeout, time.monotonic())
         return job
@@ -160,7 +169,7 @@ class ProgressClient:
             JobFinishedError: the job has ended (its lease may have expired).
             ServerUnavailableError: the server could not be reached.
         """
-        answer = self._request("POST", f"/api/jobs/{job_id}/heartbeat", None, job_id)
+        answer = self._request("POST", path(JOB_HEARTBEAT_PATH, jobId=job_id), None, job_id)
         self._leases.renewed([job_id], time.monotonic())
         return answer
 
@@ -202,7 +211,7 @@ class ProgressClient:
             InvalidUpdateError: ``result`` was refused.
             ServerUnavailableError: the server could not be reached.
         """
-        return self._finish(job_id, "complete", {} if result is None else {"result": result})
+        return self._finish(job_id, JOB_COMPLETE_PATH, {} if result is None else {"result": result})
 
     def fail(self, job_id: str, error: str) -> dict[str, Any]:
         """End a job ``failed`` with its error message; returns the terminal snapshot.
@@ -211,14 +220,14 @@ class ProgressClient:
 
         Raises: as ``complete``.
         """
-        return self._finish(job_id, "fail", {"error": error})
+        return self._finish(job_id, JOB_FAIL_PATH, {"error": error})
 
     def cancel(self, job_id: str) -> dict[str, Any]:
         """End a job ``cancelled``; returns the terminal snapshot.
 
         Raises: as ``complete``.
         """
-        return self._finish(job_id, "cancel", {})
+        return self._finish(job_id, JOB_CANCEL_PATH, {})
 
     def statistics(self) -> ClientStatistics:
         """The client's counters now (see ``ClientStatistics``)."""
@@ -245,14 +254,14 @@ class ProgressClient:
             self._http.close()
         self._raise_failure()
 
-    def _finish(self, job_id: str, action: str, body: dict[str, Any]) -> dict[str, Any]:
+    def _finish(self, job_id: str, template: str, body: dict[str, Any]) -> dict[str, Any]:
         self._check_usable()
         with self._send_lock:
             self._leases.drop(job_id)
             line = self._pending.take(job_id)
             if line is not None:
                 self._post_batch([line])
-            return self._request("POST", f"/api/jobs/{job_id}/{action}", body, job_id)
+            return self._request("POST", path(template, jobId=job_id), body, job_id)
 
     def _send_pending(self, lines: list[dict[str, Any]]) -> None:
         for start in range(0, len(lines), self._max_batch):
@@ -264,7 +273,7 @@ class ProgressClient:
                 raise
 
     def _post_batch(self, batch: list[dict[str, Any]]) -> None:
-        answer = self._request("POST", "/api/progress", batch)
+        answer = self._request("POST", PROGRESS_PATH, batch)
         self._accounting.record(answer)
         self._leases.renewed([line["jobId"] for line in batch], time.monotonic())
 
