@@ -8,6 +8,13 @@ the latest (conflation, as our stream does). Events start with ``POST /start``
 registered); ``POST /stop`` sends every connection a final ``job-completed`` event and ends
 the streams.
 
+It is also the floor of the ingest level (``bench._ingest_level``): ``POST /api/progress``
+reads the body and decodes the JSON (an array, or NDJSON with ``Content-Type:
+application/x-ndjson``) with the standard library's ``json``, and answers
+``{"accepted": n}``; ``POST /api/jobs/{jobId}/progress`` does the same with one object (202);
+``GET /api/progress/ws`` (WebSocket) decodes each text frame and answers ``{"accepted": n}``.
+No validation, no store: what any Python server on this stack has to do per report.
+
 Run: ``python -m progress_sync.bench._raw_asgi [--host 127.0.0.1] [--port 0] [--interval 0.5]``;
 it prints
 Hypercorn's ``Running on http://HOST:PORT`` once it listens, and stops on SIGINT/SIGTERM.
@@ -108,9 +115,18 @@ class Broadcaster:
                 elif message["type"] == "lifespan.shutdown":
                     await send({"type": "lifespan.shutdown.complete"})
                     return
+        if scope["type"] == "websocket":
+            await _ingest_socket(receive, send)
+            return
         if scope["type"] != "http":
             return
-        if scope["path"] == "/stream" and scope["method"] == "GET":
+        path = scope["path"]
+        if scope["method"] == "POST" and (
+            path == "/api/progress"
+            or (path.startswith("/api/jobs/") and path.endswith("/progress"))
+        ):
+            await _ingest(scope, receive, send)
+        elif scope["path"] == "/stream" and scope["method"] == "GET":
             await self._stream(send)
         elif scope["path"] == "/start" and scope["method"] == "POST":
             self.started.set()
@@ -132,6 +148,40 @@ class Broadcaster:
         if sent is not self.event:  # stopped while sending: the final event is still due
             await send({"type": "http.response.body", "body": self.event, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _ingest(scope: Scope, receive: Receive, send: Send) -> None:
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    data = b"".join(chunks)
+    if scope["path"] == "/api/progress":
+        ndjson = any(
+            name == b"content-type" and value.startswith(b"application/x-ndjson")
+            for name, value in scope["headers"]
+        )
+        items = (
+            [json.loads(line) for line in data.splitlines() if line] if ndjson else json.loads(data)
+        )
+        await _respond(send, 200, b'{"accepted":%d}' % len(items))
+    else:
+        json.loads(data)
+        await _respond(send, 202, b'{"accepted":1}')
+
+
+async def _ingest_socket(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.connect":
+            await send({"type": "websocket.accept"})
+        elif message["type"] == "websocket.receive":
+            items = json.loads(message["text"])
+            await send({"type": "websocket.send", "text": f'{{"accepted":{len(items)}}}'})
+        else:
+            return
 
 
 async def _respond(send: Send, status: int, body: bytes) -> None:

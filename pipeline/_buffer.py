@@ -11,6 +11,7 @@ from typing import Any
 
 import trio
 
+from ._checks import check_seconds
 from ._errors import BufferClosedError, InvalidUpdateError, StoreUnavailableError
 from ._sink import SinkStatistics
 from ._snapshot import (
@@ -95,21 +96,12 @@ class UpdateBuffer:
         shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
         on_flush: Callable[[float], None] | None = None,
     ) -> None:
-        if not (
-            isinstance(flush_interval, int | float)
-            and not isinstance(flush_interval, bool)
-            and MIN_FLUSH_INTERVAL <= flush_interval < math.inf
-        ):
-            raise ValueError(
-                f"flush_interval must be a number of seconds from {MIN_FLUSH_INTERVAL} up, "
-                f"not {flush_interval!r}"
-            )
+        flush_interval = check_seconds(
+            "flush_interval", flush_interval, minimum=MIN_FLUSH_INTERVAL, include_minimum=True
+        )
         if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 1:
             raise ValueError(f"capacity must be a whole number of reports >= 1, not {capacity!r}")
-        if not (isinstance(shutdown_timeout, int | float) and 0 < shutdown_timeout < math.inf):
-            raise ValueError(
-                f"shutdown_timeout must be a positive number of seconds, not {shutdown_timeout!r}"
-            )
+        shutdown_timeout = check_seconds("shutdown_timeout", shutdown_timeout)
         self.store = store
         self.flush_interval = float(flush_interval)
         self.capacity = capacity

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -257,6 +257,16 @@ class MemoryStore(ExportStore):
         if job is None:
             raise JobNotFoundError(job_id)
         return job.snapshot
+
+    async def get_many(self, job_ids: Iterable[str]) -> dict[str, JobSnapshot]:
+        await trio.lowlevel.checkpoint()
+        jobs = self._jobs
+        found: dict[str, JobSnapshot] = {}
+        for job_id in job_ids:
+            job = jobs.get(job_id)
+            if job is not None:
+                found[job_id] = job.snapshot
+        return found
 
     async def list_jobs(
         self, *, status: JobStatus | None = None, offset: int = 0, limit: int = 100

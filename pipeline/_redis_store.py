@@ -13,7 +13,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -348,6 +348,13 @@ class RedisStore(ExportStore):
         if not flat[0]:
             raise JobNotFoundError(job_id)
         return _decode(flat[0])
+
+    async def get_many(self, job_ids: Iterable[str]) -> dict[str, JobSnapshot]:
+        ids = list(dict.fromkeys(job_ids))
+        if not ids:
+            return {}
+        flat = await self._read(ids, f"reading {len(ids)} jobs")
+        return {job_id: _decode(fields) for job_id, fields in zip(ids, flat, strict=True) if fields}
 
     async def list_jobs(
         self, *, status: JobStatus | None = None, offset: int = 0, limit: int = 100

@@ -11,6 +11,7 @@ from typing import Any
 
 import trio
 
+from ._checks import check_whole
 from ._errors import (
     InvalidUpdateError,
     JobExistsError,
@@ -277,6 +278,10 @@ class JobRunner:
                 delay = min(delay * 2, 5.0)
 
 
+MIN_QUEUED_JOBS = 0
+"""The smallest ``max_queued``: 0 means a job starts only when a slot is free."""
+
+
 @asynccontextmanager
 async def open_job_runner(
     store: ExportStore,
@@ -301,10 +306,8 @@ async def open_job_runner(
     Raises:
         ValueError: ``max_concurrent`` is below 1 or ``max_queued`` below 0.
     """
-    if not isinstance(max_concurrent, int) or max_concurrent < 1:
-        raise ValueError(f"max_concurrent must be a whole number >= 1, not {max_concurrent!r}")
-    if not isinstance(max_queued, int) or max_queued < 0:
-        raise ValueError(f"max_queued must be a whole number >= 0, not {max_queued!r}")
+    max_concurrent = check_whole("max_concurrent", max_concurrent, minimum=1)
+    max_queued = check_whole("max_queued", max_queued, minimum=MIN_QUEUED_JOBS)
     body_error: BaseException | None = None
     async with trio.open_nursery() as nursery:
         runner = JobRunner(

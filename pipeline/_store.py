@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
-from ._errors import InvalidUpdateError
+from ._errors import InvalidUpdateError, JobNotFoundError
 from ._snapshot import (
     JobSnapshot,
     ProgressUpdate,
@@ -266,6 +267,23 @@ class ExportStore(abc.ABC):
         Raises:
             JobNotFoundError: the job is not registered.
         """
+
+    async def get_many(self, job_ids: Iterable[str]) -> dict[str, JobSnapshot]:
+        """Return the current snapshots of several jobs in one call (one round trip on Redis).
+
+        Args:
+            job_ids: the jobs' ids (repeats are fine).
+
+        Returns:
+            ``{job_id: snapshot}`` for the registered ones; an id that is not registered is
+            left out (no error).
+        """
+        found: dict[str, JobSnapshot] = {}
+        for job_id in job_ids:
+            if job_id not in found:
+                with contextlib.suppress(JobNotFoundError):
+                    found[job_id] = await self.get(job_id)
+        return found
 
     @abc.abstractmethod
     async def list_jobs(

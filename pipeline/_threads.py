@@ -9,7 +9,6 @@ then hands the reports to the update sink, at most once per ``flush_interval``.
 
 from __future__ import annotations
 
-import math
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,6 +18,7 @@ from typing import Any
 import trio
 
 from ._buffer import DEFAULT_FLUSH_INTERVAL
+from ._checks import check_seconds
 from ._errors import BufferClosedError, InvalidUpdateError
 from ._sink import UpdateSink
 from ._snapshot import JobSnapshot, check_progress, wall_clock
@@ -241,15 +241,8 @@ async def open_thread_reporter(
     """
     if flush_interval is None:
         flush_interval = getattr(sink, "flush_interval", DEFAULT_FLUSH_INTERVAL)
-    if not (
-        isinstance(flush_interval, int | float)
-        and not isinstance(flush_interval, bool)
-        and 0 < flush_interval < math.inf
-    ):
-        raise ValueError(
-            f"flush_interval must be a positive number of seconds, not {flush_interval!r}"
-        )
-    reporter = ThreadReporter(sink, trio.lowlevel.current_trio_token(), float(flush_interval))
+    flush_interval = check_seconds("flush_interval", flush_interval)
+    reporter = ThreadReporter(sink, trio.lowlevel.current_trio_token(), flush_interval)
     async with trio.open_nursery() as nursery:
         await nursery.start(reporter._run)
         try:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
+from hypercorn.typing import ASGIFramework
 from progress_sync import (
     ExportStore,
     InvalidUpdateError,
@@ -36,6 +37,7 @@ from ._errors import install_error_handlers
 from ._guard import ConnectionGuard
 from ._hub import StreamHub
 from ._ingest import created_response, install_ingest_routes, read_object, register_external_job
+from ._ingest_asgi import ASGIApp, IngestFastPath
 from ._metrics import Metrics
 from ._models import CancelJobRequest, CreateJobRequest, CreateJobResponse, JobSnapshot
 from ._openapi import LocationHeader, error_responses, install_openapi
@@ -105,7 +107,7 @@ def create_app(services: Services) -> QuartTrio:
     store = services.store
     runner = services.runner
     auth = install_auth(app, config)
-    install_ingest_routes(app, services, auth)
+    ingest = install_ingest_routes(app, services, auth)
 
     @app.post(quart_rule(JOBS_PATH))
     @tag(["jobs"])
@@ -163,8 +165,12 @@ def create_app(services: Services) -> QuartTrio:
     install_stream_routes(app, services)
     install_ops_routes(app, services)
     # Quart's documented way to wrap its ASGI app in middleware; mypy sees a method
+    # IngestFastPath speaks plain ASGI dicts; the casts meet Hypercorn's TypedDict signature.
+    fast_path = IngestFastPath(
+        cast("ASGIApp", app.asgi_app), ingest=ingest, auth=auth, config=config, hub=services.streams
+    )
     app.asgi_app = ConnectionGuard(  # type: ignore[method-assign]
-        EndOfResponse(app.asgi_app),
+        EndOfResponse(cast("ASGIFramework", fast_path)),
         send_timeout=config.send_timeout,
         hub=services.streams,
         metrics=services.metrics,

@@ -7,38 +7,18 @@ import importlib
 import logging
 import sys
 from collections.abc import Callable
+from dataclasses import fields
 from functools import partial
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import click
 import trio
-from progress_sync import (
-    DEFAULT_REDIS_PREFIX,
-    DEFAULT_RETENTION,
-    ProgressSyncError,
-    StoreUnavailableError,
-    SyncMode,
-)
+from progress_sync import ProgressSyncError, StoreUnavailableError, SyncMode
 from progress_sync.client import run_command
+from progress_sync.client._common import DEFAULT_CLIENT_FLUSH_INTERVAL
 from rich.console import Console
 
-from ._config import (
-    DEFAULT_GRACEFUL_TIMEOUT,
-    DEFAULT_HEARTBEAT_INTERVAL,
-    DEFAULT_HOST,
-    DEFAULT_KEEP_ALIVE_TIMEOUT,
-    DEFAULT_MAX_BATCH_UPDATES,
-    DEFAULT_MAX_BODY_BYTES,
-    DEFAULT_MAX_STREAM_JOBS,
-    DEFAULT_MAX_SUBSCRIBERS,
-    DEFAULT_PORT,
-    DEFAULT_REGISTRATION_TIMEOUT,
-    DEFAULT_RETRY_MS,
-    DEFAULT_SEND_TIMEOUT,
-    DEFAULT_SHUTDOWN_RETRY_SPREAD_MS,
-    DEFAULT_SUBSCRIBE_TOKEN_TTL,
-    ServerConfig,
-)
+from ._config import ServerConfig, Setting, envvar_name, option_name
 from ._demo import run_demo
 from ._gc import tune_garbage_collector
 from ._serve import bind_error, is_address_in_use, serve
@@ -47,227 +27,62 @@ from ._workers import run_workers
 _LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-def _server_options(command: Callable[..., None]) -> Callable[..., None]:
-    options = [
-        click.option(
-            "--host",
-            default=DEFAULT_HOST,
-            show_default=True,
-            envvar="PROGRESS_SYNC_HOST",
-            help="Address to listen on.",
-        ),
-        click.option(
-            "--port",
-            default=DEFAULT_PORT,
-            show_default=True,
-            type=click.IntRange(0, 65535),
-            envvar="PROGRESS_SYNC_PORT",
-            help="TCP port (0 picks a free one).",
-        ),
-        click.option(
-            "--flush-interval",
-            default=0.5,
-            show_default=True,
-            type=click.FloatRange(min=0, min_open=True),
-            help="Seconds between flushes of the update buffer.",
-        ),
-        click.option(
-            "--sync-mode",
-            default="batched",
-            show_default=True,
-            type=click.Choice([m.value for m in SyncMode]),
-            help="batched: buffer and coalesce; direct: one store write per report.",
-        ),
-        click.option(
-            "--max-concurrent-jobs",
-            default=4,
-            show_default=True,
-            type=click.IntRange(min=1),
-            help="Jobs run at once; the rest wait queued.",
-        ),
-        click.option(
-            "--max-queued-jobs",
-            default=1000,
-            show_default=True,
-            type=click.IntRange(min=1),
-            help="Jobs that may wait queued; more are refused with 503.",
-        ),
-        click.option(
-            "--registration-timeout",
-            default=DEFAULT_REGISTRATION_TIMEOUT,
-            show_default=True,
-            type=click.FloatRange(min=0, min_open=True),
-            help="Seconds a stream waits for its job to be registered.",
-        ),
-        *_auth_options(),
-        click.option(
-            "--max-batch-updates",
-            default=DEFAULT_MAX_BATCH_UPDATES,
-            show_default=True,
-            type=click.IntRange(min=1),
-            help="Updates one POST /api/progress may carry (more: 413).",
-        ),
-        click.option(
-            "--max-body-bytes",
-            default=DEFAULT_MAX_BODY_BYTES,
-            show_default=True,
-            type=click.IntRange(min=1),
-            envvar="PROGRESS_SYNC_MAX_BODY_BYTES",
-            help="Bytes a request body may hold (more: 413).",
-        ),
-        click.option(
-            "--refuse-streams",
-            is_flag=True,
-            default=False,
-            help="Testing: answer stream routes with 503 so clients fall back to polling.",
-        ),
-        click.option(
-            "--store",
-            default="memory",
-            show_default=True,
-            envvar="PROGRESS_SYNC_STORE",
-            help="Export store: 'memory' (one process) or a Redis URL such as "
-            "redis://127.0.0.1:6379/0, shared by every process and machine using it.",
-        ),
-        click.option(
-            "--store-prefix",
-            default=DEFAULT_REDIS_PREFIX,
-            show_default=True,
-            envvar="PROGRESS_SYNC_STORE_PREFIX",
-            help="Key prefix in Redis; processes sharing jobs use the same one.",
-        ),
-        click.option(
-            "--job-retention",
-            default=DEFAULT_RETENTION,
-            show_default=True,
-            type=click.FloatRange(min=0),
-            help="Seconds a job stays in the store after its terminal state.",
-        ),
-        *_stream_options(),
+def _server_options(command_name: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """The options of ``command_name``, one per field of ``ServerConfig`` that it takes.
+
+    Made from the fields (their ``Setting``): the defaults, ranges, help and environment
+    variables are the ones ``ServerConfig`` declares, so the two cannot drift.
+    """
+    options = []
+    for item in fields(ServerConfig):
+        setting: Setting = item.metadata["setting"]
+        if command_name in setting.commands:
+            options.extend(_options_of(item.name, str(item.type), item.default, setting))
+
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
+
+
+def _options_of(
+    name: str, kind: str, default: object, setting: Setting
+) -> list[Callable[[Callable[..., None]], Callable[..., None]]]:
+    declared: dict[str, Any] = {"help": setting.help}
+    if setting.envvar:
+        declared["envvar"] = envvar_name(name)
+        declared["show_envvar"] = setting.show_envvar
+    if kind == "bool":
+        declared.update(is_flag=True, default=default)
+    elif kind.startswith("tuple"):
+        declared.update(multiple=True)
+    elif default is not None:
+        declared.update(default=_plain_default(default), show_default=True)
+    if kind == "SyncMode":
+        declared["type"] = click.Choice([mode.value for mode in SyncMode])
+    elif kind == "int" and setting.minimum is not None:
+        declared["type"] = click.IntRange(int(setting.minimum), setting.maximum)
+    elif kind == "float" and setting.minimum is not None:
+        declared["type"] = click.FloatRange(setting.minimum, min_open=not setting.include_minimum)
+    option = option_name(name)
+    options: list[Callable[[Callable[..., None]], Callable[..., None]]] = [
+        click.option(option, name, **declared)
     ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+    if setting.from_file:
+        file_declared: dict[str, Any] = {
+            "type": click.Path(exists=True, dir_okay=False, readable=True),
+            "help": f"File holding the {name.replace('_', ' ')}.",
+        }
+        if setting.envvar:
+            file_declared.update(envvar=envvar_name(name) + "_FILE", show_envvar=True)
+        options.append(click.option(option + "-file", name + "_file", **file_declared))
+    return options
 
 
-def _stream_options() -> list:  # type: ignore[type-arg]
-    return [
-        click.option(
-            "--retry-ms",
-            default=DEFAULT_RETRY_MS,
-            show_default=True,
-            type=click.IntRange(min=1),
-            envvar="PROGRESS_SYNC_RETRY_MS",
-            help="The SSE retry: field sent at stream start (client reconnection delay, ms).",
-        ),
-        click.option(
-            "--heartbeat-interval",
-            default=DEFAULT_HEARTBEAT_INTERVAL,
-            show_default=True,
-            type=click.FloatRange(min=0, min_open=True),
-            envvar="PROGRESS_SYNC_HEARTBEAT_INTERVAL",
-            help="Seconds of silence after which a stream sends a ': heartbeat' comment.",
-        ),
-        click.option(
-            "--send-timeout",
-            default=DEFAULT_SEND_TIMEOUT,
-            show_default=True,
-            type=click.FloatRange(min=0, min_open=True),
-            envvar="PROGRESS_SYNC_SEND_TIMEOUT",
-            help="Seconds a client may take no data before it is dropped.",
-        ),
-        click.option(
-            "--keep-alive-timeout",
-            default=DEFAULT_KEEP_ALIVE_TIMEOUT,
-            show_default=True,
-            type=click.FloatRange(min=0, min_open=True),
-            envvar="PROGRESS_SYNC_KEEP_ALIVE_TIMEOUT",
-            help="Seconds an idle connection stays open, and a new one may take to send its "
-            "first request head.",
-        ),
-        click.option(
-            "--graceful-timeout",
-            default=DEFAULT_GRACEFUL_TIMEOUT,
-            show_default=True,
-            type=click.FloatRange(min=0, min_open=True),
-            envvar="PROGRESS_SYNC_GRACEFUL_TIMEOUT",
-            help="Drain timeout: seconds from SIGTERM until the last connection is cut.",
-        ),
-        click.option(
-            "--shutdown-retry-spread-ms",
-            default=DEFAULT_SHUTDOWN_RETRY_SPREAD_MS,
-            show_default=True,
-            type=click.IntRange(min=0),
-            envvar="PROGRESS_SYNC_SHUTDOWN_RETRY_SPREAD_MS",
-            help="At shutdown, streams get a retry: from retry-ms to retry-ms + this (ms).",
-        ),
-        click.option(
-            "--max-subscribers",
-            default=DEFAULT_MAX_SUBSCRIBERS,
-            show_default=True,
-            type=click.IntRange(min=1),
-            envvar="PROGRESS_SYNC_MAX_SUBSCRIBERS",
-            help="Open SSE streams per server process; more get 503 with Retry-After.",
-        ),
-        click.option(
-            "--max-stream-jobs",
-            default=DEFAULT_MAX_STREAM_JOBS,
-            show_default=True,
-            type=click.IntRange(min=1),
-            envvar="PROGRESS_SYNC_MAX_STREAM_JOBS",
-            help="Most jobIds in one multi-job stream.",
-        ),
-        click.option(
-            "--cors-origin",
-            "cors_origins",
-            multiple=True,
-            envvar="PROGRESS_SYNC_CORS_ORIGINS",
-            help="An origin (https://app.example.com) allowed to use the API from a browser; "
-            "repeat it for more, or * for any. None by default. The environment variable "
-            "takes several, separated by spaces.",
-        ),
-    ]
-
-
-def _auth_options() -> list:  # type: ignore[type-arg]
-    secret_file = click.Path(exists=True, dir_okay=False, readable=True)
-    return [
-        click.option(
-            "--producer-token",
-            envvar="PROGRESS_SYNC_PRODUCER_TOKEN",
-            show_envvar=True,
-            help="Bearer token producer endpoints require (prefer the environment variable "
-            "or --producer-token-file: command lines are visible to other users).",
-        ),
-        click.option(
-            "--producer-token-file",
-            envvar="PROGRESS_SYNC_PRODUCER_TOKEN_FILE",
-            show_envvar=True,
-            type=secret_file,
-            help="File holding the producer token.",
-        ),
-        click.option(
-            "--subscribe-secret",
-            envvar="PROGRESS_SYNC_SUBSCRIBE_SECRET",
-            show_envvar=True,
-            help="Secret that signs per-job subscribe tokens; when set, reading a job needs "
-            "its token (?token=). At least 16 characters.",
-        ),
-        click.option(
-            "--subscribe-secret-file",
-            envvar="PROGRESS_SYNC_SUBSCRIBE_SECRET_FILE",
-            show_envvar=True,
-            type=secret_file,
-            help="File holding the subscribe secret.",
-        ),
-        click.option(
-            "--subscribe-token-ttl",
-            default=DEFAULT_SUBSCRIBE_TOKEN_TTL,
-            show_default=True,
-            type=click.FloatRange(min=0, min_open=True),
-            help="Seconds a subscribe token stays valid.",
-        ),
-    ]
+def _plain_default(default: object) -> object:
+    return default.value if isinstance(default, SyncMode) else default
 
 
 def read_secret(value: object, path: object, option: str) -> str | None:
@@ -292,42 +107,22 @@ def read_secret(value: object, path: object, option: str) -> str | None:
     return secret
 
 
-def _config(**options: object) -> ServerConfig:
-    return ServerConfig(
-        host=str(options["host"]),
-        port=int(options["port"]),  # type: ignore[call-overload]
-        flush_interval=float(options["flush_interval"]),  # type: ignore[arg-type]
-        sync_mode=SyncMode(str(options["sync_mode"])),
-        max_concurrent_jobs=int(options["max_concurrent_jobs"]),  # type: ignore[call-overload]
-        max_queued_jobs=int(options["max_queued_jobs"]),  # type: ignore[call-overload]
-        registration_timeout=float(options["registration_timeout"]),  # type: ignore[arg-type]
-        producer_token=read_secret(
-            options["producer_token"], options["producer_token_file"], "producer-token"
-        ),
-        subscribe_secret=read_secret(
-            options["subscribe_secret"], options["subscribe_secret_file"], "subscribe-secret"
-        ),
-        subscribe_token_ttl=float(options["subscribe_token_ttl"]),  # type: ignore[arg-type]
-        max_batch_updates=int(options["max_batch_updates"]),  # type: ignore[call-overload]
-        max_body_bytes=int(options["max_body_bytes"]),  # type: ignore[call-overload]
-        refuse_streams=bool(options["refuse_streams"]),
-        store=str(options["store"]),
-        store_prefix=str(options["store_prefix"]),
-        job_retention=float(options["job_retention"]),  # type: ignore[arg-type]
-        workers=int(options.get("workers", 1)),  # type: ignore[call-overload]
-        retry_ms=int(options["retry_ms"]),  # type: ignore[call-overload]
-        heartbeat_interval=float(options["heartbeat_interval"]),  # type: ignore[arg-type]
-        send_timeout=float(options["send_timeout"]),  # type: ignore[arg-type]
-        graceful_timeout=float(options["graceful_timeout"]),  # type: ignore[arg-type]
-        keep_alive_timeout=float(options["keep_alive_timeout"]),  # type: ignore[arg-type]
-        shutdown_retry_spread_ms=int(options["shutdown_retry_spread_ms"]),  # type: ignore[call-overload]
-        max_subscribers=int(options["max_subscribers"]),  # type: ignore[call-overload]
-        max_stream_jobs=int(options["max_stream_jobs"]),  # type: ignore[call-overload]
-        cors_origins=tuple(options["cors_origins"]),  # type: ignore[arg-type]
-    )
+def _config(**options: Any) -> ServerConfig:
+    settings: dict[str, Any] = {}
+    for item in fields(ServerConfig):
+        if item.name not in options:
+            continue
+        value = options[item.name]
+        if item.metadata["setting"].from_file:
+            option = option_name(item.name).removeprefix("--")
+            value = read_secret(value, options[item.name + "_file"], option)
+        elif item.name == "cors_origins":
+            value = tuple(value)
+        settings[item.name] = value
+    return ServerConfig(**settings)
 
 
-def _checked_config(**options: object) -> ServerConfig:
+def _checked_config(**options: Any) -> ServerConfig:
     # ServerConfig's messages name the setting, never a secret's value.
     try:
         return _config(**options)
@@ -371,15 +166,7 @@ def main(log_level: str) -> None:
 
 
 @main.command("serve")
-@_server_options
-@click.option(
-    "--workers",
-    default=1,
-    show_default=True,
-    type=click.IntRange(min=1),
-    envvar="PROGRESS_SYNC_WORKERS",
-    help="Server processes sharing the port (Hypercorn workers); more than 1 needs --store redis://...",
-)
+@_server_options("serve")
 def serve_command(**options: object) -> None:
     """Serve the API and the SSE streams until Ctrl-C/SIGTERM.
 
@@ -418,7 +205,7 @@ def _in_use(config: ServerConfig) -> str:
 
 
 @main.command("demo")
-@_server_options
+@_server_options("demo")
 @click.option(
     "--linger",
     default=0.0,
@@ -471,7 +258,7 @@ def demo_command(linger: float, **options: object) -> None:
 @click.option("--stage", help="Stage to report when the output names none (default: the program).")
 @click.option(
     "--flush-interval",
-    default=0.5,
+    default=DEFAULT_CLIENT_FLUSH_INTERVAL,
     show_default=True,
     type=click.FloatRange(min=0, min_open=True),
     help="Seconds between batches of progress sent to the server.",

@@ -1,10 +1,18 @@
-"""The server's settings: one frozen, keyword-only value object with its defaults."""
+"""The server's settings: one frozen, keyword-only value object with its defaults.
+
+Each setting is declared once, as a field of ``ServerConfig`` with its ``Setting``: its default,
+its range, its command-line option and environment variable, and its line in the README's
+table. The command line (``progress-sync serve``/``demo``) is made from these fields, the
+checks of ``__post_init__`` read their ranges, and ``settings_table()`` writes the README's
+table (a test fails when the README's copy differs).
+"""
 
 from __future__ import annotations
 
-import math
 import re
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields
+from typing import Any, cast
 
 from progress_sync import (
     DEFAULT_CAPACITY,
@@ -17,6 +25,9 @@ from progress_sync import (
     SyncMode,
     is_shared_store,
 )
+from progress_sync._buffer import MIN_FLUSH_INTERVAL
+from progress_sync._checks import check_seconds, check_whole
+from progress_sync._runner import MIN_QUEUED_JOBS
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -55,19 +66,78 @@ MIN_SUBSCRIBE_SECRET_LENGTH = 16
 
 _ORIGIN = re.compile(r"https?://[^/\s]+")
 
+SERVER_COMMANDS = ("serve", "demo")
+"""The commands that take the server's settings as options."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Setting:
+    """How one field of ``ServerConfig`` is checked, given on the command line, documented.
+
+    Attributes:
+        help: the option's help (one line); the README's meaning too, unless ``doc`` says more.
+        doc: the README's meaning, when it says more than ``help`` (Markdown).
+        minimum: the smallest value allowed, for a number.
+        include_minimum: True when ``minimum`` itself is allowed (seconds; whole numbers
+            always include it).
+        maximum: the largest whole number allowed, or None.
+        envvar: True when ``PROGRESS_SYNC_<NAME>`` gives the option too.
+        show_envvar: True when ``--help`` names the environment variable (secrets).
+        option: the option's name when it is not ``--field-name`` (``--cors-origin``).
+        commands: the commands that take it (``serve``, ``demo``); none for settings that
+            are not on the command line.
+        from_file: True when ``--<option>-file`` may give it instead (secrets).
+        default_text: the README's default when it is not the value (``off``, ``none``).
+    """
+
+    help: str
+    doc: str | None = None
+    minimum: float | None = None
+    include_minimum: bool = False
+    maximum: int | None = None
+    envvar: bool = False
+    show_envvar: bool = False
+    option: str | None = None
+    commands: tuple[str, ...] = SERVER_COMMANDS
+    from_file: bool = False
+    default_text: str | None = None
+
+    def check(self, name: str, kind: str, value: object) -> object:
+        """Check a number against the range; return it (seconds as a float).
+
+        Raises:
+            ValueError: out of range or of the wrong type (see ``check_seconds`` and
+                ``check_whole``).
+        """
+        if kind == "float" and self.minimum is not None:
+            return check_seconds(
+                name, value, minimum=self.minimum, include_minimum=self.include_minimum
+            )
+        if kind == "int" and self.minimum is not None:
+            return check_whole(name, value, minimum=int(self.minimum), maximum=self.maximum)
+        return value
+
+
+def _setting(default: Any, *, repr: bool = True, **setting: Any) -> Any:
+    return field(default=default, repr=repr, metadata={"setting": Setting(**setting)})
+
 
 @dataclass(frozen=True, kw_only=True)
 class ServerConfig:
     """Settings of ``progress-sync serve``.
 
+    Each field's ``Setting`` (in ``dataclasses.fields(ServerConfig)[i].metadata["setting"]``)
+    holds its range, its option and its help; ``settings_table()`` lists them all.
+
     Attributes:
         host: the address to listen on (default ``127.0.0.1``).
         port: the TCP port (default 8000; 0 picks a free one).
         sync_mode: ``batched`` (default) or ``direct``.
-        flush_interval: seconds between buffer flushes (default 0.5).
+        flush_interval: seconds between buffer flushes (default 0.5; at least 0.001).
         buffer_capacity: reports the buffer's channel holds (default 8192).
         max_concurrent_jobs: jobs the runner runs at once (default 4).
-        max_queued_jobs: jobs that may wait for a slot (default 1000); more get 503.
+        max_queued_jobs: jobs that may wait for a slot (default 1000; 0: none wait); more
+            get 503.
         registration_timeout: seconds a stream waits for its job to be registered (default 20).
         retry_ms: the SSE ``retry:`` value in milliseconds (default 2000).
         heartbeat_interval: seconds of silence before a heartbeat comment (default 15).
@@ -109,106 +179,192 @@ class ServerConfig:
         ValueError: a setting is out of range; the message names it.
     """
 
-    host: str = DEFAULT_HOST
-    port: int = DEFAULT_PORT
-    sync_mode: SyncMode = SyncMode.BATCHED
-    flush_interval: float = DEFAULT_FLUSH_INTERVAL
-    buffer_capacity: int = DEFAULT_CAPACITY
-    max_concurrent_jobs: int = DEFAULT_MAX_CONCURRENT_JOBS
-    max_queued_jobs: int = DEFAULT_MAX_QUEUED_JOBS
-    registration_timeout: float = DEFAULT_REGISTRATION_TIMEOUT
-    retry_ms: int = DEFAULT_RETRY_MS
-    heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
-    graceful_timeout: float = DEFAULT_GRACEFUL_TIMEOUT
-    send_timeout: float = DEFAULT_SEND_TIMEOUT
-    keep_alive_timeout: float = DEFAULT_KEEP_ALIVE_TIMEOUT
-    shutdown_retry_spread_ms: int = DEFAULT_SHUTDOWN_RETRY_SPREAD_MS
-    max_subscribers: int = DEFAULT_MAX_SUBSCRIBERS
-    max_stream_jobs: int = DEFAULT_MAX_STREAM_JOBS
-    cors_origins: tuple[str, ...] = ()
-    producer_token: str | None = field(default=None, repr=False)
-    subscribe_secret: str | None = field(default=None, repr=False)
-    subscribe_token_ttl: float = DEFAULT_SUBSCRIBE_TOKEN_TTL
-    max_batch_updates: int = DEFAULT_MAX_BATCH_UPDATES
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    refuse_streams: bool = False
-    store: str = MEMORY_STORE_URL
-    store_prefix: str = DEFAULT_REDIS_PREFIX
-    job_retention: float = DEFAULT_RETENTION
-    workers: int = 1
+    host: str = _setting(DEFAULT_HOST, help="Address to listen on.", envvar=True)
+    port: int = _setting(
+        DEFAULT_PORT,
+        help="TCP port (0 picks a free one).",
+        doc="TCP port, 0 for a free one",
+        minimum=0,
+        maximum=65535,
+        envvar=True,
+    )
+    flush_interval: float = _setting(
+        DEFAULT_FLUSH_INTERVAL,
+        help="Seconds between flushes of the update buffer.",
+        minimum=MIN_FLUSH_INTERVAL,
+        include_minimum=True,
+    )
+    sync_mode: SyncMode = _setting(
+        SyncMode.BATCHED,
+        help="batched: buffer and coalesce; direct: one store write per report.",
+        doc="`batched` (buffer + coalesce) or `direct` (one store write per report)",
+    )
+    max_concurrent_jobs: int = _setting(
+        DEFAULT_MAX_CONCURRENT_JOBS, help="Jobs run at once; the rest wait queued.", minimum=1
+    )
+    max_queued_jobs: int = _setting(
+        DEFAULT_MAX_QUEUED_JOBS,
+        help="Jobs that may wait queued (0: none); more are refused with 503.",
+        doc="jobs that may wait `queued` (0: none); more get 503 with `Retry-After: 5`",
+        minimum=MIN_QUEUED_JOBS,
+    )
+    registration_timeout: float = _setting(
+        DEFAULT_REGISTRATION_TIMEOUT,
+        help="Seconds a stream waits for its job to be registered.",
+        minimum=0,
+    )
+    producer_token: str | None = _setting(
+        None,
+        repr=False,
+        help="Bearer token producer endpoints require (prefer the environment variable "
+        "or --producer-token-file: command lines are visible to other users).",
+        doc="bearer token producer endpoints require; see [Authentication](#authentication)",
+        envvar=True,
+        show_envvar=True,
+        from_file=True,
+        default_text="none",
+    )
+    subscribe_secret: str | None = _setting(
+        None,
+        repr=False,
+        help="Secret that signs per-job subscribe tokens; when set, reading a job needs "
+        f"its token (?token=). At least {MIN_SUBSCRIBE_SECRET_LENGTH} characters.",
+        doc="secret signing per-job subscribe tokens; when set, reading a job needs its token",
+        envvar=True,
+        show_envvar=True,
+        from_file=True,
+        default_text="none",
+    )
+    subscribe_token_ttl: float = _setting(
+        DEFAULT_SUBSCRIBE_TOKEN_TTL, help="Seconds a subscribe token stays valid.", minimum=0
+    )
+    max_batch_updates: int = _setting(
+        DEFAULT_MAX_BATCH_UPDATES,
+        help="Updates one POST /api/progress may carry (more: 413).",
+        doc="updates one `POST /api/progress` may carry (more: 413)",
+        minimum=1,
+    )
+    max_body_bytes: int = _setting(
+        DEFAULT_MAX_BODY_BYTES,
+        help="Bytes a request body may hold (more: 413).",
+        envvar=True,
+        minimum=1,
+    )
+    refuse_streams: bool = _setting(
+        False,
+        help="Testing: answer stream routes with 503 so clients fall back to polling.",
+        doc="testing: answer stream routes with 503 JSON so clients must poll",
+        default_text="off",
+    )
+    store: str = _setting(
+        MEMORY_STORE_URL,
+        help="Export store: 'memory' (one process) or a Redis URL such as "
+        "redis://127.0.0.1:6379/0, shared by every process and machine using it.",
+        doc="`memory`, or a Redis URL `redis://host:port/db` shared by every process and machine",
+        envvar=True,
+    )
+    store_prefix: str = _setting(
+        DEFAULT_REDIS_PREFIX,
+        help="Key prefix in Redis; processes sharing jobs use the same one.",
+        envvar=True,
+    )
+    job_retention: float = _setting(
+        DEFAULT_RETENTION,
+        help="Seconds a job stays in the store after its terminal state.",
+        minimum=0,
+        include_minimum=True,
+    )
+    retry_ms: int = _setting(
+        DEFAULT_RETRY_MS,
+        help="The SSE retry: field sent at stream start (client reconnection delay, ms).",
+        doc="the `retry:` field sent at stream start: the client's reconnection delay, ms",
+        envvar=True,
+        minimum=1,
+    )
+    heartbeat_interval: float = _setting(
+        DEFAULT_HEARTBEAT_INTERVAL,
+        help="Seconds of silence after which a stream sends a ': heartbeat' comment.",
+        doc="seconds of silence after which a stream sends a `: heartbeat` comment",
+        envvar=True,
+        minimum=0,
+    )
+    send_timeout: float = _setting(
+        DEFAULT_SEND_TIMEOUT,
+        help="Seconds a client may take no data before it is dropped.",
+        envvar=True,
+        minimum=0,
+    )
+    keep_alive_timeout: float = _setting(
+        DEFAULT_KEEP_ALIVE_TIMEOUT,
+        help="Seconds an idle connection stays open, and a new one may take to send its "
+        "first request head.",
+        doc="seconds an idle connection stays open between requests, and the most a new "
+        "connection may take to send its first complete request head (Hypercorn's default)",
+        envvar=True,
+        minimum=0,
+    )
+    graceful_timeout: float = _setting(
+        DEFAULT_GRACEFUL_TIMEOUT,
+        help="Drain timeout: seconds from SIGTERM until the last connection is cut.",
+        envvar=True,
+        minimum=0,
+    )
+    shutdown_retry_spread_ms: int = _setting(
+        DEFAULT_SHUTDOWN_RETRY_SPREAD_MS,
+        help="At shutdown, streams get a retry: from retry-ms to retry-ms + this (ms).",
+        doc="at shutdown, open streams get a `retry:` drawn from `retry-ms` to `retry-ms` + this",
+        envvar=True,
+        minimum=0,
+    )
+    max_subscribers: int = _setting(
+        DEFAULT_MAX_SUBSCRIBERS,
+        help="Open SSE streams per server process; more get 503 with Retry-After.",
+        doc="open SSE streams per server; more get 503 with `Retry-After`",
+        envvar=True,
+        minimum=1,
+    )
+    max_stream_jobs: int = _setting(
+        DEFAULT_MAX_STREAM_JOBS,
+        help="Most jobIds in one multi-job stream.",
+        doc="most `jobIds` in one multi-job stream",
+        envvar=True,
+        minimum=1,
+    )
+    cors_origins: tuple[str, ...] = _setting(
+        (),
+        help="An origin (https://app.example.com) allowed to use the API from a browser; "
+        "repeat it for more, or * for any. None by default. The environment variable "
+        "takes several, separated by spaces.",
+        doc="an origin allowed to use the API from a browser (`https://app.example.com`), "
+        "repeatable, or `*`; the environment variable takes several separated by spaces",
+        envvar=True,
+        option="--cors-origin",
+        default_text="none",
+    )
+    buffer_capacity: int = _setting(
+        DEFAULT_CAPACITY, help="Reports the buffer's channel holds.", commands=(), minimum=1
+    )
+    workers: int = _setting(
+        1,
+        help="Server processes sharing the port (Hypercorn workers); more than 1 needs "
+        "--store redis://...",
+        doc="`serve` only: server processes sharing the port; more than 1 needs "
+        "`--store redis://...`",
+        envvar=True,
+        commands=("serve",),
+        minimum=1,
+    )
 
-    @property
-    def subscribe_tokens(self) -> bool:
-        """True when reading a job needs its subscribe token (a secret is configured)."""
-        return self.subscribe_secret is not None
-
-    def __post_init__(self) -> None:  # noqa: C901  # one check a setting
+    def __post_init__(self) -> None:
         object.__setattr__(self, "sync_mode", SyncMode(self.sync_mode))
-        if not 0 <= self.port <= 65535:
-            raise ValueError(f"port must be from 0 to 65535, not {self.port!r}")
-        for name in (
-            "flush_interval",
-            "registration_timeout",
-            "heartbeat_interval",
-            "graceful_timeout",
-            "send_timeout",
-            "keep_alive_timeout",
-            "subscribe_token_ttl",
-        ):
-            value = getattr(self, name)
-            if not (isinstance(value, int | float) and 0 < value < math.inf):
-                raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
-        for name in (
-            "buffer_capacity",
-            "max_concurrent_jobs",
-            "max_queued_jobs",
-            "retry_ms",
-            "workers",
-            "max_batch_updates",
-            "max_body_bytes",
-            "max_subscribers",
-            "max_stream_jobs",
-        ):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a whole number >= 1, not {value!r}")
-        spread = self.shutdown_retry_spread_ms
-        if not isinstance(spread, int) or isinstance(spread, bool) or spread < 0:
-            raise ValueError(
-                f"shutdown_retry_spread_ms must be a whole number >= 0, not {spread!r}"
-            )
-        if isinstance(self.cors_origins, str):
-            raise ValueError("cors_origins must be a tuple of origins, not one string")
-        origins = tuple(self.cors_origins)
-        for origin in origins:
-            if origin != "*" and (
-                not isinstance(origin, str) or _ORIGIN.fullmatch(origin.rstrip("/")) is None
-            ):
-                raise ValueError(
-                    f"cors_origins: {origin!r} is no origin; write scheme://host[:port], "
-                    "like https://app.example.com, or * for any"
-                )
-        object.__setattr__(self, "cors_origins", tuple(o.rstrip("/") for o in origins))
-        # The messages name the setting, never its value: these are secrets.
-        if self.producer_token is not None and (
-            not isinstance(self.producer_token, str) or not self.producer_token.strip()
-        ):
-            raise ValueError("producer_token must be a non-empty string (or None for no token)")
-        if self.subscribe_secret is not None and (
-            not isinstance(self.subscribe_secret, str)
-            or len(self.subscribe_secret) < MIN_SUBSCRIBE_SECRET_LENGTH
-        ):
-            raise ValueError(
-                f"subscribe_secret must be a string of at least {MIN_SUBSCRIBE_SECRET_LENGTH} "
-                "characters; make one with: python3 -c 'import secrets; "
-                "print(secrets.token_urlsafe(32))'"
-            )
+        for item in fields(self):
+            setting: Setting = item.metadata["setting"]
+            value = setting.check(item.name, str(item.type), getattr(self, item.name))
+            object.__setattr__(self, item.name, value)
+        object.__setattr__(self, "cors_origins", _checked_origins(self.cors_origins))
+        _check_secrets(self.producer_token, self.subscribe_secret)
         if not isinstance(self.refuse_streams, bool):
             raise ValueError(f"refuse_streams must be True or False, not {self.refuse_streams!r}")
-        if not (isinstance(self.job_retention, int | float) and 0 <= self.job_retention < math.inf):
-            raise ValueError(
-                f"job_retention must be a finite number of seconds >= 0, not {self.job_retention!r}"
-            )
         if not isinstance(self.store_prefix, str) or not self.store_prefix:
             raise ValueError(f"store_prefix must be a non-empty string, not {self.store_prefix!r}")
         shared = is_shared_store(self.store)  # a bad store URL is refused here, not later
@@ -219,3 +375,79 @@ class ServerConfig:
                 "the streams and polls of the others; use a Redis store "
                 "(--store redis://127.0.0.1:6379/0) or one worker"
             )
+
+    @property
+    def subscribe_tokens(self) -> bool:
+        """True when reading a job needs its subscribe token (a secret is configured)."""
+        return self.subscribe_secret is not None
+
+
+def _checked_origins(cors_origins: object) -> tuple[str, ...]:
+    if isinstance(cors_origins, str):
+        raise ValueError("cors_origins must be a tuple of origins, not one string")
+    origins = tuple(cast("Iterable[object]", cors_origins))  # each is checked below
+    for origin in origins:
+        if origin != "*" and (
+            not isinstance(origin, str) or _ORIGIN.fullmatch(origin.rstrip("/")) is None
+        ):
+            raise ValueError(
+                f"cors_origins: {origin!r} is no origin; write scheme://host[:port], "
+                "like https://app.example.com, or * for any"
+            )
+    return tuple(str(o).rstrip("/") for o in origins)
+
+
+def _check_secrets(producer_token: object, subscribe_secret: object) -> None:
+    # The messages name the setting, never its value: these are secrets.
+    if producer_token is not None and (
+        not isinstance(producer_token, str) or not producer_token.strip()
+    ):
+        raise ValueError("producer_token must be a non-empty string (or None for no token)")
+    if subscribe_secret is not None and (
+        not isinstance(subscribe_secret, str) or len(subscribe_secret) < MIN_SUBSCRIBE_SECRET_LENGTH
+    ):
+        raise ValueError(
+            f"subscribe_secret must be a string of at least {MIN_SUBSCRIBE_SECRET_LENGTH} "
+            "characters; make one with: python3 -c 'import secrets; "
+            "print(secrets.token_urlsafe(32))'"
+        )
+
+
+def option_name(name: str) -> str:
+    """The command-line option of a ``ServerConfig`` field (``--flush-interval``)."""
+    setting: Setting = next(f for f in fields(ServerConfig) if f.name == name).metadata["setting"]
+    return setting.option or "--" + name.replace("_", "-")
+
+
+def envvar_name(name: str) -> str:
+    """The environment variable of a ``ServerConfig`` field (``PROGRESS_SYNC_PORT``)."""
+    return "PROGRESS_SYNC_" + name.upper()
+
+
+def settings_table() -> str:
+    """The README's table of the server's options, made from ``ServerConfig``'s fields."""
+    lines = ["| option | default | meaning |", "| --- | --- | --- |"]
+    for item in fields(ServerConfig):
+        setting: Setting = item.metadata["setting"]
+        if not setting.commands:
+            continue
+        option = option_name(item.name)
+        default = setting.default_text or f"`{_plain(item.default)}`"
+        meaning = setting.doc or setting.help.rstrip(".")
+        if meaning[1:2].islower():  # "Seconds ..." but not "TCP ..."
+            meaning = meaning[0].lower() + meaning[1:]
+        if setting.envvar:
+            meaning += f" (`{envvar_name(item.name)}`)"
+        lines.append(f"| `{option}` | {default} | {meaning} |")
+        if setting.from_file:
+            file_variable = f" (`{envvar_name(item.name)}_FILE`)" if setting.envvar else ""
+            lines.append(f"| `{option}-file` | none | file holding it{file_variable} |")
+    return "\n".join(lines) + "\n"
+
+
+def _plain(value: object) -> str:
+    if isinstance(value, SyncMode):
+        return value.value
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)

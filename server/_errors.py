@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pydantic
 from progress_sync import StoreUnavailableError
@@ -116,14 +117,50 @@ def _validation_detail(exc: RequestSchemaValidationError) -> tuple[str, str]:
     return "body", f"body: the request body must be a JSON object ({cause})"
 
 
+def error_answer(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, str]] | None:
+    """The answer to an exception the API knows: an ``ApiError``, or a pipeline error of the
+    contract's ``PIPELINE_ERRORS``; None for any other.
+
+    Used by the Quart handlers below and by the ingest fast path (``_ingest_asgi``,
+    ``_ingest_ws``), so both answer alike.
+
+    Returns:
+        The HTTP status, the JSON body (``{"error", "code", "detail", "field"}``) and the
+        extra headers (``Retry-After``, ``WWW-Authenticate``).
+    """
+    if isinstance(exc, ApiError):
+        return exc.status, error_body(exc.code, exc.detail, exc.field), exc.headers
+    for row in PIPELINE_ERRORS:
+        if isinstance(exc, row.exception):
+            return _pipeline_answer(row, exc)
+    return None
+
+
+def answer_for(exc: Exception) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """The error answer to ``exc`` (``error_answer``); a 500, logged, for an unexpected one."""
+    answer = error_answer(exc)
+    if answer is not None:
+        return answer
+    logger.exception("unexpected error while handling a request", exc_info=exc)
+    error = ApiError(INTERNAL_ERROR, "an unexpected error occurred; see the server log")
+    return answer_for(error)
+
+
+def _pipeline_answer(
+    row: PipelineError, exc: ProgressSyncError
+) -> tuple[int, dict[str, Any], dict[str, str]]:
+    if isinstance(exc, StoreUnavailableError):
+        logger.warning("request failed, the store is unavailable: %s", exc)
+    headers = {} if row.retry_after is None else {"Retry-After": str(row.retry_after)}
+    return row.error.status, row.answer(exc), headers
+
+
 def _pipeline_handler(row: PipelineError) -> Callable[[ProgressSyncError], Awaitable[Response]]:
     async def handler(exc: ProgressSyncError) -> Response:
-        if isinstance(exc, StoreUnavailableError):
-            logger.warning("request failed, the store is unavailable: %s", exc)
-        response = jsonify(row.answer(exc))
-        response.status_code = row.error.status
-        if row.retry_after is not None:
-            response.headers["Retry-After"] = str(row.retry_after)
+        status, body, headers = _pipeline_answer(row, exc)
+        response = jsonify(body)
+        response.status_code = status
+        response.headers.update(headers)
         return response
 
     return handler

@@ -19,11 +19,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from msgspec import UNSET
 from progress_sync import (
     ExportStore,
     InvalidUpdateError,
     JobFinishedError,
-    JobNotFoundError,
     JobSnapshot,
     JobStatus,
     UpdateSink,
@@ -49,6 +49,7 @@ from quart import Quart, Response, request, url_for
 from quart_schema import document_request, tag, validate_response
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from . import _ingest_body as body_schema
 from ._auth import Auth, document_auth
 from ._config import ServerConfig
 from ._errors import ApiError, error_response
@@ -97,6 +98,8 @@ class BatchOutcome:
     errors: list[dict[str, Any]] = field(default_factory=list)
     unknown_jobs: list[str] = field(default_factory=list)
     finished_jobs: list[str] = field(default_factory=list)
+    server_run: dict[str, str] = field(default_factory=dict)
+    """Jobs of the batch the server runs, and their kind (their updates are refused)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The camelCase JSON answer."""
@@ -182,6 +185,191 @@ def _check_external(snapshot: JobSnapshot) -> None:
         )
 
 
+class Ingest:
+    """What the ingest routes do with a body, whatever carried it: the Quart routes, the fast
+    ASGI path in front of Quart (``_ingest_asgi``) and WebSocket frames all call these.
+
+    A body is decoded and validated in one pass by the msgspec Structs of ``_ingest_body``;
+    one the Structs refuse is read again by ``parse_update``, which names the field at fault
+    and why (the errors of the API). The jobs of a batch are looked up in one call
+    (``ExportStore.get_many``).
+
+    Args:
+        store: the export store (job lookups).
+        sink: where accepted reports go (the update buffer, or direct sync).
+        max_batch_updates: the most updates one batch may hold.
+    """
+
+    def __init__(self, store: ExportStore, sink: UpdateSink, *, max_batch_updates: int) -> None:
+        self.store = store
+        self.sink = sink
+        self.max_batch_updates = max_batch_updates
+
+    async def report_one(self, job_id: str, data: bytes) -> None:
+        """``POST /api/jobs/{jobId}/progress``: hand one update to the sink.
+
+        Raises:
+            InvalidUpdateError: the job id or the body is malformed (400).
+            JobNotFoundError: the job is not registered (404).
+            JobFinishedError: the job has ended (409).
+            ApiError: 409 when the server runs the job.
+            BufferClosedError: the sink is closed (503).
+            StoreUnavailableError: the store cannot be reached (503).
+        """
+        check_job_id(job_id)
+        now = time.time()
+        try:
+            body: body_schema.ProgressBody | None = body_schema.PROGRESS_DECODER.decode(data)
+        except body_schema.DECODE_ERRORS:
+            body = None
+        if (
+            body is not None
+            and (body.job_id is UNSET or body.job_id == job_id)
+            and (body.reported_at is None or body.reported_at <= now + MAX_CLOCK_SKEW)
+        ):
+            percent, stage, message, reported_at = (
+                body.percent,
+                body.stage,
+                body.message,
+                body.reported_at,
+            )
+        else:  # refused: say why
+            obj = json_body(data, allow_empty=False)
+            _, percent, stage, message, reported_at = parse_update(obj, now=now, job_id=job_id)
+        snapshot = await self.store.get(job_id)
+        _check_external(snapshot)
+        if snapshot.is_terminal:
+            raise JobFinishedError(job_id, snapshot.status.value)
+        self.sink.report_nowait(job_id, percent, stage, message, reported_at=reported_at)
+
+    async def report_batch(self, data: bytes, *, ndjson: bool) -> dict[str, Any]:
+        """``POST /api/progress`` (and a WebSocket frame, ``ndjson=False``): hand a batch's
+        good updates to the sink.
+
+        Returns:
+            The answer, ``BatchOutcome.to_dict()``.
+
+        Raises:
+            InvalidUpdateError: a JSON body that is not valid JSON or not an array (400).
+            ApiError: 413 when the batch holds more than ``max_batch_updates`` updates.
+            BufferClosedError: the sink is closed (503).
+            StoreUnavailableError: the store cannot be reached (503).
+        """
+        now = time.time()
+        outcome = BatchOutcome()
+        updates = _decode_batch(data, ndjson=ndjson, now=now)
+        line_numbers: list[int] | None = None
+        if updates is None:  # some update was refused: read it again line by line, saying why
+            updates, line_numbers = _explain_batch(
+                data, ndjson, now, self.max_batch_updates, outcome
+            )
+        elif len(updates) > self.max_batch_updates:
+            raise _batch_too_large(self.max_batch_updates)
+        await self._apply(updates, outcome)
+        if outcome.server_run:
+            if line_numbers is None:
+                line_numbers = _line_numbers(data, ndjson, len(updates))
+            for index, update in enumerate(updates):
+                kind = outcome.server_run.get(update.job_id)
+                if kind is not None:
+                    outcome.errors.append(
+                        {
+                            "line": line_numbers[index],
+                            "field": "jobId",
+                            "reason": f"job {update.job_id!r} is run by the server (kind "
+                            f"{kind!r}); only external jobs take progress over HTTP",
+                        }
+                    )
+        return outcome.to_dict()
+
+    async def _apply(
+        self, updates: list[body_schema.BatchUpdateBody], outcome: BatchOutcome
+    ) -> None:
+        # One store lookup for the whole batch; the verdict per job, then one loop.
+        job_ids = dict.fromkeys([update.job_id for update in updates])
+        states = await self.store.get_many(job_ids)
+        live: set[str] = set()
+        for job_id in job_ids:
+            snapshot = states.get(job_id)
+            if snapshot is None:
+                outcome.unknown_jobs.append(job_id)
+            elif snapshot.is_terminal:
+                outcome.finished_jobs.append(job_id)
+            elif snapshot.kind is not None:
+                outcome.server_run[job_id] = snapshot.kind
+            else:
+                live.add(job_id)
+        report_nowait = self.sink.report_nowait
+        accepted = 0
+        for update in updates:
+            job_id = update.job_id
+            if job_id in live:
+                report_nowait(
+                    job_id,
+                    update.percent,
+                    update.stage,
+                    update.message,
+                    reported_at=update.reported_at,
+                )
+                accepted += 1
+        outcome.accepted = accepted
+
+
+def _decode_batch(
+    data: bytes, *, ndjson: bool, now: float
+) -> list[body_schema.BatchUpdateBody] | None:
+    """The batch's updates when every one is valid (the fast path), else None."""
+    try:
+        if ndjson:
+            updates = body_schema.LINE_DECODER.decode_lines(data)
+        else:
+            updates = body_schema.BATCH_DECODER.decode(data)
+    except body_schema.DECODE_ERRORS:
+        return None
+    latest = now + MAX_CLOCK_SKEW
+    for update in updates:
+        reported_at = update.reported_at
+        if reported_at is not None and reported_at > latest:
+            return None
+    return updates
+
+
+def _explain_batch(
+    data: bytes, ndjson: bool, now: float, max_updates: int, outcome: BatchOutcome
+) -> tuple[list[body_schema.BatchUpdateBody], list[int]]:
+    """Read a batch the Structs refused line by line: the good updates, their line numbers,
+    and one error per bad line in ``outcome.errors``."""
+    updates: list[body_schema.BatchUpdateBody] = []
+    numbers: list[int] = []
+    for number, item in read_batch(data, ndjson, max_updates):
+        if isinstance(item, InvalidUpdateError):
+            outcome.errors.append({"line": number, "field": item.field, "reason": item.reason})
+            continue
+        try:
+            job_id, percent, stage, message, reported_at = parse_update(item, now=now)
+        except InvalidUpdateError as exc:
+            outcome.errors.append({"line": number, "field": exc.field, "reason": exc.reason})
+            continue
+        updates.append(
+            body_schema.BatchUpdateBody(
+                job_id=job_id,
+                percent=percent,
+                stage=stage,
+                message=message,
+                reported_at=reported_at,
+            )
+        )
+        numbers.append(number)
+    return updates, numbers
+
+
+def _line_numbers(data: bytes, ndjson: bool, count: int) -> list[int]:
+    """The 1-based line of each update of a batch that decoded whole (errors only)."""
+    if not ndjson:
+        return list(range(1, count + 1))
+    return [n for n, raw in enumerate(data.split(b"\n"), start=1) if raw.strip()]
+
+
 async def register_external_job(
     store: ExportStore, data: CreateJobRequest, *, job_id: str
 ) -> JobSnapshot:
@@ -234,13 +422,26 @@ def created_response(
     return body, 201, {"Location": status_url}
 
 
-async def _read_json(*, allow_empty: bool) -> Any:
-    data = await request.get_data()
+def json_body(data: bytes, *, allow_empty: bool) -> Any:
+    """Decode a JSON body (an empty one is ``{}`` when ``allow_empty``).
+
+    Raises:
+        InvalidUpdateError: the body is empty (and may not be), or not JSON (``decode_json``).
+    """
     if not data.strip():
         if allow_empty:
             return {}
         raise InvalidUpdateError("body", "is empty; send a JSON object")
     return decode_json(data)
+
+
+async def _request_body() -> bytes:
+    data = await request.get_data(as_text=False)
+    return data if isinstance(data, bytes) else data.encode()
+
+
+async def _read_json(*, allow_empty: bool) -> Any:
+    return json_body(await _request_body(), allow_empty=allow_empty)
 
 
 async def read_object(allowed: tuple[str, ...], *, allow_empty: bool = True) -> dict[str, Any]:
@@ -260,17 +461,23 @@ async def read_object(allowed: tuple[str, ...], *, allow_empty: bool = True) -> 
     return body
 
 
-def install_ingest_routes(app: Quart, services: Any, auth: Auth) -> None:  # noqa: C901  # five routes as closures
+def install_ingest_routes(
+    app: Quart, services: Any, auth: Auth
+) -> Ingest:  # five routes as closures
     """Add the ingest routes (see the module docstring) to ``app``.
 
     Args:
         app: the Quart app.
         services: the app's ``Services`` (config, store, sink).
         auth: the app's authentication (for subscribe tokens).
+
+    Returns:
+        The ``Ingest`` the routes use (the fast path in front of Quart uses the same).
     """
     config: ServerConfig = services.config
     store: ExportStore = services.store
     sink: UpdateSink = services.sink
+    ingest = Ingest(store, sink, max_batch_updates=config.max_batch_updates)
     # Quart refuses bigger bodies with 413 while reading them (Quart's MAX_CONTENT_LENGTH).
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
 
@@ -303,11 +510,7 @@ def install_ingest_routes(app: Quart, services: Any, auth: Auth) -> None:  # noq
         other updates and writes it within a flush interval. 404 if the job is not
         registered; 409 if it has ended or the server runs it.
         """
-        check_job_id(job_id)
-        body = await _read_json(allow_empty=False)
-        _, percent, stage, message, reported_at = parse_update(body, now=time.time(), job_id=job_id)
-        await live_job(job_id)
-        sink.report_nowait(job_id, percent, stage, message, reported_at=reported_at)
+        await ingest.report_one(job_id, await _request_body())
         return {"accepted": 1}, 202
 
     @app.post(quart_rule(PROGRESS_PATH))
@@ -324,49 +527,8 @@ def install_ingest_routes(app: Quart, services: Any, auth: Auth) -> None:  # noq
         array (nor NDJSON); 413 beyond ``--max-batch-updates`` updates, and nothing is
         applied.
         """
-        lines = await _read_batch(config.max_batch_updates)
-        outcome = BatchOutcome()
-        now = time.time()
-        parsed: list[tuple[int, tuple[str, float, str, str | None, float | None]]] = []
-        for number, item in lines:
-            if isinstance(item, InvalidUpdateError):
-                outcome.errors.append({"line": number, "field": item.field, "reason": item.reason})
-                continue
-            try:
-                parsed.append((number, parse_update(item, now=now)))
-            except InvalidUpdateError as exc:
-                outcome.errors.append({"line": number, "field": exc.field, "reason": exc.reason})
-        # One store lookup per job, not per line.
-        states: dict[str, JobSnapshot | None] = {}
-        for _, update in parsed:
-            job_id = update[0]
-            if job_id not in states:
-                try:
-                    states[job_id] = await store.get(job_id)
-                except JobNotFoundError:
-                    states[job_id] = None
-                    outcome.unknown_jobs.append(job_id)
-                else:
-                    if states[job_id].is_terminal:  # type: ignore[union-attr]  # just set from get()
-                        outcome.finished_jobs.append(job_id)
-        report_nowait = sink.report_nowait
-        for number, (job_id, percent, stage, message, reported_at) in parsed:
-            snapshot = states[job_id]
-            if snapshot is None or snapshot.is_terminal:
-                continue
-            if snapshot.kind is not None:
-                outcome.errors.append(
-                    {
-                        "line": number,
-                        "field": "jobId",
-                        "reason": f"job {job_id!r} is run by the server (kind "
-                        f"{snapshot.kind!r}); only external jobs take progress over HTTP",
-                    }
-                )
-                continue
-            report_nowait(job_id, percent, stage, message, reported_at=reported_at)
-            outcome.accepted += 1
-        return outcome.to_dict()
+        data = await _request_body()
+        return await ingest.report_batch(data, ndjson=request.mimetype in NDJSON_TYPES)
 
     async def finish(job_id: str, status: JobStatus, **outcome: Any) -> dict[str, Any]:
         check_job_id(job_id)
@@ -449,16 +611,26 @@ def install_ingest_routes(app: Quart, services: Any, auth: Auth) -> None:  # noq
         await store.get(job_id)
         return {"jobId": job_id, **auth.credentials(job_id)}
 
+    return ingest
 
-async def _read_batch(max_updates: int) -> list[tuple[int, object]]:
-    """Read ``POST /api/progress``'s body into ``(line number, decoded object or error)``.
+
+def _batch_too_large(max_updates: int) -> ApiError:
+    return ApiError(
+        BATCH_TOO_LARGE,
+        f"a batch holds at most {max_updates} updates (--max-batch-updates); "
+        "send this one in smaller batches",
+        "body",
+    )
+
+
+def read_batch(data: bytes, ndjson: bool, max_updates: int) -> list[tuple[int, object]]:
+    """Read a batch's body into ``(line number, decoded object or error)``.
 
     Raises:
         InvalidUpdateError: a JSON body that is not valid JSON or not an array (400).
         ApiError: 413 when the batch holds more than ``max_updates`` updates.
     """
-    data = await request.get_data(cache=True, as_text=False, parse_form_data=False)
-    if request.mimetype in NDJSON_TYPES:
+    if ndjson:
         lines: list[tuple[int, object]] = []
         for number, raw in enumerate(data.split(b"\n"), start=1):
             if not raw.strip():
@@ -486,10 +658,5 @@ async def _read_batch(max_updates: int) -> list[tuple[int, object]]:
             )
         lines = list(enumerate(items, start=1))
     if len(lines) > max_updates:
-        raise ApiError(
-            BATCH_TOO_LARGE,
-            f"a batch holds at most {max_updates} updates (--max-batch-updates); "
-            "send this one in smaller batches",
-            "body",
-        )
+        raise _batch_too_large(max_updates)
     return lines

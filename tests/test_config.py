@@ -26,7 +26,7 @@ def test_defaults():
     ("changes", "message"),
     [
         ({"port": 70000}, "port must be from 0 to 65535"),
-        ({"flush_interval": 0}, "flush_interval must be a positive number of seconds"),
+        ({"flush_interval": 0}, "flush_interval must be a number of seconds from 0.001 up"),
         ({"registration_timeout": float("nan")}, "registration_timeout must be a positive number"),
         ({"max_concurrent_jobs": 0}, "max_concurrent_jobs must be a whole number >= 1"),
         ({"retry_ms": 1.5}, "retry_ms must be a whole number >= 1"),

@@ -264,3 +264,37 @@ async def test_the_create_job_schema_says_what_the_server_refuses(autojump_clock
     schema = {"$ref": "#/components/schemas/CreateJobRequest", **document}
     assert OAS31Validator(schema).is_valid(body) is valid
     assert response.status_code == (201 if valid else 400)
+
+
+def _shape(schema: dict) -> dict:
+    """A JSON Schema without its words (titles, descriptions): what it accepts."""
+    if isinstance(schema, dict):
+        return {
+            key: _shape(value)
+            for key, value in schema.items()
+            if key not in ("title", "description")
+        }
+    if isinstance(schema, list):
+        return [_shape(item) for item in schema]
+    return schema
+
+
+def test_the_documented_ingest_bodies_are_the_structs_that_validate_them():
+    # The msgspec Structs decode and validate the ingest bodies (server/_ingest_body.py); the
+    # document's schemas come from the pydantic models: they must accept the same objects.
+    import msgspec
+    from progress_sync.server._ingest_body import BatchUpdateBody, ProgressBody
+    from progress_sync.server._models import BatchUpdate, ProgressRequest
+
+    def struct_schema(struct: type) -> dict:
+        schema = msgspec.json.schema(struct)
+        return schema["$defs"][struct.__name__]
+
+    assert _shape(struct_schema(BatchUpdateBody)) == _shape(
+        BatchUpdate.model_json_schema(by_alias=True)
+    )
+    # POST /api/jobs/{jobId}/progress: the URL names the job; a jobId in the body must
+    # match it, and the document leaves it out.
+    single = struct_schema(ProgressBody)
+    del single["properties"]["jobId"]
+    assert _shape(single) == _shape(ProgressRequest.model_json_schema(by_alias=True))

@@ -42,6 +42,7 @@ from ._common import (
     register_body,
     unavailable,
 )
+from ._socket import ProducerPath, TrioSocket, check_path
 
 DEFAULT_CLOSE_TIMEOUT = 10.0
 """Seconds the last batch may take when the client closes, even if it is being cancelled."""
@@ -59,6 +60,7 @@ class AsyncProgressClient:
     def __init__(
         self,
         http: httpx.AsyncClient,
+        socket: TrioSocket,
         *,
         flush_interval: float,
         send_reported_at: bool,
@@ -66,6 +68,7 @@ class AsyncProgressClient:
     ) -> None:
         self.flush_interval = flush_interval
         self._http = http
+        self._socket = socket
         self._max_batch = max_batch
         self._pending = PendingReports(send_reported_at=send_reported_at)
         self._accounting = BatchAccounting()
@@ -170,7 +173,9 @@ class AsyncProgressClient:
 
     def statistics(self) -> ClientStatistics:
         """The client's counters now (see ``ClientStatistics``)."""
-        return self._accounting.statistics(self._pending)
+        return self._accounting.statistics(
+            self._pending, self._socket.path, self._socket.reconnects
+        )
 
     async def _finish(self, job_id: str, template: str, body: dict[str, Any]) -> dict[str, Any]:
         async with self._send_lock:
@@ -181,7 +186,9 @@ class AsyncProgressClient:
             return await self._request(path(template, jobId=job_id), body, job_id)
 
     async def _post_batch(self, batch: list[dict[str, Any]]) -> None:
-        answer = await self._request(PROGRESS_PATH, batch)
+        answer = await self._socket.send_batch(batch)
+        if answer is None:
+            answer = await self._request(PROGRESS_PATH, batch)
         self._accounting.record(answer)
         self._leases.renewed([line["jobId"] for line in batch], trio.current_time())
 
@@ -260,6 +267,7 @@ async def open_progress_client(
     send_reported_at: bool = True,
     max_batch: int = DEFAULT_MAX_BATCH,
     transport: httpx.AsyncBaseTransport | None = None,
+    path: ProducerPath = "auto",
 ) -> AsyncIterator[AsyncProgressClient]:
     """Open an ``AsyncProgressClient`` whose flush task lives in a nursery owned by this block.
 
@@ -275,12 +283,16 @@ async def open_progress_client(
         request_timeout: seconds to wait for each answer (default 10).
         send_reported_at: send each report's ``reportedAt`` (see ``ProgressClient``).
         max_batch: updates per request (default 1000).
-        transport: an httpx transport (tests).
+        transport: an httpx transport (tests); with one, ``path="auto"`` means ``http``.
+        path: ``auto`` (default), ``websocket`` or ``http``: see ``ProgressClient``.
 
     Raises:
-        ValueError: ``flush_interval`` or ``max_batch`` is out of range.
+        ValueError: ``flush_interval``, ``max_batch`` or ``path`` is out of range.
     """
     flush_interval = check_flush_interval(flush_interval)
+    check_path(path)
+    if transport is not None and path == "auto":
+        path = "http"
     if not isinstance(max_batch, int) or max_batch < 1:
         raise ValueError(f"max_batch must be a whole number >= 1, not {max_batch!r}")
     try:
@@ -291,29 +303,39 @@ async def open_progress_client(
                 timeout=request_timeout,
                 transport=transport,
             ) as http,
-            trio.open_nursery() as nursery,
+            trio.open_nursery() as socket_nursery,
         ):
-            client = AsyncProgressClient(
-                http,
-                flush_interval=flush_interval,
-                send_reported_at=send_reported_at,
-                max_batch=max_batch,
-            )
-            await nursery.start(client._flush_loop)
+            # The WebSocket's task lives in its own nursery, which outlives the flush task's:
+            # the final flush still has its connection.
+            socket = TrioSocket(base_url, token, path, request_timeout, socket_nursery)
             try:
-                yield client
-            finally:
-                client._closed = True
-                nursery.cancel_scope.cancel()
-                with trio.CancelScope(shield=True) as scope:
-                    scope.deadline = trio.current_time() + DEFAULT_CLOSE_TIMEOUT
+                async with trio.open_nursery() as nursery:
+                    client = AsyncProgressClient(
+                        http,
+                        socket,
+                        flush_interval=flush_interval,
+                        send_reported_at=send_reported_at,
+                        max_batch=max_batch,
+                    )
+                    await nursery.start(client._flush_loop)
                     try:
-                        if not client._broken:
-                            await client.flush()
-                    except ServerUnavailableError as exc:
-                        logger.error(
-                            "%d job states were not delivered: %s", len(client._pending), exc
-                        )
+                        yield client
+                    finally:
+                        client._closed = True
+                        nursery.cancel_scope.cancel()
+                        with trio.CancelScope(shield=True) as scope:
+                            scope.deadline = trio.current_time() + DEFAULT_CLOSE_TIMEOUT
+                            try:
+                                if not client._broken:
+                                    await client.flush()
+                            except ServerUnavailableError as exc:
+                                logger.error(
+                                    "%d job states were not delivered: %s",
+                                    len(client._pending),
+                                    exc,
+                                )
+            finally:
+                await socket.aclose()
     except BaseExceptionGroup as group:
         # The nursery wraps whatever ends the block; a lone error (the caller's JobExistsError,
         # the flush task's AuthenticationError) comes out as itself, as from a plain call.

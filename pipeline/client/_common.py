@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-import math
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 
+from .._checks import check_seconds
 from .._contract import error_for_answer
 from .._errors import ServerUnavailableError
 from .._snapshot import check_job_id, check_progress, wall_clock
@@ -69,12 +69,16 @@ class ClientStatistics:
     Attributes:
         reports: reports accepted by ``report``.
         coalesced: reports replaced by a later one for the same job before being sent.
-        batches_sent: ``POST /api/progress`` requests the server answered.
+        batches_sent: batches the server answered (requests or WebSocket frames).
         updates_accepted: updates the server accepted.
         failed_batches: batches that could not be delivered (server unreachable); their
             latest state per job was kept and sent again.
         unknown_jobs: ids the server reported as not registered (their updates were lost).
         pending: jobs with a report waiting to be sent now.
+        path: how batches are sent now: ``websocket`` (the persistent connection,
+            ``GET /api/progress/ws``) or ``http`` (``POST /api/progress``).
+        reconnects: persistent connections opened after the first (server restarts, network
+            drops).
     """
 
     reports: int = 0
@@ -84,6 +88,8 @@ class ClientStatistics:
     failed_batches: int = 0
     unknown_jobs: tuple[str, ...] = ()
     pending: int = 0
+    path: str = "http"
+    reconnects: int = 0
 
 
 class PendingReports:
@@ -143,13 +149,7 @@ def check_flush_interval(flush_interval: float) -> float:
     Raises:
         ValueError: it is not a positive, finite number of seconds.
     """
-    if isinstance(flush_interval, bool) or not (
-        isinstance(flush_interval, int | float) and 0 < flush_interval < math.inf
-    ):
-        raise ValueError(
-            f"flush_interval must be a positive number of seconds, not {flush_interval!r}"
-        )
-    return float(flush_interval)
+    return check_seconds("flush_interval", flush_interval)
 
 
 def auth_headers(token: str | None) -> dict[str, str]:
@@ -254,6 +254,17 @@ def raise_for_answer(response: httpx.Response, job_id: str | None = None) -> Non
     )
 
 
+def raise_for_error(
+    code: int, body: dict[str, Any], reason: str, text: str, job_id: str | None = None
+) -> NoReturn:
+    """Raise the pipeline error that matches an error answer: an HTTP status and its JSON body,
+    or a WebSocket frame's error body with its ``status`` (``error_for_answer``).
+
+    Raises: as ``raise_for_answer``.
+    """
+    raise error_for_answer(code, body, reason=reason, text=text[:500], job_id=job_id)
+
+
 class BatchAccounting:
     """Counts what the server said about the batches; logs each unknown job once."""
 
@@ -277,9 +288,13 @@ class BatchAccounting:
         for error in answer.get("errors", ()):
             logger.warning("the server refused an update: %s", error)
 
-    def statistics(self, pending: PendingReports) -> ClientStatistics:
+    def statistics(
+        self, pending: PendingReports, path: str = "http", reconnects: int = 0
+    ) -> ClientStatistics:
         """The client's counters now."""
         return ClientStatistics(
+            path=path,
+            reconnects=reconnects,
             reports=pending.reports,
             coalesced=pending.coalesced,
             batches_sent=self.batches_sent,

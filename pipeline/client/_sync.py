@@ -37,6 +37,7 @@ from ._common import (
     register_body,
     unavailable,
 )
+from ._socket import ProducerPath, SyncSocket, check_path
 
 
 class ProgressClient:
@@ -65,10 +66,17 @@ class ProgressClient:
             so the server orders and times updates by when they were made. Turn it off for a
             machine whose clock is not synchronised with the server's.
         max_batch: updates per request (default 1000).
-        transport: an httpx transport (tests).
+        transport: an httpx transport (tests); with one, ``path="auto"`` means ``http``.
+        path: how batches travel: ``auto`` (default) a persistent WebSocket
+            (``GET /api/progress/ws``), falling back to ``POST /api/progress`` for good when
+            the WebSocket cannot be opened (a proxy without upgrade support); ``websocket``
+            without the fallback; ``http`` always ``POST``. ``statistics().path`` says which
+            is in use (and the log, when it changes). A broken connection is reopened at a
+            later flush, after a backoff (``_socket``); its batch is kept, as after a failed
+            ``POST``.
 
     Raises:
-        ValueError: ``flush_interval`` or ``max_batch`` is out of range.
+        ValueError: ``flush_interval``, ``max_batch`` or ``path`` is out of range.
     """
 
     def __init__(
@@ -81,8 +89,12 @@ class ProgressClient:
         send_reported_at: bool = True,
         max_batch: int = DEFAULT_MAX_BATCH,
         transport: httpx.BaseTransport | None = None,
+        path: ProducerPath = "auto",
     ) -> None:
         self.flush_interval = check_flush_interval(flush_interval)
+        check_path(path)
+        if transport is not None and path == "auto":
+            path = "http"
         if not isinstance(max_batch, int) or max_batch < 1:
             raise ValueError(f"max_batch must be a whole number >= 1, not {max_batch!r}")
         self.base_url = base_url
@@ -95,6 +107,7 @@ class ProgressClient:
         )
         self._pending = PendingReports(send_reported_at=send_reported_at)
         self._accounting = BatchAccounting()
+        self._socket = SyncSocket(base_url, token, path, request_timeout)
         self._leases = LeaseKeeper()
         # Sends one batch or one terminal state at a time, so nothing sent before a terminal
         # state can arrive after it.
@@ -231,7 +244,9 @@ class ProgressClient:
 
     def statistics(self) -> ClientStatistics:
         """The client's counters now (see ``ClientStatistics``)."""
-        return self._accounting.statistics(self._pending)
+        return self._accounting.statistics(
+            self._pending, self._socket.path, self._socket.reconnects
+        )
 
     def close(self) -> None:
         """Send what is pending, stop the flush thread and close the connections.
@@ -251,6 +266,7 @@ class ProgressClient:
             if self._failure is None:
                 self.flush()
         finally:
+            self._socket.close()
             self._http.close()
         self._raise_failure()
 
@@ -273,7 +289,9 @@ class ProgressClient:
                 raise
 
     def _post_batch(self, batch: list[dict[str, Any]]) -> None:
-        answer = self._request("POST", PROGRESS_PATH, batch)
+        answer = self._socket.send_batch(batch)
+        if answer is None:
+            answer = self._request("POST", PROGRESS_PATH, batch)
         self._accounting.record(answer)
         self._leases.renewed([line["jobId"] for line in batch], time.monotonic())
 
