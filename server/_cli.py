@@ -19,6 +19,7 @@ from progress_sync.client._common import DEFAULT_CLIENT_FLUSH_INTERVAL
 from rich.console import Console
 
 from ._config import ServerConfig, Setting, envvar_name, option_name
+from ._connections import raise_fd_limit
 from ._demo import run_demo
 from ._gc import tune_garbage_collector
 from ._serve import bind_error, is_address_in_use, serve
@@ -62,7 +63,7 @@ def _options_of(
         declared.update(default=_plain_default(default), show_default=True)
     if kind == "SyncMode":
         declared["type"] = click.Choice([mode.value for mode in SyncMode])
-    elif kind == "int" and setting.minimum is not None:
+    elif kind in ("int", "int | None") and setting.minimum is not None:
         declared["type"] = click.IntRange(int(setting.minimum), setting.maximum)
     elif kind == "float" and setting.minimum is not None:
         declared["type"] = click.FloatRange(setting.minimum, min_open=not setting.include_minimum)
@@ -174,6 +175,11 @@ def serve_command(**options: object) -> None:
     workers and machines serve the same jobs.
     """
     config = _checked_config(**options)
+    try:
+        # Here, before any worker starts: workers inherit the raised limit.
+        raise_fd_limit(config.connection_limit)
+    except OSError as exc:
+        raise click.ClickException(exc.strerror or str(exc)) from exc
     try:
         if config.workers > 1:
             root = logging.getLogger()

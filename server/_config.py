@@ -53,6 +53,9 @@ DEFAULT_SHUTDOWN_RETRY_SPREAD_MS = 5000
 """Width, in milliseconds, of the window over which clients come back after a shutdown."""
 DEFAULT_MAX_SUBSCRIBERS = 10_000
 """Open SSE streams per server process; more get 503 with ``Retry-After``."""
+CONNECTION_HEADROOM = 1024
+"""Connections beyond ``max_subscribers`` the server accepts by default (``max_connections``):
+polls, ingest and page loads beside the streams."""
 DEFAULT_MAX_STREAM_JOBS = 100
 """Most ``jobIds`` one multi-job stream may follow."""
 DEFAULT_SUBSCRIBE_TOKEN_TTL = 86400.0
@@ -113,7 +116,9 @@ class Setting:
             return check_seconds(
                 name, value, minimum=self.minimum, include_minimum=self.include_minimum
             )
-        if kind == "int" and self.minimum is not None:
+        if kind == "int | None" and value is None:
+            return None
+        if kind in ("int", "int | None") and self.minimum is not None:
             return check_whole(name, value, minimum=int(self.minimum), maximum=self.maximum)
         return value
 
@@ -154,6 +159,10 @@ class ServerConfig:
         max_subscribers: open SSE streams per server process; more get 503 (default 10000).
             A multi-job stream counts once.
         max_stream_jobs: most ``jobIds`` in one multi-job stream (default 100).
+        max_connections: the most connections open at once per server process; while that
+            many are open, new ones wait in the kernel's listen backlog. None (default):
+            ``max_subscribers + CONNECTION_HEADROOM``; see ``connection_limit``. The server
+            raises its soft file-descriptor limit to hold them at start-up.
         cors_origins: origins (``https://app.example.com``) allowed to use the API from a
             browser, or ``("*",)`` for any; none by default.
         producer_token: the bearer token producer endpoints (create, ingest, finish, cancel)
@@ -330,6 +339,16 @@ class ServerConfig:
         envvar=True,
         minimum=1,
     )
+    max_connections: int | None = _setting(
+        None,
+        help="Connections open at once per server process (more wait in the listen "
+        "backlog). Default: --max-subscribers + 1024.",
+        doc="connections open at once per server process; more wait in the listen backlog. "
+        "The soft file-descriptor limit is raised to hold them at start-up",
+        default_text="`max-subscribers` + 1024",
+        envvar=True,
+        minimum=1,
+    )
     cors_origins: tuple[str, ...] = _setting(
         (),
         help="An origin (https://app.example.com) allowed to use the API from a browser; "
@@ -375,6 +394,14 @@ class ServerConfig:
                 "the streams and polls of the others; use a Redis store "
                 "(--store redis://127.0.0.1:6379/0) or one worker"
             )
+
+    @property
+    def connection_limit(self) -> int:
+        """The most connections open at once: ``max_connections``, or by default
+        ``max_subscribers + CONNECTION_HEADROOM``."""
+        if self.max_connections is not None:
+            return self.max_connections
+        return self.max_subscribers + CONNECTION_HEADROOM
 
     @property
     def subscribe_tokens(self) -> bool:

@@ -1,4 +1,7 @@
-"""Where Hypercorn's trio worker and Quart-Trio meet: the end of a response handed over safely.
+"""Where Hypercorn's trio worker and Quart-Trio meet: the end of a response, and the serve loop.
+
+``EndOfResponse`` hands the end of each response over safely (below); ``serve_hypercorn`` is
+Hypercorn's worker loop with a connection limit, and closes connections their clients closed.
 
 The finding (Hypercorn 0.18.0, Quart-Trio 0.12.0; reported upstream as "Connection: close
 ignored?", https://github.com/pgjones/hypercorn/issues/330, without the cause):
@@ -39,10 +42,30 @@ guides caches (section 15.4.5), neither of which describes a body it does not ha
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
+import hypercorn.config
+import hypercorn.utils
 import trio
-from hypercorn.typing import ASGIFramework, ASGIReceiveCallable, ASGISendCallable, Scope
+from hypercorn.trio.lifespan import Lifespan
+from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.trio.worker_context import WorkerContext
+from hypercorn.typing import (
+    ASGIFramework,
+    ASGIReceiveCallable,
+    ASGISendCallable,
+    ConnectionState,
+    LifespanState,
+    Scope,
+)
+from hypercorn.utils import ShutdownError, raise_shutdown, repr_socket_addr
+
+from ._connections import LimitedListener
+
+if TYPE_CHECKING:
+    from ._metrics import Metrics
 
 _BODILESS = frozenset((204, 304))
 _BODY_HEADERS = frozenset((b"content-length", b"content-type"))
@@ -96,3 +119,100 @@ class EndOfResponse:
             return message
 
         await self.app(scope, receive_after_last_send, send_last_safely)
+
+
+class _TCPServer(TCPServer):
+    """Hypercorn's connection handler, which closes a connection as soon as its client has.
+
+    Hypercorn 0.18 leaves a connection's keep-alive timer running after the client closed it
+    (the read loop ends on EOF, but the connection's task group still waits for the timer),
+    so a connection a client closed while idle keeps its socket, its file descriptor and its
+    place under ``max_connections`` until ``keep_alive_timeout`` has passed. Stopping the
+    timer once the read loop has ended closes it at once.
+    """
+
+    async def _read_data(self) -> None:
+        await super()._read_data()
+        await self.idle_task.stop()
+
+
+async def serve_hypercorn(
+    app: ASGIFramework,
+    settings: hypercorn.config.Config,
+    *,
+    sockets: hypercorn.config.Sockets,
+    shutdown_trigger: Callable[[], Awaitable[None]],
+    max_connections: int,
+    metrics: Metrics,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Hypercorn's trio ``worker_serve``, accepting through a ``LimitedListener``.
+
+    The same steps as ``hypercorn.trio.run.worker_serve`` 0.18 (lifespan startup, serve the
+    listeners, on ``shutdown_trigger`` stop accepting, set ``context.terminated`` so idle
+    connections close, cut the rest after ``graceful_timeout``, lifespan shutdown), for plain
+    TCP sockets (the server terminates no TLS and serves no QUIC); Hypercorn has no hook for
+    the listener, and the connection limit needs one.
+
+    Args:
+        app: the ASGI app.
+        settings: Hypercorn's settings (``hypercorn_config``).
+        sockets: the bound, listening sockets.
+        shutdown_trigger: returns when the server should stop accepting and drain.
+        max_connections: the most connections open at once, over all the sockets.
+        metrics: counts connections and dropped clients.
+        task_status: reports the bound URLs (``["http://127.0.0.1:8000"]``).
+    """
+    if sockets.secure_sockets or sockets.quic_sockets:
+        raise ValueError("serve_hypercorn serves plain TCP sockets only")
+    wrapped = hypercorn.utils.wrap_app(app, settings.wsgi_max_body_size, None)
+    lifespan_state: LifespanState = {}
+    lifespan = Lifespan(wrapped, settings, lifespan_state)
+    context = WorkerContext(None)
+    limiter = trio.CapacityLimiter(max_connections)
+
+    async with trio.open_nursery() as lifespan_nursery:
+        await lifespan_nursery.start(lifespan.handle_lifespan)
+        await lifespan.wait_for_startup()
+
+        async with trio.open_nursery() as server_nursery:
+            listeners = []
+            binds = []
+            for sock in sockets.insecure_sockets:
+                listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
+                listeners.append(LimitedListener(listener, limiter, metrics))
+                bind = repr_socket_addr(sock.family, sock.getsockname())
+                binds.append(f"http://{bind}")
+                await settings.log.info(f"Running on http://{bind} (CTRL + C to quit)")
+
+            task_status.started(binds)
+            try:
+                async with trio.open_nursery(strict_exception_groups=True) as nursery:
+                    nursery.start_soon(raise_shutdown, shutdown_trigger)
+                    nursery.start_soon(
+                        partial(
+                            trio.serve_listeners,
+                            partial(
+                                _TCPServer,
+                                wrapped,
+                                settings,
+                                context,
+                                ConnectionState(lifespan_state.copy()),
+                            ),
+                            listeners,
+                            handler_nursery=server_nursery,
+                        ),
+                    )
+                    await trio.sleep_forever()
+            except BaseExceptionGroup as error:
+                _, other_errors = error.split((ShutdownError, KeyboardInterrupt))
+                if other_errors is not None:
+                    raise other_errors from None
+            finally:
+                await context.terminated.set()
+                server_nursery.cancel_scope.deadline = (
+                    trio.current_time() + settings.graceful_timeout
+                )
+
+        await lifespan.wait_for_shutdown()
+        lifespan_nursery.cancel_scope.cancel()
