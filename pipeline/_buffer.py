@@ -13,6 +13,7 @@ import trio
 
 from ._checks import check_seconds
 from ._errors import BufferClosedError, InvalidUpdateError, StoreUnavailableError
+from ._nursery import open_owned_nursery
 from ._sink import SinkStatistics
 from ._snapshot import (
     _WALL_CLOCK_OFFSET,
@@ -493,21 +494,15 @@ async def open_update_buffer(
         shutdown_timeout=shutdown_timeout,
         on_flush=on_flush,
     )
-    body_error: BaseException | None = None
-    async with trio.open_nursery() as nursery:
+
+    async def close(nursery: trio.Nursery) -> None:
+        # Everything inside the block (a job runner, say) has finished by now, so nothing
+        # can be reported after this flush.
+        buffer._closed = True
+        buffer._send.close()
+        nursery.cancel_scope.cancel()
+        await buffer._final_flush()
+
+    async with open_owned_nursery(close) as nursery:
         await nursery.start(buffer._drain)
-        try:
-            yield buffer
-        except BaseException as exc:
-            # Re-raised below, outside the nursery, so the caller sees its own exception
-            # rather than an ExceptionGroup.
-            body_error = exc
-        finally:
-            # Everything inside the block (a job runner, say) has finished by now, so nothing
-            # can be reported after this flush.
-            buffer._closed = True
-            buffer._send.close()
-            nursery.cancel_scope.cancel()
-            await buffer._final_flush()
-    if body_error is not None:
-        raise body_error
+        yield buffer

@@ -10,6 +10,7 @@ from typing import Any
 import trio
 
 from ._errors import BufferClosedError, InvalidUpdateError, StoreUnavailableError
+from ._nursery import open_owned_nursery
 from ._sink import SinkStatistics
 from ._snapshot import (
     JobSnapshot,
@@ -187,14 +188,13 @@ async def open_direct_sync(store: ExportStore) -> AsyncIterator[DirectSync]:
 
     Leaving the block waits for the writes in flight, so nothing reported is lost.
     """
-    body_error: BaseException | None = None
-    async with trio.open_nursery() as nursery:
-        sync = DirectSync(store, nursery)
-        try:
-            yield sync
-        except BaseException as exc:
-            body_error = exc  # re-raised as itself, not inside an ExceptionGroup
-        finally:
+    sync: DirectSync | None = None
+
+    async def close(nursery: trio.Nursery) -> None:
+        # The writes in flight finish: the nursery waits for them.
+        if sync is not None:
             sync._closed = True
-    if body_error is not None:
-        raise body_error
+
+    async with open_owned_nursery(close) as nursery:
+        sync = DirectSync(store, nursery)
+        yield sync

@@ -19,6 +19,7 @@ from ._errors import (
     JobQueueFullError,
     StoreUnavailableError,
 )
+from ._nursery import open_owned_nursery
 from ._sink import UpdateSink
 from ._snapshot import MAX_MESSAGE_LENGTH, JobSnapshot, ProgressUpdate, wall_clock
 from ._status import JobStatus
@@ -308,16 +309,7 @@ async def open_job_runner(
     """
     max_concurrent = check_whole("max_concurrent", max_concurrent, minimum=1)
     max_queued = check_whole("max_queued", max_queued, minimum=MIN_QUEUED_JOBS)
-    body_error: BaseException | None = None
-    async with trio.open_nursery() as nursery:
-        runner = JobRunner(
+    async with open_owned_nursery() as nursery:
+        yield JobRunner(
             store, sink, nursery, kinds=kinds, max_concurrent=max_concurrent, max_queued=max_queued
         )
-        try:
-            yield runner
-        except BaseException as exc:
-            body_error = exc  # re-raised as itself, not inside an ExceptionGroup
-        finally:
-            nursery.cancel_scope.cancel()
-    if body_error is not None:
-        raise body_error
