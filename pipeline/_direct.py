@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,6 +12,7 @@ import trio
 
 from ._errors import BufferClosedError, InvalidUpdateError, StoreUnavailableError
 from ._nursery import open_owned_nursery
+from ._retry import retry_while_unavailable
 from ._sink import SinkStatistics
 from ._snapshot import (
     JobSnapshot,
@@ -158,22 +160,19 @@ class DirectSync:
         )
 
     async def _write(self, update: ProgressUpdate) -> None:
-        deadline = trio.current_time() + WRITE_RETRY_TIMEOUT
-        delay = 0.1
+        def failed(exc: StoreUnavailableError) -> None:
+            self._failed_writes += 1
+
         try:
-            while True:
-                try:
-                    await self.store.apply_progress([update])
-                except StoreUnavailableError as exc:
-                    self._failed_writes += 1
-                    if trio.current_time() + delay > deadline:
-                        logger.error("progress of job %s NOT written: %s", update.job_id, exc)
-                        return
-                    await trio.sleep(delay)
-                    delay = min(delay * 2, 5.0)
-                else:
-                    self._store_writes += 1
-                    return
+            await retry_while_unavailable(
+                functools.partial(self.store.apply_progress, [update]),
+                retry_for=WRITE_RETRY_TIMEOUT,
+                on_unavailable=failed,
+            )
+        except StoreUnavailableError as exc:
+            logger.error("progress of job %s NOT written: %s", update.job_id, exc)
+        else:
+            self._store_writes += 1
         finally:
             if self._unwritten.get(update.job_id) is update:
                 del self._unwritten[update.job_id]
