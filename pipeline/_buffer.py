@@ -21,6 +21,7 @@ from ._snapshot import (
     JobSnapshot,
     ProgressUpdate,
     check_eta_seconds,
+    check_job_id,
     check_progress,
     check_reported_at,
     wall_clock,
@@ -55,6 +56,12 @@ flush the drain task waits twice as long as before (from ``flush_interval``) up 
 _Report = tuple[str, float, str, str | None, float, float | None, bool]
 """A report as it waits in the buffer: ``ProgressUpdate``'s fields as a plain tuple."""
 
+_checked_ids: set[str] = set()
+"""Job ids that passed ``check_job_id`` (the one job-id rule), so the fast path of
+``report_nowait`` applies it at the cost of a set lookup rather than a regex match."""
+_MAX_CHECKED_IDS = 65536
+"""Past this many, new ids take the full check each time (still correct, a little slower)."""
+
 _make_update = ProgressUpdate._make
 _monotonic = time.monotonic
 
@@ -73,8 +80,9 @@ def _checked_report(
     eta_seconds = check_eta_seconds(eta_seconds)
     if type(reset) is not bool:
         raise InvalidUpdateError("reset", f"must be true or false, not {reset!r}")
-    if type(job_id) is not str or not job_id:
-        raise InvalidUpdateError("jobId", "must be a non-empty string")
+    job_id = check_job_id(job_id)
+    if len(_checked_ids) < _MAX_CHECKED_IDS:
+        _checked_ids.add(job_id)
     if reported_at is None:
         reported_at = wall_clock()
     elif type(reported_at) is not float or not 0.0 <= reported_at < math.inf:
@@ -188,7 +196,7 @@ class UpdateBuffer:
             and eta_seconds is None
             and reset is False
             and type(job_id) is str
-            and job_id
+            and job_id in _checked_ids
         ):
             report: _Report = (
                 job_id,

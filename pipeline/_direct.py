@@ -18,6 +18,7 @@ from ._snapshot import (
     JobSnapshot,
     ProgressUpdate,
     check_eta_seconds,
+    check_job_id,
     check_progress,
     check_reported_at,
     wall_clock,
@@ -91,8 +92,7 @@ class DirectSync:
         eta_seconds = check_eta_seconds(eta_seconds)
         if type(reset) is not bool:
             raise InvalidUpdateError("reset", f"must be true or false, not {reset!r}")
-        if type(job_id) is not str or not job_id:
-            raise InvalidUpdateError("jobId", "must be a non-empty string")
+        check_job_id(job_id)
         self._reports_received += 1
         self._in_flight += 1
         reported_at = wall_clock() if reported_at is None else check_reported_at(reported_at)

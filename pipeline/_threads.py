@@ -19,9 +19,9 @@ import trio
 
 from ._buffer import DEFAULT_FLUSH_INTERVAL
 from ._checks import check_seconds
-from ._errors import BufferClosedError, InvalidUpdateError
+from ._errors import BufferClosedError
 from ._sink import UpdateSink
-from ._snapshot import JobSnapshot, check_progress, wall_clock
+from ._snapshot import JobSnapshot, check_job_id, check_progress, wall_clock
 from ._status import JobStatus
 
 _Pending = tuple[float, str, str | None, float]
@@ -94,8 +94,7 @@ class ThreadReporter:
             BufferClosedError: the reporter has been closed.
         """
         percent = check_progress(percent, stage, message)
-        if type(job_id) is not str or not job_id:
-            raise InvalidUpdateError("jobId", "must be a non-empty string")
+        check_job_id(job_id)
         entry = (percent, stage, message, wall_clock())
         with self._lock:
             if self._closed:
