@@ -12,7 +12,7 @@ from typing import Any
 import trio
 
 from ._checks import check_seconds
-from ._errors import BufferClosedError, InvalidUpdateError, StoreUnavailableError
+from ._errors import InvalidUpdateError, SinkClosedError, StoreUnavailableError
 from ._nursery import open_owned_nursery
 from ._sink import SinkStatistics
 from ._snapshot import (
@@ -181,7 +181,7 @@ class UpdateBuffer:
 
         Raises:
             InvalidUpdateError: a field is malformed (the message names it).
-            BufferClosedError: the buffer has been closed.
+            SinkClosedError: the buffer has been closed.
         """
         # The common case (a float percent, a short stage, no message, stamped now) is checked
         # inline: this is the producers' hot path. Anything else takes the full check.
@@ -225,7 +225,7 @@ class UpdateBuffer:
             self._overflow[job_id] = report
         except trio.ClosedResourceError:
             # The channel is closed when the buffer closes: no flag to test per report.
-            raise BufferClosedError(
+            raise SinkClosedError(
                 "the update buffer is closed; report inside its async with block"
             ) from None
 
@@ -258,10 +258,10 @@ class UpdateBuffer:
             InvalidUpdateError: ``status`` is not terminal, or ``error``/``result`` is malformed.
             JobNotFoundError: the job is not registered.
             StoreUnavailableError: the store could not be reached; nothing was written.
-            BufferClosedError: the buffer has been closed.
+            SinkClosedError: the buffer has been closed.
         """
         if self._closed:
-            raise BufferClosedError(
+            raise SinkClosedError(
                 "the update buffer is closed; finish jobs inside its async with block"
             )
         status = parse_status(status)

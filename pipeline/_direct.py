@@ -10,7 +10,7 @@ from typing import Any
 
 import trio
 
-from ._errors import BufferClosedError, InvalidUpdateError, StoreUnavailableError
+from ._errors import InvalidUpdateError, SinkClosedError, StoreUnavailableError
 from ._nursery import open_owned_nursery
 from ._retry import retry_while_unavailable
 from ._sink import SinkStatistics
@@ -84,10 +84,10 @@ class DirectSync:
 
         Raises:
             InvalidUpdateError: a field is malformed (the message names it).
-            BufferClosedError: the direct sync has been closed.
+            SinkClosedError: the direct sync has been closed.
         """
         if self._closed:
-            raise BufferClosedError("direct sync is closed; report inside its async with block")
+            raise SinkClosedError("direct sync is closed; report inside its async with block")
         percent = check_progress(percent, stage, message)
         eta_seconds = check_eta_seconds(eta_seconds)
         if type(reset) is not bool:
@@ -120,12 +120,10 @@ class DirectSync:
             UnknownStatusError: ``status`` is no known state.
             InvalidUpdateError: ``status`` is not terminal, or ``error``/``result`` is malformed.
             JobNotFoundError: the job is not registered.
-            BufferClosedError: the direct sync has been closed.
+            SinkClosedError: the direct sync has been closed.
         """
         if self._closed:
-            raise BufferClosedError(
-                "direct sync is closed; finish jobs inside its async with block"
-            )
+            raise SinkClosedError("direct sync is closed; finish jobs inside its async with block")
         status = parse_status(status)
         if not status.is_terminal:
             raise InvalidUpdateError(

@@ -19,7 +19,7 @@ from progress_sync.client._common import DEFAULT_CLIENT_FLUSH_INTERVAL
 from rich.console import Console
 
 from ._config import ServerConfig, Setting, envvar_name, option_name
-from ._demo import run_demo
+from ._demo_command import run_demo
 from ._gc import tune_garbage_collector
 from ._serve import bind_error, is_address_in_use, serve
 from ._workers import run_workers

@@ -13,11 +13,11 @@ import pytest
 import trio
 from progress_sync import (
     BatchResult,
-    BufferClosedError,
     InvalidUpdateError,
     JobStatus,
     MemoryStore,
     ProgressUpdate,
+    SinkClosedError,
     UnknownStatusError,
     open_update_buffer,
 )
@@ -287,9 +287,9 @@ async def test_finish_rejects_non_terminal_and_unknown_statuses(autojump_clock, 
 async def test_reporting_after_the_block_raises_buffer_closed(autojump_clock, store):
     async with open_update_buffer(store) as buffer:
         pass
-    with pytest.raises(BufferClosedError, match="report inside its async with block"):
+    with pytest.raises(SinkClosedError, match="report inside its async with block"):
         buffer.report_nowait("a", 1.0, "x")
-    with pytest.raises(BufferClosedError, match="finish jobs inside its async with block"):
+    with pytest.raises(SinkClosedError, match="finish jobs inside its async with block"):
         await buffer.finish("a", "completed")
 
 

@@ -82,3 +82,14 @@ def test_python_dash_m_progress_sync_is_the_command():
     assert done.returncode == 0, done.stderr
     assert "serve" in done.stdout
     assert "demo" in done.stdout
+
+
+def test_deprecated_names_are_the_new_ones_for_one_release():
+    # CHANGELOG.md, "Deprecated": the old names still work, as the very same objects.
+    from progress_sync import ThreadReporter
+    from progress_sync.client import ProgressClient
+
+    assert progress_sync.BufferClosedError is progress_sync.SinkClosedError
+    assert ProgressClient.report is ProgressClient.report_nowait
+    assert ThreadReporter.report is ThreadReporter.report_nowait
+    assert issubclass(progress_sync.InvalidUpdateError, progress_sync.InvalidFieldError)
