@@ -44,6 +44,7 @@ from ._errors import InvalidFieldError as InvalidFieldError
 from ._errors import InvalidUpdateError as InvalidUpdateError
 from ._errors import JobExistsError as JobExistsError
 from ._errors import JobFinishedError as JobFinishedError
+from ._errors import JobGoneError as JobGoneError
 from ._errors import JobNotFoundError as JobNotFoundError
 from ._errors import JobQueueFullError as JobQueueFullError
 from ._errors import ProgressSyncError as ProgressSyncError
@@ -54,6 +55,7 @@ from ._errors import SinkClosedError as SinkClosedError
 from ._errors import StoreUnavailableError as StoreUnavailableError
 from ._errors import UnknownStatusError as UnknownStatusError
 from ._errors import WaitTimeoutError as WaitTimeoutError
+from ._extras import MissingExtraError as MissingExtraError
 from ._leases import DEFAULT_REAP_INTERVAL as DEFAULT_REAP_INTERVAL
 from ._leases import open_lease_reaper as open_lease_reaper
 from ._leases import run_lease_reaper as run_lease_reaper
@@ -128,7 +130,13 @@ def __getattr__(name: str) -> _Any:
     if name in _LAZY_MODULES:
         from importlib import import_module
 
-        return getattr(import_module(f".{_LAZY_MODULES[name]}", __name__), name)
+        from ._extras import needs_extra
+
+        module_name = _LAZY_MODULES[name]
+        if module_name == "_redis_store":
+            with needs_extra("redis", "the Redis store"):
+                return getattr(import_module(f".{module_name}", __name__), name)
+        return getattr(import_module(f".{module_name}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -161,6 +169,7 @@ __all__ = [
     "InvalidUpdateError",
     "JobExistsError",
     "JobFinishedError",
+    "JobGoneError",
     "JobKind",
     "JobNotFoundError",
     "JobQueueFullError",
@@ -168,6 +177,7 @@ __all__ = [
     "JobRunner",
     "JobSnapshot",
     "JobStatus",
+    "MissingExtraError",
     "MemoryStore",
     "MultiSubscription",
     "ProgressSyncError",

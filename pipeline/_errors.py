@@ -7,6 +7,7 @@ The tree::
     │   └── InvalidUpdateError            a report or terminal state is malformed
     ├── UnknownStatusError (ValueError)   a status name maps to no job state
     ├── JobNotFoundError (LookupError)    no job with that id is registered
+    │   └── JobGoneError                  a followed job left the store (deleted or expired)
     ├── JobExistsError                    a job with that id is registered already
     ├── JobFinishedError                  the job is in a terminal state already
     ├── RegistrationTimeoutError          a job was not registered in time
@@ -28,7 +29,7 @@ from __future__ import annotations
 
 
 class ProgressSyncError(Exception):
-    """Base class of every error raised by ``pipeline``."""
+    """Base class of every error raised by ``progress_sync``."""
 
 
 class InvalidFieldError(ProgressSyncError, ValueError):
@@ -65,6 +66,23 @@ class JobNotFoundError(ProgressSyncError, LookupError):
     def __init__(self, job_id: str) -> None:
         super().__init__(f"job {job_id!r} is not registered; register it first")
         self.job_id = job_id
+
+
+class JobGoneError(JobNotFoundError):
+    """A job that was being followed left the store: deleted, or expired.
+
+    Raised by a ``Subscription`` (and ``MultiSubscription``) in place of the job's next
+    snapshot, once; the job's streams end with ``job-error``.
+
+    Attributes:
+        job_id: the job.
+        reason: why it left, in words (``deleted``, ``expired from the store``).
+    """
+
+    def __init__(self, job_id: str, reason: str) -> None:
+        ProgressSyncError.__init__(self, f"job {job_id!r} is gone: {reason}")
+        self.job_id = job_id
+        self.reason = reason
 
 
 class JobExistsError(ProgressSyncError):

@@ -275,6 +275,16 @@ class MemoryStore(ExportStore):
             ended.append(job.snapshot)
         return ended
 
+    async def delete(self, job_id: str) -> None:
+        await trio.lowlevel.checkpoint()
+        job = self._jobs.pop(job_id, None)
+        if job is None:
+            raise JobNotFoundError(job_id)
+        self._leases.pop(job_id, None)
+        self._writes += 1
+        for subscriber in job.subscribers:
+            subscriber.gone("deleted")
+
     async def get(self, job_id: str) -> JobSnapshot:
         await trio.lowlevel.checkpoint()
         job = self._jobs.get(job_id)
@@ -372,3 +382,5 @@ class MemoryStore(ExportStore):
             if job is not None and job.snapshot.is_terminal:
                 del self._jobs[job_id]
                 self._leases.pop(job_id, None)
+                for subscriber in job.subscribers:
+                    subscriber.gone(f"expired from the store {self._retention:g} s after it ended")

@@ -55,10 +55,21 @@ local function drop(id)
   for _, s in ipairs(STATUSES) do redis.call('ZREM', P .. 'jobs:' .. s, id) end
 end
 
+-- Tell every process that jobs left the store: a change message whose entries are
+-- ['id', id, 'gone', reason] instead of a job hash.
+local function publish_gone(ids, reason)
+  if #ids > 0 then
+    local entries = {}
+    for _, id in ipairs(ids) do entries[#entries + 1] = {'id', id, 'gone', reason} end
+    redis.call('PUBLISH', P .. 'changes', cjson.encode(entries))
+  end
+end
+
 -- Drop the jobs whose expiry time has passed (at most 1000 per call).
 local function purge(now)
   local ids = redis.call('ZRANGEBYSCORE', P .. 'expiry', '-inf', now, 'LIMIT', 0, 1000)
   for _, id in ipairs(ids) do drop(id) end
+  publish_gone(ids, 'expired from the store')
 end
 
 local function set_expiry(id, now, ms)
@@ -348,6 +359,7 @@ for _ = 1, 5 do
       local snapshot = redis.call('HGETALL', job_key(id))
       if #snapshot == 0 then
         drop(id)  -- its hash expired before its expiry entry was purged
+        publish_gone({id}, 'expired from the store')
         missing = true
       else
         page[#page + 1] = snapshot
@@ -359,6 +371,18 @@ for _ = 1, 5 do
   end
 end
 return redis.error_reply('list_jobs: jobs kept expiring while being listed; try again')
+"""
+)
+
+DELETE = (
+    _COMMON
+    + """
+-- ARGV: prefix, id
+local id = ARGV[2]
+if redis.call('EXISTS', job_key(id)) == 0 then return 0 end
+drop(id)
+publish_gone({id}, 'deleted')
+return 1
 """
 )
 

@@ -8,6 +8,7 @@ its local subscribers.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -55,6 +56,12 @@ from ._store import (
 from ._subscription import Subscription
 
 logger = logging.getLogger(__name__)
+
+GONE_CHECK_INTERVAL = 5.0
+"""Seconds between two checks that the jobs this process follows are still in Redis: a job
+whose hash Redis expired (its TTL) or someone deleted without the store's scripts publishes
+nothing, so each process looks, and ends those jobs' streams with ``job-error``. Jobs removed
+by the store's own scripts (``delete``, expiry purges) are told at once on the channel."""
 
 RECONNECT_DELAYS = (0.1, 2.0)
 """First and longest wait, in seconds, between two attempts to re-subscribe after the pub/sub
@@ -202,6 +209,7 @@ class RedisStore(ExportStore):
         self._list = client.register_script(scripts.LIST_JOBS)
         self._snapshots = client.register_script(scripts.SNAPSHOTS)
         self._heartbeat = client.register_script(scripts.HEARTBEAT)
+        self._delete = client.register_script(scripts.DELETE)
         self._expire_leases = client.register_script(scripts.EXPIRE_LEASES)
         self._local: dict[str, _LocalJob] = {}
         self._registration_waiters: dict[str, set[trio.Event]] = {}
@@ -373,6 +381,14 @@ class RedisStore(ExportStore):
             if len(reply) < _EXPIRE_CHUNK:
                 return ended
 
+    async def delete(self, job_id: str) -> None:
+        with self._boundary(f"deleting job {job_id!r}"):
+            deleted: int = await self._delete(args=[self.prefix, job_id])
+        if not deleted:
+            raise JobNotFoundError(job_id)
+        self._writes += 1
+        self._deliver_gone(job_id, "deleted")
+
     async def get(self, job_id: str) -> JobSnapshot:
         flat = await self._read([job_id], f"reading job {job_id!r}")
         if not flat[0]:
@@ -488,6 +504,14 @@ class RedisStore(ExportStore):
             subscriber.offer(snapshot)
         self._notifications += len(local.subscribers)
 
+    def _deliver_gone(self, job_id: str, reason: str) -> None:
+        """Tell this process's subscribers of ``job_id`` that it left the store."""
+        local = self._local.pop(job_id, None)
+        if local is None:
+            return
+        for subscriber in local.subscribers:
+            subscriber.gone(reason)
+
     def _on_message(self, data: str) -> None:
         try:
             snapshots = json.loads(data)
@@ -495,9 +519,31 @@ class RedisStore(ExportStore):
             logger.error("ignored a malformed message on %s: %.200r", self.channel, data)
             return
         for flat in snapshots:
-            job_id = dict(zip(flat[::2], flat[1::2], strict=True))["id"]
-            if job_id in self._local or job_id in self._registration_waiters:
+            fields = dict(zip(flat[::2], flat[1::2], strict=True))
+            job_id = fields["id"]
+            if "gone" in fields:
+                self._deliver_gone(job_id, fields["gone"])
+            elif job_id in self._local or job_id in self._registration_waiters:
                 self._deliver(_decode(flat))
+
+    async def _check_followed(self) -> None:
+        """End the subscriptions of followed jobs that are no longer in Redis."""
+        job_ids = list(self._local)
+        for start in range(0, len(job_ids), _RESYNC_CHUNK):
+            chunk = job_ids[start : start + _RESYNC_CHUNK]
+            for job_id, flat in zip(
+                chunk, await self._read(chunk, "checking followed jobs"), strict=True
+            ):
+                if not flat:
+                    self._deliver_gone(job_id, "expired from the store")
+
+    async def _watch_followed(self) -> None:
+        """Run ``_check_followed`` every ``GONE_CHECK_INTERVAL`` seconds, for ever."""
+        while True:
+            await trio.sleep(GONE_CHECK_INTERVAL)
+            # Unavailable: the listener reconnects and resyncs; look again next time.
+            with contextlib.suppress(StoreUnavailableError):
+                await self._check_followed()
 
     async def _resync(self) -> None:
         """Re-read every job followed here and offer it: changes published while the
@@ -509,9 +555,13 @@ class RedisStore(ExportStore):
         job_ids = list(self._local)
         for start in range(0, len(job_ids), _RESYNC_CHUNK):
             chunk = job_ids[start : start + _RESYNC_CHUNK]
-            for flat in await self._read(chunk, "re-reading followed jobs"):
+            for job_id, flat in zip(
+                chunk, await self._read(chunk, "re-reading followed jobs"), strict=True
+            ):
                 if flat:
                     self._deliver(_decode(flat))
+                else:
+                    self._deliver_gone(job_id, "expired from the store")
         self._resyncs += 1
 
     async def _listen(
@@ -651,6 +701,7 @@ async def open_redis_store(
             with store._boundary("connecting (is Redis running there? check the store URL)"):
                 await client.ping()
             await nursery.start(store._listen)
+            nursery.start_soon(store._watch_followed)
             started = True
             try:
                 yield store

@@ -285,6 +285,18 @@ class ExportStore(abc.ABC):
         """
 
     @abc.abstractmethod
+    async def delete(self, job_id: str) -> None:
+        """Remove a job from the store, whatever its state.
+
+        Its subscribers (in every process, on Redis) get ``JobGoneError`` in place of a next
+        snapshot, so its streams end with ``job-error``; the same happens when a job expires
+        (retention, or Redis's idle expiry) while it is followed.
+
+        Raises:
+            JobNotFoundError: the job is not registered.
+        """
+
+    @abc.abstractmethod
     async def get(self, job_id: str) -> JobSnapshot:
         """Return the job's current snapshot.
 

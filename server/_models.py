@@ -21,6 +21,8 @@ from progress_sync import (
 from progress_sync._contract import ERRORS
 from pydantic.alias_generators import to_camel
 
+from ._pace import MAX_MIN_INTERVAL_MS
+
 JobStatusName = Literal["queued", "running", "completed", "failed", "cancelled"]
 """A job's state, as the JSON bodies and the events carry it (``progress_sync.JobStatus``)."""
 
@@ -280,6 +282,11 @@ class StreamQuery(_QueryModel):
     """The last event id the client has, for a first connection that cannot send the
     ``Last-Event-ID`` header (EventSource cannot set headers); the header wins when both are
     sent. A malformed, unknown or stale id gets the current snapshot."""
+    min_interval_ms: int = pydantic.Field(default=0, ge=0, le=MAX_MIN_INTERVAL_MS)
+    """At most one ``job-progress`` event per job per this many milliseconds for this
+    subscriber (0-60000, default 0: every change). A change that comes sooner is held and
+    replaced by any later one, so the subscriber always gets the job's latest state; terminal
+    events and ``job-error`` are never delayed."""
 
 
 class MultiStreamQuery(StreamQuery):
@@ -439,12 +446,14 @@ class HealthResponse(_ApiModel):
 
 
 class JobErrorEvent(_ApiModel):
-    """The data of a ``job-error`` event: the job was not registered in time (``id: 0``)."""
+    """The data of a ``job-error`` event (``id: 0`` for the job): the job was not registered
+    in time, was not found (multi-job stream), or left the store while followed (deleted, or
+    expired): nothing more will come of it."""
 
     job_id: str
     """The job's id."""
     error: str
-    """``job not registered``."""
+    """``job not registered``, ``job not found`` or ``job gone``."""
     detail: str
     """What is wrong and what to do."""
 
