@@ -187,9 +187,20 @@ class ProgressClient:
         return answer
 
     def report(
-        self, job_id: str, percent: float, stage: str = "", message: str | None = None
+        self,
+        job_id: str,
+        percent: float,
+        stage: str = "",
+        message: str | None = None,
+        *,
+        eta_seconds: float | None = None,
+        reset: bool = False,
     ) -> None:
         """Report a job's progress; returns at once (sent with the next batch).
+
+        ``eta_seconds`` is the producer's own estimate of the seconds left (it wins over the
+        server's); ``reset=True`` says the job starts over, so a lower percent is published
+        with a new ``attempt`` (without it the server keeps the higher percent).
 
         Thread-safe. A later report for the same job before the next batch replaces it.
 
@@ -199,7 +210,7 @@ class ProgressClient:
                 attached, an ``AuthenticationError`` for a wrong token, say).
         """
         self._check_usable()
-        self._pending.put(job_id, percent, stage, message)
+        self._pending.put(job_id, percent, stage, message, eta_seconds, reset)
 
     def for_job(self, job_id: str) -> ClientJob:
         """The client bound to one job: ``report(percent, stage, message)`` for ReportingTqdm."""
