@@ -53,6 +53,7 @@ from ._errors import ServerUnavailableError as ServerUnavailableError
 from ._errors import StoreUnavailableError as StoreUnavailableError
 from ._errors import UnknownStatusError as UnknownStatusError
 from ._errors import WaitTimeoutError as WaitTimeoutError
+from ._extras import MissingExtraError as MissingExtraError
 from ._leases import DEFAULT_REAP_INTERVAL as DEFAULT_REAP_INTERVAL
 from ._leases import open_lease_reaper as open_lease_reaper
 from ._leases import run_lease_reaper as run_lease_reaper
@@ -127,7 +128,13 @@ def __getattr__(name: str) -> _Any:
     if name in _LAZY_MODULES:
         from importlib import import_module
 
-        return getattr(import_module(f".{_LAZY_MODULES[name]}", __name__), name)
+        from ._extras import needs_extra
+
+        module_name = _LAZY_MODULES[name]
+        if module_name == "_redis_store":
+            with needs_extra("redis", "the Redis store"):
+                return getattr(import_module(f".{module_name}", __name__), name)
+        return getattr(import_module(f".{module_name}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -167,6 +174,7 @@ __all__ = [
     "JobRunner",
     "JobSnapshot",
     "JobStatus",
+    "MissingExtraError",
     "MemoryStore",
     "MultiSubscription",
     "ProgressSyncError",

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 
 class ProgressSyncError(Exception):
-    """Base class of every error raised by ``pipeline``."""
+    """Base class of every error raised by ``progress_sync``."""
 
 
 class InvalidUpdateError(ProgressSyncError, ValueError):

@@ -32,7 +32,7 @@ from progress_sync.bench._run import _steps
 from progress_sync.bench._scale_out import scale_out
 from progress_sync.bench._workload import Level
 
-REDIS = "redis://127.0.0.1:6379/0"
+REDIS = "redis://127.0.0.1:6379/7"  # the suite's database (tests/_redis.py), own prefixes
 
 
 def _plan(**options):

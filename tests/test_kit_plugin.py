@@ -67,7 +67,8 @@ def test_the_readme_examples_pass_with_the_installed_plugin(pytester: pytest.Pyt
     pytester.makepyfile(test_buggy=BUGGY_USER_TESTS)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=4, failed=2, warnings=0)
-    result.stdout.re_match_lines([r"plugins: .*progress-sync-0\.1\.0"])
+    version = re.escape(importlib.metadata.version("progress-sync"))
+    result.stdout.re_match_lines([rf"plugins: .*progress-sync-{version}"])
     result.stdout.fnmatch_lines(
         [
             "*WaitTimeoutError: job 'job' did not reach a terminal state within *",

@@ -82,3 +82,42 @@ def test_python_dash_m_progress_sync_is_the_command():
     assert done.returncode == 0, done.stderr
     assert "serve" in done.stdout
     assert "demo" in done.stdout
+
+
+def run_without(modules: tuple[str, ...], code: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter where importing ``modules`` fails, as it does in an
+    install without the extra that brings them."""
+    block = "".join(f"sys.modules[{name!r}] = None; " for name in modules)
+    return subprocess.run(
+        [sys.executable, "-c", f"import sys; {block}\n{code}"], capture_output=True, text=True
+    )
+
+
+def test_the_redis_store_without_its_extra_says_which_to_install():
+    done = run_without(("coredis",), "import progress_sync; progress_sync.RedisStore")
+    assert done.returncode == 1
+    assert (
+        "MissingExtraError: the Redis store needs the 'redis' extra (import of coredis halted; "
+        "None in sys.modules): pip install 'progress-sync[redis]'"
+    ) in done.stderr
+
+
+def test_the_client_without_its_extra_says_which_to_install():
+    done = run_without(("httpx",), "import progress_sync.client")
+    assert "pip install 'progress-sync[client]'" in done.stderr
+
+
+def test_serve_without_the_server_extra_says_which_to_install():
+    code = "from progress_sync.__main__ import main; sys.argv = ['progress-sync', 'serve']; main()"
+    done = run_without(("quart", "hypercorn"), code)
+    assert done.returncode == 1
+    assert done.stderr.startswith("Error: progress-sync serve needs the 'server' extra")
+    assert "pip install 'progress-sync[server]'" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_the_command_without_the_client_extra_says_which_to_install():
+    code = "from progress_sync.__main__ import main; sys.argv = ['progress-sync', '--help']; main()"
+    done = run_without(("click",), code)
+    assert done.returncode == 1
+    assert done.stderr.startswith("Error: the progress-sync command needs the 'client' extra")
