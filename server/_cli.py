@@ -263,7 +263,7 @@ def demo_command(linger: float, **options: object) -> None:
         raise click.UsageError("the demo follows streams; --refuse-streams is for `serve` only")
     config = _checked_config(**options)
     with _needs_server("demo"):
-        from ._demo import run_demo
+        from ._demo_command import run_demo
     console = Console()
     with _serving_errors(config):
         code = trio.run(partial(run_demo, config, console=console, linger=linger))

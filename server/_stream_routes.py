@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from progress_sync import (
     JOB_ID_PATTERN,
-    InvalidUpdateError,
+    InvalidFieldError,
     JobNotFoundError,
     StoreUnavailableError,
     check_job_id,
@@ -47,19 +47,19 @@ def parse_job_ids(raw: str, limit: int) -> list[str]:
     """Split the ``jobIds`` parameter (``a,b,c``) into job ids, duplicates dropped.
 
     Raises:
-        InvalidUpdateError: naming ``jobIds`` when an id is malformed or there are more than
+        InvalidFieldError: naming ``jobIds`` when an id is malformed or there are more than
             ``limit`` of them.
     """
     job_ids = list(dict.fromkeys(part.strip() for part in raw.split(",")))
     for position, job_id in enumerate(job_ids, start=1):
         if JOB_ID_PATTERN.fullmatch(job_id) is None:
-            raise InvalidUpdateError(
+            raise InvalidFieldError(
                 "jobIds",
                 f"id {position} ({job_id[:40]!r}) must be 1-128 letters, digits, '.', '_', ':' "
                 "or '-', starting with a letter or digit; separate ids with commas",
             )
     if len(job_ids) > limit:
-        raise InvalidUpdateError(
+        raise InvalidFieldError(
             "jobIds", f"at most {limit} jobs per stream, got {len(job_ids)}; open another stream"
         )
     return job_ids

@@ -224,7 +224,7 @@ async def test_the_client_heartbeats_an_idle_job_and_a_killed_producer_fails(run
         "from progress_sync.client import ProgressClient\n"
         f"c = ProgressClient({running_server.base_url!r}, flush_interval=0.05)\n"
         "c.register('killed', heartbeat_timeout=1.0)\n"
-        "c.report('killed', 42.0, 'render')\n"
+        "c.report_nowait('killed', 42.0, 'render')\n"
         "time.sleep(0.3)\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n"
     )

@@ -121,3 +121,14 @@ def test_the_command_without_the_client_extra_says_which_to_install():
     done = run_without(("click",), code)
     assert done.returncode == 1
     assert done.stderr.startswith("Error: the progress-sync command needs the 'client' extra")
+
+
+def test_deprecated_names_are_the_new_ones_for_one_release():
+    # CHANGELOG.md, "Deprecated": the old names still work, as the very same objects.
+    from progress_sync import ThreadReporter
+    from progress_sync.client import ProgressClient
+
+    assert progress_sync.BufferClosedError is progress_sync.SinkClosedError
+    assert ProgressClient.report is ProgressClient.report_nowait
+    assert ThreadReporter.report is ThreadReporter.report_nowait
+    assert issubclass(progress_sync.InvalidUpdateError, progress_sync.InvalidFieldError)

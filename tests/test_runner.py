@@ -20,7 +20,7 @@ from progress_sync import (
     open_job_runner,
     open_update_buffer,
 )
-from progress_sync._demo import demo_stage
+from progress_sync._demo_job import demo_stage
 from trio.testing import wait_all_tasks_blocked
 
 
