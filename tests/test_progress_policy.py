@@ -93,9 +93,9 @@ async def test_the_clients_send_eta_seconds_and_a_reset_that_survives_coalescing
     def sync_producer() -> None:
         with ProgressClient(running_server.base_url, flush_interval=0.05) as sync_client:
             sync_client.register("c2")
-            sync_client.report("c2", 30.0, "x", eta_seconds=5.5)
+            sync_client.report_nowait("c2", 30.0, "x", eta_seconds=5.5)
             sync_client.flush()
-            sync_client.report("c2", 10.0, "y", reset=True)
+            sync_client.report_nowait("c2", 10.0, "y", reset=True)
             sync_client.flush()
 
     await trio.to_thread.run_sync(sync_producer)
