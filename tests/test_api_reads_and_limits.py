@@ -8,12 +8,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from _asgi import open_virtual_server
 from progress_sync import MAX_MESSAGE_LENGTH, MAX_STAGE_LENGTH, InvalidUpdateError
+from progress_sync.server.testing import open_in_process_server
 
 
 async def test_get_job_sends_an_etag_and_answers_if_none_match_with_304(autojump_clock):
-    async with open_virtual_server() as server:
+    async with open_in_process_server() as server:
         await server.store.register("job-1")
         client = server.client()
         first = await client.get("/api/jobs/job-1")
@@ -46,7 +46,7 @@ async def test_a_reused_job_id_gets_a_new_etag(autojump_clock):
 
 
 async def test_list_jobs_pages_newest_first_and_filters_by_status(autojump_clock):
-    async with open_virtual_server() as server:
+    async with open_in_process_server() as server:
         for n in range(5):
             await server.store.register(f"job-{n}")
         await server.sink.finish("job-1", "completed")
@@ -79,7 +79,7 @@ async def test_list_jobs_pages_newest_first_and_filters_by_status(autojump_clock
     ],
 )
 async def test_list_jobs_rejects_bad_parameters_naming_them(autojump_clock, query, field):
-    async with open_virtual_server() as server:
+    async with open_in_process_server() as server:
         response = await server.client().get(f"/api/jobs?{query}")
         assert response.status_code == 400
         body = await response.get_json()
@@ -88,7 +88,7 @@ async def test_list_jobs_rejects_bad_parameters_naming_them(autojump_clock, quer
 
 
 async def test_a_body_over_the_limit_gets_413_and_other_jobs_are_intact(autojump_clock):
-    async with open_virtual_server(max_body_bytes=1000) as server:
+    async with open_in_process_server(max_body_bytes=1000) as server:
         await server.store.register("job-1")
         client = server.client()
         response = await client.post(
@@ -109,7 +109,7 @@ async def test_a_body_over_the_limit_gets_413_and_other_jobs_are_intact(autojump
     ["/api/jobs/bad!id", "/api/jobs/-dash", "/api/jobs/bad!id/progress/stream"],
 )
 async def test_a_malformed_job_id_gets_400_naming_jobId(autojump_clock, path):
-    async with open_virtual_server() as server:
+    async with open_in_process_server() as server:
         async with server.request(path) as request:
             body = json.loads(await request.read_all())
         assert request.status == 400
@@ -118,14 +118,14 @@ async def test_a_malformed_job_id_gets_400_naming_jobId(autojump_clock, path):
 
 
 async def test_a_malformed_job_id_on_cancel_gets_400(autojump_clock):
-    async with open_virtual_server() as server:
+    async with open_in_process_server() as server:
         response = await server.client().post("/api/jobs/bad!id/cancel")
         assert response.status_code == 400
         assert (await response.get_json())["field"] == "jobId"
 
 
 async def test_stage_and_message_length_limits_name_the_field(autojump_clock):
-    async with open_virtual_server() as server:
+    async with open_in_process_server() as server:
         await server.store.register("job-1")
         with pytest.raises(InvalidUpdateError, match=f"stage: must be at most {MAX_STAGE_LENGTH}"):
             server.sink.report_nowait("job-1", 1.0, "s" * (MAX_STAGE_LENGTH + 1))
@@ -139,7 +139,7 @@ async def test_stage_and_message_length_limits_name_the_field(autojump_clock):
 
 
 async def test_no_cors_headers_by_default(autojump_clock):
-    async with open_virtual_server() as server:
+    async with open_in_process_server() as server:
         await server.store.register("job-1")
         response = await server.client().get(
             "/api/jobs/job-1", headers={"Origin": "https://app.example.com"}
@@ -150,7 +150,7 @@ async def test_no_cors_headers_by_default(autojump_clock):
 
 async def test_configured_origins_may_use_the_api_and_the_streams(autojump_clock):
     origin = "https://app.example.com"
-    async with open_virtual_server(cors_origins=(origin,)) as server:
+    async with open_in_process_server(cors_origins=(origin,)) as server:
         await server.store.register("job-1")
         client = server.client()
         allowed = await client.get("/api/jobs/job-1", headers={"Origin": origin})
@@ -176,7 +176,7 @@ async def test_configured_origins_may_use_the_api_and_the_streams(autojump_clock
 
 
 async def test_the_openapi_document_describes_the_read_and_stream_routes(autojump_clock):
-    async with open_virtual_server() as server:
+    async with open_in_process_server() as server:
         document = await (await server.client().get("/openapi.json")).get_json()
     paths = document["paths"]
     assert "get" in paths["/api/jobs"]

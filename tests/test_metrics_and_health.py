@@ -7,9 +7,9 @@ import time
 from dataclasses import replace
 
 import trio
-from _asgi import open_virtual_server
 from progress_sync import JobSnapshot, JobStatus, MemoryStore
 from progress_sync.server import create_app
+from progress_sync.server.testing import open_in_process_server
 from prometheus_client.parser import text_string_to_metric_families
 
 
@@ -26,7 +26,7 @@ async def scrape(server) -> dict[tuple[str, tuple], float]:
 
 
 async def test_metrics_move_as_jobs_report_and_streams_send(autojump_clock):
-    async with open_virtual_server(heartbeat_interval=5.0) as server:
+    async with open_in_process_server(heartbeat_interval=5.0) as server:
         before = await scrape(server)
         assert before[("progress_sync_reports_received_total", ())] == 0
         await server.store.register("job-1")
@@ -67,7 +67,7 @@ async def test_report_to_send_latency_is_measured_from_reportedAt(autojump_clock
         job_id="job-1", status=JobStatus.RUNNING, percent=1.0, stage="", message=None, seq=9,
         created_at=0.0, updated_at=0.0, reported_at=time.time() - 0.3,
     )  # fmt: skip
-    async with open_virtual_server() as server:
+    async with open_in_process_server() as server:
         server.services.metrics.snapshot_sent(snapshot)
         samples = await scrape(server)
     le_025 = ("progress_sync_report_to_send_seconds_bucket", (("le", "0.25"),))
@@ -91,7 +91,7 @@ async def test_a_failing_drain_turns_health_unhealthy_is_logged_and_recovers(
     autojump_clock, caplog
 ):
     store = FlakyStore()
-    async with open_virtual_server(store=store, flush_interval=0.5) as server:
+    async with open_in_process_server(store=store, flush_interval=0.5) as server:
         await store.register("job-1")
         client = server.client()
         healthy = await client.get("/healthz")
@@ -129,7 +129,7 @@ async def test_health_is_unhealthy_when_the_drain_task_is_not_running(autojump_c
         def statistics(self):
             return replace(self._sink.statistics(), draining=False)
 
-    async with open_virtual_server() as server:
+    async with open_in_process_server() as server:
         services = replace(server.services, sink=StoppedSink(server.sink))
         response = await create_app(services).test_client().get("/healthz")
     assert response.status_code == 503

@@ -6,13 +6,13 @@ import json
 
 import pytest
 import trio
-from _asgi import open_virtual_server
+from progress_sync.server.testing import open_in_process_server
 
 MULTI = "/api/progress/stream"
 
 
 async def test_events_of_every_job_with_one_resumable_id_until_all_end(autojump_clock):
-    async with open_virtual_server() as server:
+    async with open_in_process_server() as server:
         for job_id in ("a", "b", "c"):
             await server.store.register(job_id)
         async with server.request(MULTI, query={"jobIds": "a,b,c"}) as request:
@@ -37,7 +37,7 @@ async def test_events_of_every_job_with_one_resumable_id_until_all_end(autojump_
 
 
 async def test_a_reconnect_resumes_every_job_where_the_client_left_it(autojump_clock):
-    async with open_virtual_server() as server:
+    async with open_in_process_server() as server:
         for job_id in ("a", "b"):
             await server.store.register(job_id)
         server.sink.report_nowait("b", 10.0, "x")
@@ -53,7 +53,7 @@ async def test_a_reconnect_resumes_every_job_where_the_client_left_it(autojump_c
 
 
 async def test_a_reconnect_that_saw_every_job_end_gets_204(autojump_clock):
-    async with open_virtual_server() as server:
+    async with open_in_process_server() as server:
         await server.store.register("a")
         await server.store.register("b")
         end_a = await server.sink.finish("a", "completed")
@@ -70,7 +70,7 @@ async def test_a_reconnect_that_saw_every_job_end_gets_204(autojump_clock):
 
 
 async def test_unknown_jobs_get_a_job_error_each_and_the_others_stream(autojump_clock):
-    async with open_virtual_server() as server:
+    async with open_in_process_server() as server:
         await server.store.register("known")
         async with server.request(MULTI, query={"jobIds": "ghost,known"}) as request:
             error = await request.next_event()
@@ -89,7 +89,7 @@ async def test_unknown_jobs_get_a_job_error_each_and_the_others_stream(autojump_
 
 
 async def test_a_quiet_multi_job_stream_sends_heartbeats(autojump_clock):
-    async with open_virtual_server(heartbeat_interval=5.0) as server:
+    async with open_in_process_server(heartbeat_interval=5.0) as server:
         await server.store.register("a")
         async with server.request(MULTI, query={"jobIds": "a"}) as request:
             await request.next_event()
@@ -99,7 +99,7 @@ async def test_a_quiet_multi_job_stream_sends_heartbeats(autojump_clock):
 
 
 async def test_duplicate_ids_are_followed_once(autojump_clock):
-    async with open_virtual_server() as server:
+    async with open_in_process_server() as server:
         await server.store.register("a")
         await server.sink.finish("a", "completed")
         async with server.request(MULTI, query={"jobIds": "a, a,a"}) as request:
@@ -117,7 +117,7 @@ async def test_duplicate_ids_are_followed_once(autojump_clock):
     ],
 )
 async def test_bad_job_ids_get_a_400_naming_jobIds(autojump_clock, job_ids, reason):
-    async with open_virtual_server(max_stream_jobs=3) as server:
+    async with open_in_process_server(max_stream_jobs=3) as server:
         for job_id in "abcd":
             await server.store.register(job_id)
         async with server.request(MULTI, query={"jobIds": job_ids}) as request:
@@ -129,7 +129,7 @@ async def test_bad_job_ids_get_a_400_naming_jobIds(autojump_clock, job_ids, reas
 
 
 async def test_missing_jobIds_is_a_400(autojump_clock):
-    async with open_virtual_server() as server:
+    async with open_in_process_server() as server:
         async with server.request(MULTI) as request:
             body = json.loads(await request.read_all())
         assert request.status == 400

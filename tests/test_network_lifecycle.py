@@ -24,10 +24,10 @@ import h2.events
 import httpx
 import pytest
 import trio
-from _asgi import parse_sse
 from httpx_sse import aconnect_sse
 from progress_sync import MemoryStore
 from progress_sync.server import ServerConfig, open_services, serve_services
+from progress_sync.server.testing import parse_sse
 
 
 class NetworkServer:

@@ -13,11 +13,11 @@ import typing
 from typing import Any
 
 import pytest
-from _asgi import open_virtual_server
 from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import validate
 from progress_sync import JOB_ID_PATTERN, JobStatus
 from progress_sync.server._models import NOT_BLANK, JobStatusName
+from progress_sync.server.testing import open_in_process_server
 from quart_schema.openapi import QUART_SCHEMA_HIDDEN_ATTRIBUTE
 
 PRODUCER = "p" * 20
@@ -61,7 +61,7 @@ PRODUCE = {
 
 
 async def fetch_document(**settings: Any) -> tuple[dict[str, Any], Any]:
-    async with open_virtual_server(**settings) as server:
+    async with open_in_process_server(**settings) as server:
         response = await server.client().get("/openapi.json")
         assert response.status_code == 200
         return await response.get_json(), server.app
@@ -203,7 +203,7 @@ def check(document: dict[str, Any], name: str, body: Any) -> None:
 
 
 async def test_the_bodies_sent_match_the_documented_schemas(autojump_clock):
-    async with open_virtual_server(subscribe_secret=SECRET) as server:
+    async with open_in_process_server(subscribe_secret=SECRET) as server:
         client = server.client()
         document = await (await client.get("/openapi.json")).get_json()
         created = await client.post("/api/jobs", json={"jobId": "job-1", "stage": "start"})
@@ -223,7 +223,7 @@ async def test_the_bodies_sent_match_the_documented_schemas(autojump_clock):
 
 
 async def test_bodies_keep_their_keys_exactly(autojump_clock):
-    async with open_virtual_server() as server:
+    async with open_in_process_server() as server:
         client = server.client()
         created = await client.post("/api/jobs", json={"jobId": "job-1"})
         assert list(await created.get_json()) == ["jobId", "status", "statusUrl", "streamUrl"]
@@ -235,7 +235,7 @@ async def test_bodies_keep_their_keys_exactly(autojump_clock):
 
 
 async def test_only_the_document_and_swagger_ui_are_served(autojump_clock):
-    async with open_virtual_server() as server:
+    async with open_in_process_server() as server:
         client = server.client()
         docs = await client.get("/docs")
         assert docs.status_code == 200
@@ -264,7 +264,7 @@ def test_the_not_blank_pattern_is_pythons_whitespace():
     ],
 )
 async def test_the_create_job_schema_says_what_the_server_refuses(autojump_clock, body, valid):
-    async with open_virtual_server() as server:
+    async with open_in_process_server() as server:
         client = server.client()
         document = await (await client.get("/openapi.json")).get_json()
         response = await client.post("/api/jobs", json=body)

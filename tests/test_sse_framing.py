@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from _asgi import parse_sse
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from progress_sync import MAX_MESSAGE_LENGTH, MAX_STAGE_LENGTH, JobSnapshot, JobStatus
 from progress_sync.server import format_event, snapshot_event
 from progress_sync.server._sse import EVENT_FOR_STATUS
+from progress_sync.server.testing import parse_sse
 
 # Every code point, lone surrogates included (JSON input can carry "\ud800").
 any_text = st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x10FFFF))

@@ -12,9 +12,9 @@ import json
 import pytest
 import trio
 import trio.testing
-from _asgi import open_virtual_server, parse_sse
 from progress_sync import Subscription
 from progress_sync.server._serve import drain
+from progress_sync.server.testing import open_in_process_server, parse_sse
 
 STREAM = "/api/jobs/{}/progress/stream"
 
@@ -33,7 +33,7 @@ def subscriptions_of(store, job_id: str) -> set[Subscription]:
 
 
 async def test_a_frozen_client_is_dropped_after_the_send_timeout(autojump_clock, nursery):
-    async with open_virtual_server(send_timeout=7.0, flush_interval=0.1) as server:
+    async with open_in_process_server(send_timeout=7.0, flush_interval=0.1) as server:
         await server.store.register("job-1")
         nursery.start_soon(report_forever, server.sink, "job-1")
         async with server.request(STREAM.format("job-1"), buffer=2) as frozen:
@@ -52,7 +52,7 @@ async def test_a_frozen_client_is_dropped_after_the_send_timeout(autojump_clock,
 
 @pytest.mark.slow
 async def test_a_frozen_client_delays_no_one_and_holds_one_snapshot(autojump_clock, nursery):
-    async with open_virtual_server(send_timeout=30.0, flush_interval=0.1) as server:
+    async with open_in_process_server(send_timeout=30.0, flush_interval=0.1) as server:
         await server.store.register("job-1")
         nursery.start_soon(report_forever, server.sink, "job-1")
         async with (
@@ -80,7 +80,7 @@ async def test_a_frozen_client_delays_no_one_and_holds_one_snapshot(autojump_clo
 
 
 async def test_max_subscribers_answers_503_with_retry_after_and_frees_places(autojump_clock):
-    async with open_virtual_server(max_subscribers=2, retry_ms=2500) as server:
+    async with open_in_process_server(max_subscribers=2, retry_ms=2500) as server:
         await server.store.register("job-1")
         async with (
             server.request(STREAM.format("job-1")) as first,
@@ -110,7 +110,7 @@ async def test_max_subscribers_answers_503_with_retry_after_and_frees_places(aut
 
 
 async def test_a_client_leaving_before_its_stream_starts_leaves_no_admission(autojump_clock):
-    async with open_virtual_server(max_subscribers=1) as server:
+    async with open_in_process_server(max_subscribers=1) as server:
         await server.store.register("job-1")
         for _ in range(20):
             async with server.request(STREAM.format("job-1")) as request:
@@ -121,7 +121,7 @@ async def test_a_client_leaving_before_its_stream_starts_leaves_no_admission(aut
 
 
 async def test_a_client_leaving_while_waiting_frees_everything_at_once(autojump_clock):
-    async with open_virtual_server() as server:
+    async with open_in_process_server() as server:
         await server.store.register("job-1")
         baseline = len(trio.lowlevel.current_task().parent_nursery.child_tasks)
         async with server.request(STREAM.format("job-1")) as waiting:
@@ -143,7 +143,7 @@ async def test_a_client_leaving_while_waiting_frees_everything_at_once(autojump_
 
 async def test_shutdown_ends_streams_with_their_pending_state_then_reconnect(autojump_clock):
     spread = 5000
-    async with open_virtual_server(
+    async with open_in_process_server(
         flush_interval=60.0, retry_ms=2000, shutdown_retry_spread_ms=spread
     ) as server:
         await server.store.register("external")
@@ -180,7 +180,7 @@ async def _open_and_hold(server, job_id, *, task_status=trio.TASK_STATUS_IGNORED
 
 
 async def test_shutdown_gives_streams_of_this_servers_jobs_their_terminal_event(autojump_clock):
-    async with open_virtual_server() as server:
+    async with open_in_process_server() as server:
         async with server.client() as client:
             created = await client.post(
                 "/api/jobs", json={"kind": "demo", "params": {"durationS": 600}}
@@ -197,7 +197,7 @@ async def test_shutdown_gives_streams_of_this_servers_jobs_their_terminal_event(
 
 
 async def test_during_shutdown_new_streams_get_503_and_health_says_draining(autojump_clock):
-    async with open_virtual_server(retry_ms=1000, shutdown_retry_spread_ms=4000) as server:
+    async with open_in_process_server(retry_ms=1000, shutdown_retry_spread_ms=4000) as server:
         await server.store.register("job-1")
         await drain(server.services)
         async with server.request(STREAM.format("job-1")) as request:

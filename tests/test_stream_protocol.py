@@ -11,13 +11,13 @@ import json
 
 import pytest
 import trio
-from _asgi import open_virtual_server, parse_sse
+from progress_sync.server.testing import open_in_process_server, parse_sse
 
 STREAM = "/api/jobs/{}/progress/stream"
 
 
 async def test_stream_starts_with_the_configured_retry_field(autojump_clock):
-    async with open_virtual_server(retry_ms=3500) as server:
+    async with open_in_process_server(retry_ms=3500) as server:
         await server.store.register("job-1")
         async with server.request(STREAM.format("job-1")) as request:
             first = await request.receive_chunk()
@@ -29,14 +29,14 @@ async def test_stream_starts_with_the_configured_retry_field(autojump_clock):
 
 
 async def test_default_retry_is_2000_ms(autojump_clock):
-    async with open_virtual_server() as server:
+    async with open_in_process_server() as server:
         await server.store.register("job-1")
         async with server.request(STREAM.format("job-1")) as request:
             assert await request.receive_chunk() == b"retry: 2000\n\n"
 
 
 async def test_heartbeat_goes_out_only_after_an_interval_of_silence(autojump_clock):
-    async with open_virtual_server(heartbeat_interval=15.0) as server:
+    async with open_in_process_server(heartbeat_interval=15.0) as server:
         await server.store.register("job-1")
         async with server.request(STREAM.format("job-1")) as request:
             await request.receive_chunk()  # retry
@@ -56,7 +56,7 @@ async def test_heartbeat_goes_out_only_after_an_interval_of_silence(autojump_clo
 
 async def test_heartbeats_keep_a_stream_alive_while_it_waits_for_registration(autojump_clock):
     async with (
-        open_virtual_server(heartbeat_interval=2.0, registration_timeout=5.0) as server,
+        open_in_process_server(heartbeat_interval=2.0, registration_timeout=5.0) as server,
         server.request(STREAM.format("late")) as request,
     ):
         await request.receive_chunk()
@@ -69,7 +69,7 @@ async def test_heartbeats_keep_a_stream_alive_while_it_waits_for_registration(au
 
 @pytest.mark.parametrize("where", ["header", "query"])
 async def test_a_client_is_not_sent_again_the_snapshot_it_has(autojump_clock, where):
-    async with open_virtual_server() as server:
+    async with open_in_process_server() as server:
         await server.store.register("job-1")
         server.sink.report_nowait("job-1", 5.0, "a")
         await server.sink.flush()  # seq 2
@@ -89,7 +89,7 @@ async def test_a_client_is_not_sent_again_the_snapshot_it_has(autojump_clock, wh
 
 
 async def test_the_header_wins_over_the_query_parameter(autojump_clock):
-    async with open_virtual_server() as server:
+    async with open_in_process_server() as server:
         await server.store.register("job-1")
         server.sink.report_nowait("job-1", 5.0, "a")
         await server.sink.flush()  # seq 2
@@ -104,7 +104,7 @@ async def test_the_header_wins_over_the_query_parameter(autojump_clock):
 
 
 async def test_a_client_behind_gets_the_current_snapshot_at_once(autojump_clock):
-    async with open_virtual_server() as server:
+    async with open_in_process_server() as server:
         await server.store.register("job-1")
         for percent in (1.0, 2.0, 3.0):
             server.sink.report_nowait("job-1", percent, "a")
@@ -120,7 +120,7 @@ async def test_a_client_behind_gets_the_current_snapshot_at_once(autojump_clock)
 
 @pytest.mark.parametrize("bad_id", ["abc", "-1", "1.0", "99", "2,3", "\u0661", "9" * 40])
 async def test_an_unknown_stale_or_malformed_id_gets_the_current_snapshot(autojump_clock, bad_id):
-    async with open_virtual_server() as server:
+    async with open_in_process_server() as server:
         await server.store.register("job-1")
         headers = [("Last-Event-ID", bad_id)]
         async with server.request(STREAM.format("job-1"), headers=headers) as request:
@@ -131,7 +131,7 @@ async def test_an_unknown_stale_or_malformed_id_gets_the_current_snapshot(autoju
 
 
 async def test_a_client_that_saw_the_terminal_event_gets_204(autojump_clock):
-    async with open_virtual_server() as server:
+    async with open_in_process_server() as server:
         await server.store.register("job-1")
         terminal = await server.sink.finish("job-1", "completed", result={"ok": True})
         headers = [("Last-Event-ID", str(terminal.seq))]
@@ -145,7 +145,7 @@ async def test_a_client_that_saw_the_terminal_event_gets_204(autojump_clock):
 async def test_a_client_that_did_not_see_the_end_gets_the_terminal_event_and_the_end(
     autojump_clock,
 ):
-    async with open_virtual_server() as server:
+    async with open_in_process_server() as server:
         await server.store.register("job-1")
         await server.sink.finish("job-1", "failed", error="boom")
         headers = [("Last-Event-ID", "1")]
@@ -157,7 +157,7 @@ async def test_a_client_that_did_not_see_the_end_gets_the_terminal_event_and_the
 
 
 async def test_job_error_has_id_0_and_a_reconnect_with_it_gets_204(autojump_clock):
-    async with open_virtual_server(registration_timeout=3.0) as server:
+    async with open_in_process_server(registration_timeout=3.0) as server:
         async with server.request(STREAM.format("ghost")) as request:
             events = await request.events()
         assert [(e.event, e.id) for e in events] == [("job-error", "0")]
@@ -175,7 +175,7 @@ async def test_job_error_has_id_0_and_a_reconnect_with_it_gets_204(autojump_cloc
 async def test_no_producer_text_can_break_the_framing(autojump_clock):
     # (A lone surrogate such as \ud800 is refused when reported: test_api_errors.py.)
     hostile = "a\nb\r\nc\rd\n\nid: 999\nevent: job-completed\ndata: x\u2028\u0000\U0001f600:"
-    async with open_virtual_server() as server:
+    async with open_in_process_server() as server:
         await server.store.register("job-1")
         server.sink.report_nowait("job-1", 1.0, hostile[:100], hostile)
         await server.sink.flush()
@@ -192,7 +192,7 @@ async def test_no_producer_text_can_break_the_framing(autojump_clock):
 
 
 async def test_stream_headers_forbid_caching_and_transformation(autojump_clock):
-    async with open_virtual_server() as server:
+    async with open_in_process_server() as server:
         await server.store.register("job-1")
         headers = [("Accept-Encoding", "gzip, deflate, br")]
         async with server.request(STREAM.format("job-1"), headers=headers) as request:
@@ -204,7 +204,7 @@ async def test_stream_headers_forbid_caching_and_transformation(autojump_clock):
 
 
 async def test_a_bad_job_id_in_the_stream_path_is_a_400_naming_jobId(autojump_clock):
-    async with open_virtual_server() as server:
+    async with open_in_process_server() as server:
         async with server.request(STREAM.format("bad%20id")) as request:
             body = await request.read_all()
         assert request.status == 400

@@ -11,9 +11,9 @@ from contextlib import asynccontextmanager
 
 import pytest
 import trio
-from _asgi import open_virtual_server
 from progress_sync import MemoryStore, StoreUnavailableError
 from progress_sync.server._sse import STORE_RETRY_INTERVAL
+from progress_sync.server.testing import open_in_process_server
 
 
 class OutageStore(MemoryStore):
@@ -46,7 +46,7 @@ async def test_a_stream_keeps_heartbeats_while_the_store_is_away_then_resumes(
     autojump_clock, path, query
 ):
     store = OutageStore()
-    async with open_virtual_server(store=store, heartbeat_interval=15.0) as server:
+    async with open_in_process_server(store=store, heartbeat_interval=15.0) as server:
         await store.register("job-1")
         store.down = True
         # Even a reconnect (whose 204 check reads the store) opens a stream, not a 503 that
@@ -70,7 +70,7 @@ async def test_a_stream_waiting_for_the_store_is_told_to_reconnect_at_shutdown(a
     from progress_sync.server._serve import drain
 
     store = OutageStore()
-    async with open_virtual_server(store=store) as server:
+    async with open_in_process_server(store=store) as server:
         await store.register("job-1")
         store.down = True
         async with server.request("/api/jobs/job-1/progress/stream") as request:

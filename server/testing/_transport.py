@@ -1,10 +1,9 @@
-"""Drive the app's ASGI interface directly, in virtual time, one request at a time.
+"""In-process transport: the app called through its ASGI interface, no network, virtual time.
 
-Quart's test client cannot stand for a client that leaves mid-stream (its exit waits for a
-response end that a cancelled stream never sends), so stream tests use this: a request is the
-app called with memory channels; the test reads body chunks, stops reading (a frozen client:
-the app's writes block once ``buffer`` chunks are unread), or disconnects. Events are parsed
-with httpx-sse, a standard SSE client library.
+``open_asgi_request`` drives one request (read chunks, stop reading to freeze the client, or
+disconnect); ``open_in_process_server`` opens services and the app over them for tests that
+need the app itself. Quart's test client cannot stand for a client that leaves mid-stream (its
+exit waits for a response end that a cancelled stream never sends), so streams use this.
 """
 
 from __future__ import annotations
@@ -16,7 +15,112 @@ from urllib.parse import urlencode
 
 import httpx
 import trio
+import trio.testing
 from httpx_sse import EventSource, ServerSentEvent
+from progress_sync import (
+    MemoryStore,
+)
+from progress_sync._nursery import open_owned_nursery
+from quart.testing import make_test_headers_path_and_query_string, make_test_scope
+from quart.typing import TestClientProtocol
+
+IN_PROCESS_BUFFER = 10
+"""Chunks (events) the in-process transport holds unread before the app's send waits: its
+stand-in for a socket's buffers, and the same depth as Quart's own test connection."""
+
+
+class _ChannelBody(httpx.AsyncByteStream):
+    """The response body the app sends in process, chunk by chunk, as an httpx stream.
+
+    Closing it (``response.aclose()``) tells the app the client went away.
+    """
+
+    def __init__(self, chunks: trio.MemoryReceiveChannel[bytes], disconnected: trio.Event) -> None:
+        self._chunks = chunks
+        self._disconnected = disconnected
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._chunks:
+            yield chunk
+
+    async def aclose(self) -> None:
+        self._disconnected.set()
+        await trio.lowlevel.checkpoint()
+
+
+@asynccontextmanager
+async def _open_in_process(
+    client: TestClientProtocol, path: str, headers: dict[str, str]
+) -> AsyncIterator[httpx.Response]:
+    # Drives the ASGI app directly rather than through the test client's request(): Quart's
+    # test connection waits forever on exit when the client leaves a stream before its end.
+    app = client.app
+    request_headers, bare_path, query_string = make_test_headers_path_and_query_string(
+        app, path, headers, None, None, None
+    )
+    scope = make_test_scope(
+        "http", bare_path, "GET", request_headers, query_string, "http", "", "1.1", None
+    )
+    start: dict[str, Any] = {}
+    started = trio.Event()
+    disconnected = trio.Event()
+    send_chunk, receive_chunk = trio.open_memory_channel[bytes](IN_PROCESS_BUFFER)
+    request_sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal request_sent
+        if not request_sent:
+            request_sent = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await disconnected.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            start.update(message)
+            started.set()
+        elif message["type"] == "http.response.body":
+            if message.get("body"):
+                await send_chunk.send(message["body"])
+            if not message.get("more_body", False):
+                send_chunk.close()
+
+    async def run_app() -> None:
+        try:
+            # plain-dict ASGI messages; Hypercorn's types (which Quart uses) are TypedDicts
+            await app(scope, receive, send)  # type: ignore[arg-type]
+        finally:
+            send_chunk.close()
+            started.set()
+
+    async with _task_nursery() as nursery:
+        nursery.start_soon(run_app)
+        await started.wait()
+        if start:
+            try:
+                yield httpx.Response(
+                    start["status"],
+                    headers=start.get("headers", []),
+                    stream=_ChannelBody(receive_chunk, disconnected),
+                    request=httpx.Request("GET", "http://in-process" + path, headers=headers),
+                )
+            finally:
+                # The client goes away: the app cancels the response, as when a socket closes.
+                disconnected.set()
+    if not start:
+        raise RuntimeError(f"the app returned without starting a response to GET {path}")
+
+
+@asynccontextmanager
+async def _task_nursery() -> AsyncIterator[trio.Nursery]:
+    """A nursery for a helper's background tasks that lets the body's exception out as itself.
+
+    Without this, an error raised inside ``async with helper(...):`` would come out wrapped
+    in an ExceptionGroup, and ``pytest.raises`` around the block would not see it. Errors of
+    the background tasks still come out in a group.
+    """
+    async with open_owned_nursery() as nursery:
+        yield nursery
 
 
 def parse_sse(body: bytes) -> list[ServerSentEvent]:
@@ -101,7 +205,7 @@ class ASGIRequest:
 
 
 @asynccontextmanager
-async def open_request(
+async def open_asgi_request(
     app: Any,
     path: str,
     *,
@@ -144,7 +248,7 @@ async def open_request(
             request.disconnect()
 
 
-class VirtualServer:
+class InProcessServer:
     """The app over open services, called through ASGI (no network), for virtual-time tests.
 
     Attributes:
@@ -166,7 +270,7 @@ class VirtualServer:
 
     def request(self, path: str, **kwargs: Any) -> Any:
         """``async with server.request(path, headers=..., query=...) as request:``."""
-        return open_request(self.app, path, **kwargs)
+        return open_asgi_request(self.app, path, **kwargs)
 
     def client(self) -> Any:
         """Quart's test client, for requests whose response ends."""
@@ -174,13 +278,14 @@ class VirtualServer:
 
 
 @asynccontextmanager
-async def open_virtual_server(store: Any = None, **changes: Any) -> AsyncIterator[VirtualServer]:
+async def open_in_process_server(
+    store: Any = None, **changes: Any
+) -> AsyncIterator[InProcessServer]:
     """Open services (a ``MemoryStore`` unless ``store`` is given) and the app over them.
 
     ``changes`` override the test defaults of ``ServerConfig`` (flush every 0.5 s, heartbeat
     every 15 s, registration timeout 5 s, send timeout 10 s).
     """
-    from progress_sync import MemoryStore
     from progress_sync.server import ServerConfig, create_app, open_services
 
     settings: dict[str, Any] = {
@@ -192,4 +297,4 @@ async def open_virtual_server(store: Any = None, **changes: Any) -> AsyncIterato
     settings.update(changes)
     config = ServerConfig(**settings)
     async with open_services(config, store if store is not None else MemoryStore()) as services:
-        yield VirtualServer(create_app(services), services)
+        yield InProcessServer(create_app(services), services)
