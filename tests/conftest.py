@@ -13,18 +13,13 @@ root, so a packaging mistake fails it. The helper modules beside this file (``_r
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import replace
 
 import pytest
 import trio
 from progress_sync import MemoryStore
 from progress_sync.server import ServerConfig
-from progress_sync.server.testing import ProgressServer, start_progress_server
 
 pytest_plugins = ["pytester"]
-
-RunningServer = ProgressServer
-"""The type of ``running_server`` (older tests import it from here)."""
 
 
 @pytest.fixture
@@ -34,8 +29,9 @@ def store() -> MemoryStore:
 
 
 @pytest.fixture
-def server_config() -> ServerConfig:
-    """Settings for a test server: ephemeral loopback port, short timeouts."""
+def progress_server_config() -> ServerConfig:
+    """This suite's settings for the kit's server and client (``progress_server``,
+    ``progress_client``): ephemeral loopback port, short timeouts."""
     return ServerConfig(
         host="127.0.0.1",
         port=0,
@@ -46,35 +42,6 @@ def server_config() -> ServerConfig:
         # Tests freeze clients for a while and thaw them; the default (10 s) would drop them.
         send_timeout=60.0,
     )
-
-
-@pytest.fixture
-def progress_server_config(server_config: ServerConfig) -> ServerConfig:
-    """The kit's server and client use this suite's ``server_config`` (override either)."""
-    return server_config
-
-
-@pytest.fixture
-def running_server(progress_server: ProgressServer) -> ProgressServer:
-    """A real Hypercorn server on 127.0.0.1 (ephemeral port): the kit's ``progress_server``.
-
-    ``base_url``, ``store``, ``client()``, ``stop`` (a ``trio.Event``) and ``stopped``.
-    """
-    return progress_server
-
-
-def with_config(config: ServerConfig, **changes: object) -> ServerConfig:
-    """A copy of ``config`` with ``changes`` applied."""
-    return replace(config, **changes)  # type: ignore[arg-type]
-
-
-async def start_server(nursery: trio.Nursery, config: ServerConfig) -> RunningServer:
-    """Start a real server with ``config`` in ``nursery`` (the kit's ``start_progress_server``).
-
-    For tests that need settings the ``running_server`` fixture does not have (tokens, say);
-    stop it with ``progress_sync.server.stop.set()``.
-    """
-    return await start_progress_server(nursery, config)
 
 
 @pytest.fixture

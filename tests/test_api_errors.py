@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
-from conftest import start_server, with_config
+from progress_sync.server.testing import start_progress_server
 
 
 @pytest.mark.slow
@@ -25,19 +26,19 @@ from conftest import start_server, with_config
         ([1, 2], "body", ""),
     ],
 )
-async def test_bad_job_requests_get_400_with_the_field(running_server, body, field, detail):
-    async with running_server.client() as client:
+async def test_bad_job_requests_get_400_with_the_field(progress_server, body, field, detail):
+    async with progress_server.client() as client:
         response = await client.post("/api/jobs", json=body)
     assert response.status_code == 400
     error = response.json()
     assert error["field"] == field
     assert detail in error["detail"]
     assert error["error"] == "invalid request"
-    assert running_server.store.statistics().jobs == 0
+    assert progress_server.store.statistics().jobs == 0
 
 
-async def test_malformed_json_gets_400(running_server):
-    async with running_server.client() as client:
+async def test_malformed_json_gets_400(progress_server):
+    async with progress_server.client() as client:
         response = await client.post(
             "/api/jobs", content=b"{not json", headers={"content-type": "application/json"}
         )
@@ -45,11 +46,11 @@ async def test_malformed_json_gets_400(running_server):
     assert response.json()["field"] == "body"
 
 
-async def test_duplicate_job_id_gets_409_and_leaves_the_job_intact(running_server):
-    async with running_server.client() as client:
+async def test_duplicate_job_id_gets_409_and_leaves_the_job_intact(progress_server):
+    async with progress_server.client() as client:
         body = {"kind": "demo", "jobId": "export-1", "params": {"durationS": 30}}
         assert (await client.post("/api/jobs", json=body)).status_code == 201
-        before = await running_server.store.get("export-1")
+        before = await progress_server.store.get("export-1")
         again = await client.post("/api/jobs", json=body)
         assert again.status_code == 409
         assert again.json() == {
@@ -58,12 +59,12 @@ async def test_duplicate_job_id_gets_409_and_leaves_the_job_intact(running_serve
             "detail": "job 'export-1' is registered already; choose another id",
             "field": "jobId",
         }
-        assert (await running_server.store.get("export-1")).created_at == before.created_at
+        assert (await progress_server.store.get("export-1")).created_at == before.created_at
         await client.post("/api/jobs/export-1/cancel")
 
 
-async def test_bad_job_ids_in_paths_get_400(running_server):
-    async with running_server.client() as client:
+async def test_bad_job_ids_in_paths_get_400(progress_server):
+    async with progress_server.client() as client:
         for path in ("/api/jobs/-x", "/api/jobs/-x/progress/stream", "/api/jobs/a%20b"):
             response = await client.get(path)
             assert response.status_code == 400, path
@@ -72,8 +73,8 @@ async def test_bad_job_ids_in_paths_get_400(running_server):
         assert cancel.status_code == 404
 
 
-async def test_unknown_routes_and_methods_get_json(running_server):
-    async with running_server.client() as client:
+async def test_unknown_routes_and_methods_get_json(progress_server):
+    async with progress_server.client() as client:
         missing = await client.get("/api/nothing")
         assert missing.status_code == 404
         assert missing.json()["error"] == "not found"
@@ -83,8 +84,8 @@ async def test_unknown_routes_and_methods_get_json(running_server):
 
 
 @pytest.mark.slow
-async def test_healthz_and_openapi(running_server):
-    async with running_server.client() as client:
+async def test_healthz_and_openapi(progress_server):
+    async with progress_server.client() as client:
         health = (await client.get("/healthz")).json()
         assert health["status"] == "ok"
         assert health["syncMode"] == "batched"
@@ -104,9 +105,9 @@ async def test_healthz_and_openapi(running_server):
 )
 @pytest.mark.parametrize("path", ["/api/jobs", "/api/progress"])
 async def test_malformed_bodies_get_400_with_the_reason_never_500(
-    running_server, path, body, reason
+    progress_server, path, body, reason
 ):
-    async with running_server.client() as client:
+    async with progress_server.client() as client:
         response = await client.post(
             path, content=body, headers={"content-type": "application/json"}
         )
@@ -117,8 +118,8 @@ async def test_malformed_bodies_get_400_with_the_reason_never_500(
         assert error["detail"].startswith(reason)
 
 
-async def test_response_bodies_keep_jobid_first(running_server):
-    async with running_server.client() as client:
+async def test_response_bodies_keep_jobid_first(progress_server):
+    async with progress_server.client() as client:
         created = await client.post(
             "/api/jobs", json={"kind": "demo", "params": {"durationS": 0.1}}
         )
@@ -128,9 +129,9 @@ async def test_response_bodies_keep_jobid_first(running_server):
 
 
 @pytest.mark.slow
-async def test_a_full_job_queue_gets_503_with_retry_after(nursery, server_config):
-    config = with_config(server_config, max_concurrent_jobs=1, max_queued_jobs=1)
-    server = await start_server(nursery, config)
+async def test_a_full_job_queue_gets_503_with_retry_after(nursery, progress_server_config):
+    config = replace(progress_server_config, max_concurrent_jobs=1, max_queued_jobs=1)
+    server = await start_progress_server(nursery, config)
     async with server.client() as client:
         body = {"kind": "demo", "params": {"durationS": 30}}
         assert (await client.post("/api/jobs", json=body)).status_code == 201
@@ -153,8 +154,10 @@ async def test_a_full_job_queue_gets_503_with_retry_after(nursery, server_config
         ("/api/jobs", {"jobId": "other", "stage": "\ud800"}, "stage"),
     ],
 )
-async def test_lone_surrogates_are_refused_and_harm_no_other_job(running_server, path, body, field):
-    async with running_server.client() as client:
+async def test_lone_surrogates_are_refused_and_harm_no_other_job(
+    progress_server, path, body, field
+):
+    async with progress_server.client() as client:
         assert (await client.post("/api/jobs", json={"jobId": "ext"})).status_code == 201
         # JSON escapes carry the lone surrogate (httpx could not encode it as UTF-8).
         response = await client.post(
@@ -167,11 +170,11 @@ async def test_lone_surrogates_are_refused_and_harm_no_other_job(running_server,
         # The job is intact and still moves.
         assert (await client.post("/api/jobs/ext/progress", json={"percent": 9})).status_code == 202
         assert (await client.get("/api/jobs/ext")).status_code == 200
-        await running_server.store.get("ext")
+        await progress_server.store.get("ext")
 
 
-async def test_cancel_takes_an_optional_reason(running_server):
-    async with running_server.client() as client:
+async def test_cancel_takes_an_optional_reason(progress_server):
+    async with progress_server.client() as client:
         created = await client.post("/api/jobs", json={"kind": "demo", "params": {"durationS": 30}})
         job_id = created.json()["jobId"]
         cancelled = await client.post(f"/api/jobs/{job_id}/cancel", json={"reason": "user asked"})
@@ -184,16 +187,16 @@ async def test_cancel_takes_an_optional_reason(running_server):
         await client.post(f"/api/jobs/{other.json()['jobId']}/cancel")
 
 
-async def test_a_repeated_jobids_parameter_says_to_use_commas(running_server):
-    async with running_server.client() as client:
+async def test_a_repeated_jobids_parameter_says_to_use_commas(progress_server):
+    async with progress_server.client() as client:
         response = await client.get("/api/progress/stream?jobIds=a&jobIds=b")
     assert response.status_code == 400
     assert response.json()["field"] == "jobIds"
     assert "separated by commas: jobIds=a,b,c" in response.json()["detail"]
 
 
-async def test_a_304_keeps_the_json_content_type(running_server):
-    async with running_server.client() as client:
+async def test_a_304_keeps_the_json_content_type(progress_server):
+    async with progress_server.client() as client:
         await client.post("/api/jobs", json={"jobId": "etag-job"})
         first = await client.get("/api/jobs/etag-job")
         again = await client.get(

@@ -9,31 +9,32 @@ from __future__ import annotations
 import logging
 import re
 import time
+from dataclasses import replace
 
 import click
 import pytest
 from click.testing import CliRunner
-from conftest import start_server, with_config
 from httpx_sse import aconnect_sse
 from progress_sync.server import ServerConfig
 from progress_sync.server._auth import Auth, SubscribeTokens, bearer_matches
 from progress_sync.server._cli import main, read_secret
 from progress_sync.server._errors import ApiError
+from progress_sync.server.testing import start_progress_server
 
 PRODUCER_TOKEN = "producer-token-0123456789"
 SECRET = "subscribe-secret-abcdefghijklmnop"
 
 
 @pytest.fixture
-async def secured(nursery, server_config):
+async def secured(nursery, progress_server_config):
     """A server with a producer token and subscribe tokens (one hour)."""
-    config = with_config(
-        server_config,
+    config = replace(
+        progress_server_config,
         producer_token=PRODUCER_TOKEN,
         subscribe_secret=SECRET,
         subscribe_token_ttl=3600.0,
     )
-    server = await start_server(nursery, config)
+    server = await start_progress_server(nursery, config)
     yield server
     server.stop.set()
 
@@ -107,8 +108,8 @@ async def test_the_producer_token_opens_every_producer_endpoint(secured):
         assert (await client.get("/api/jobs/p")).json()["status"] == "completed"
 
 
-async def test_endpoints_are_open_when_no_token_is_configured(running_server):
-    async with running_server.client() as client:
+async def test_endpoints_are_open_when_no_token_is_configured(progress_server):
+    async with progress_server.client() as client:
         created = await client.post("/api/jobs", json={"jobId": "open"})
         assert created.status_code == 201
         assert "subscribeToken" not in created.json()
@@ -222,8 +223,8 @@ async def test_a_fresh_token_can_be_issued_to_the_producer(secured):
     assert missing.status_code == 404
 
 
-async def test_a_fresh_token_needs_subscribe_tokens_on(running_server):
-    async with running_server.client() as client:
+async def test_a_fresh_token_needs_subscribe_tokens_on(progress_server):
+    async with progress_server.client() as client:
         await client.post("/api/jobs", json={"jobId": "x"})
         response = await client.post("/api/jobs/x/subscribe-token")
     assert response.status_code == 400

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 
 import httpx
 import pytest
 import trio
-from conftest import start_server, with_config
 from progress_sync import (
     AuthenticationError,
     InvalidUpdateError,
@@ -26,6 +26,7 @@ from progress_sync import (
     SinkClosedError,
 )
 from progress_sync.client import ProgressClient, open_progress_client
+from progress_sync.server.testing import start_progress_server
 from test_ingest import wait_until
 
 TOKEN = "client-test-token-123456"
@@ -192,9 +193,9 @@ async def test_bad_reports_are_refused_in_the_caller():
 # --- against a real server -------------------------------------------------------------------
 
 
-async def test_an_error_in_the_block_comes_out_as_itself(running_server):
+async def test_an_error_in_the_block_comes_out_as_itself(progress_server):
     async def register_twice() -> None:
-        async with open_progress_client(running_server.base_url) as client:
+        async with open_progress_client(progress_server.base_url) as client:
             await client.register("twice")
             await client.register("twice")
 
@@ -202,13 +203,13 @@ async def test_an_error_in_the_block_comes_out_as_itself(running_server):
         await register_twice()
 
 
-async def test_the_async_client_registers_reports_and_completes_a_job(running_server):
-    async with open_progress_client(running_server.base_url, flush_interval=0.05) as client:
+async def test_the_async_client_registers_reports_and_completes_a_job(progress_server):
+    async with open_progress_client(progress_server.base_url, flush_interval=0.05) as client:
         job = await client.register("async-1", stage="setup")
         assert (job.job_id, job.status, job.subscribe_token) == ("async-1", "running", None)
         for i in range(1, 101):
             client.report_nowait(job.job_id, float(i), "work", f"step {i}")
-        await wait_until(running_server.store, "async-1", lambda s: s.percent == 100.0)
+        await wait_until(progress_server.store, "async-1", lambda s: s.percent == 100.0)
         final = await client.complete("async-1", {"ok": True})
         assert final["status"] == "completed"
         assert final["result"] == {"ok": True}
@@ -227,7 +228,7 @@ async def test_the_async_client_registers_reports_and_completes_a_job(running_se
 
 
 @pytest.mark.slow
-async def test_the_sync_client_reports_from_a_worker_thread_at_10khz(running_server):
+async def test_the_sync_client_reports_from_a_worker_thread_at_10khz(progress_server):
     """A thread reports 10,000 times at 10 kHz; the client sends a batch per flush interval."""
 
     def produce(base_url: str) -> tuple:
@@ -244,7 +245,7 @@ async def test_the_sync_client_reports_from_a_worker_thread_at_10khz(running_ser
             final = client.cancel("sync-hot")
             return client.statistics(), elapsed, final
 
-    stats, elapsed, final = await trio.to_thread.run_sync(produce, running_server.base_url)
+    stats, elapsed, final = await trio.to_thread.run_sync(produce, progress_server.base_url)
     assert stats.reports == 10_000
     assert stats.batches_sent <= elapsed / 0.05 + 3
     assert stats.coalesced >= 10_000 - stats.batches_sent
@@ -253,7 +254,7 @@ async def test_the_sync_client_reports_from_a_worker_thread_at_10khz(running_ser
     assert final["percent"] == 100.0
 
 
-async def test_a_tqdm_loop_reports_through_the_client(running_server):
+async def test_a_tqdm_loop_reports_through_the_client(progress_server):
     def work(base_url: str) -> dict:
         with ProgressClient(base_url, flush_interval=0.05) as client:
             job = client.register("tqdm-remote")
@@ -266,11 +267,11 @@ async def test_a_tqdm_loop_reports_through_the_client(running_server):
     seen: list[float] = []
 
     async def follow() -> None:
-        snapshot = await wait_until(running_server.store, "tqdm-remote", lambda s: s.is_terminal)
+        snapshot = await wait_until(progress_server.store, "tqdm-remote", lambda s: s.is_terminal)
         seen.append(snapshot.percent)
 
     async with trio.open_nursery() as nursery:
-        final = await trio.to_thread.run_sync(work, running_server.base_url)
+        final = await trio.to_thread.run_sync(work, progress_server.base_url)
         nursery.start_soon(follow)
     assert final["status"] == "completed"
     assert final["stage"] == "resize"
@@ -278,8 +279,12 @@ async def test_a_tqdm_loop_reports_through_the_client(running_server):
     assert seen == [100.0]
 
 
-async def test_the_sync_client_sends_its_token_and_translates_refusals(nursery, server_config):
-    server = await start_server(nursery, with_config(server_config, producer_token=TOKEN))
+async def test_the_sync_client_sends_its_token_and_translates_refusals(
+    nursery, progress_server_config
+):
+    server = await start_progress_server(
+        nursery, replace(progress_server_config, producer_token=TOKEN)
+    )
 
     def use(base_url: str) -> None:
         with ProgressClient(base_url, token=TOKEN) as client:
@@ -298,8 +303,12 @@ async def test_the_sync_client_sends_its_token_and_translates_refusals(nursery, 
     server.stop.set()
 
 
-async def test_a_wrong_token_stops_the_sync_clients_flush_thread_loudly(nursery, server_config):
-    server = await start_server(nursery, with_config(server_config, producer_token=TOKEN))
+async def test_a_wrong_token_stops_the_sync_clients_flush_thread_loudly(
+    nursery, progress_server_config
+):
+    server = await start_progress_server(
+        nursery, replace(progress_server_config, producer_token=TOKEN)
+    )
 
     def use(base_url: str) -> None:
         client = ProgressClient(base_url, token="wrong", flush_interval=0.01)

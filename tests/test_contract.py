@@ -95,8 +95,8 @@ def test_paths_fill_in_and_become_rules():
     assert not path_pattern(JOB_STREAM_PATH).fullmatch("/api/jobs/x/y/progress/stream")
 
 
-async def test_every_error_body_carries_its_code(running_server):
-    async with running_server.client() as client:
+async def test_every_error_body_carries_its_code(progress_server):
+    async with progress_server.client() as client:
         answers = [
             await client.get("/api/jobs/ghost"),
             await client.post("/api/jobs", json={"kind": "nope"}),

@@ -1,12 +1,12 @@
 """End to end: a real Hypercorn server on a loopback port and a real SSE client (httpx-sse),
-through the test kit (``running_server`` is the kit's ``progress_server``)."""
+through the test kit (``progress_server`` is the kit's ``progress_server``)."""
 
 from __future__ import annotations
 
 import pytest
-from conftest import RunningServer
 from progress_sync.server.testing import (
     TERMINAL_EVENTS,
+    ProgressServer,
     assert_stream_well_formed,
     open_event_stream,
 )
@@ -14,7 +14,7 @@ from progress_sync.server.testing import (
 __all__ = ["TERMINAL_EVENTS", "collect"]
 
 
-async def collect(server: RunningServer, job_id: str) -> list[tuple[str, str, dict]]:
+async def collect(server: ProgressServer, job_id: str) -> list[tuple[str, str, dict]]:
     """Follow a job's stream to its end; returns (event, id, data) for each event."""
     async with server.client() as client, open_event_stream(client, job_id) as stream:
         assert stream.response.status_code == 200
@@ -25,8 +25,8 @@ async def collect(server: RunningServer, job_id: str) -> list[tuple[str, str, di
 
 
 @pytest.mark.slow
-async def test_demo_job_streams_increasing_progress_then_completed(running_server):
-    async with running_server.client() as client:
+async def test_demo_job_streams_increasing_progress_then_completed(progress_server):
+    async with progress_server.client() as client:
         response = await client.post(
             "/api/jobs", json={"kind": "demo", "params": {"durationS": 1.0, "updatesPerS": 100}}
         )
@@ -34,7 +34,7 @@ async def test_demo_job_streams_increasing_progress_then_completed(running_serve
     body = response.json()
     assert set(body) == {"jobId", "status", "statusUrl", "streamUrl"}
     assert body["status"] in ("queued", "running")
-    async with running_server.client() as client:
+    async with progress_server.client() as client:
         async with open_event_stream(client, body["jobId"]) as stream:
             events = [event async for event in stream]
         assert stream.retry == 2000
@@ -49,11 +49,11 @@ async def test_demo_job_streams_increasing_progress_then_completed(running_serve
     assert final.payload["result"]["output"] == f"{body['jobId']}.mp4"
 
 
-async def test_failing_job_streams_job_failed_with_its_message(running_server):
-    async with running_server.client() as client:
+async def test_failing_job_streams_job_failed_with_its_message(progress_server):
+    async with progress_server.client() as client:
         params = {"durationS": 0.5, "updatesPerS": 40, "failAtPercent": 50}
         response = await client.post("/api/jobs", json={"kind": "demo", "params": params})
-    events = await collect(running_server, response.json()["jobId"])
+    events = await collect(progress_server, response.json()["jobId"])
     name, _, final = events[-1]
     assert name == "job-failed"
     assert final["status"] == "failed"
@@ -62,16 +62,16 @@ async def test_failing_job_streams_job_failed_with_its_message(running_server):
 
 
 @pytest.mark.slow
-async def test_unknown_job_stream_ends_with_job_error_after_registration_timeout(running_server):
-    events = await collect(running_server, "no-such-job")
+async def test_unknown_job_stream_ends_with_job_error_after_registration_timeout(progress_server):
+    events = await collect(progress_server, "no-such-job")
     assert [name for name, _, _ in events] == ["job-error"]
     assert events[0][2]["jobId"] == "no-such-job"
     assert "not registered within 1 s" in events[0][2]["detail"]
 
 
-async def test_stream_opened_before_registration_gets_the_job_once_registered(running_server):
+async def test_stream_opened_before_registration_gets_the_job_once_registered(progress_server):
     async with (
-        running_server.client() as client,
+        progress_server.client() as client,
         open_event_stream(client, "late-job") as stream,
     ):
         # The stream is open (its headers arrived) before the job exists.
@@ -86,8 +86,8 @@ async def test_stream_opened_before_registration_gets_the_job_once_registered(ru
     assert events[0].payload["jobId"] == "late-job"
 
 
-async def test_polling_fallback_returns_the_snapshot(running_server):
-    async with running_server.client() as client:
+async def test_polling_fallback_returns_the_snapshot(progress_server):
+    async with progress_server.client() as client:
         created = await client.post(
             "/api/jobs", json={"kind": "demo", "params": {"durationS": 0.2}}
         )
@@ -114,8 +114,8 @@ async def test_polling_fallback_returns_the_snapshot(running_server):
         assert missing.json()["field"] == "jobId"
 
 
-async def test_cancel_ends_the_job_cancelled(running_server):
-    async with running_server.client() as client:
+async def test_cancel_ends_the_job_cancelled(progress_server):
+    async with progress_server.client() as client:
         created = await client.post("/api/jobs", json={"kind": "demo", "params": {"durationS": 30}})
         job_id = created.json()["jobId"]
         response = await client.post(f"/api/jobs/{job_id}/cancel")
@@ -123,5 +123,5 @@ async def test_cancel_ends_the_job_cancelled(running_server):
         assert response.json()["status"] == "cancelled"
         again = await client.post(f"/api/jobs/{job_id}/cancel")
         assert again.status_code == 409
-    events = await collect(running_server, job_id)
+    events = await collect(progress_server, job_id)
     assert [name for name, _, _ in events] == ["job-cancelled"]

@@ -9,13 +9,14 @@ import dataclasses
 import json
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 import trio
-from conftest import RunningServer, start_server, with_config
 from httpx_sse import aconnect_sse
 from progress_sync import JobSnapshot, MemoryStore
 from progress_sync.server import ServerConfig, create_app, open_services
+from progress_sync.server.testing import ProgressServer, start_progress_server
 
 
 async def wait_until(
@@ -30,7 +31,7 @@ async def wait_until(
     raise AssertionError(f"job {job_id} ended without matching")  # pragma: no cover
 
 
-async def register(server: RunningServer, **body: object) -> dict:
+async def register(server: ProgressServer, **body: object) -> dict:
     async with server.client() as client:
         response = await client.post("/api/jobs", json=body)
     assert response.status_code == 201, response.text
@@ -40,8 +41,8 @@ async def register(server: RunningServer, **body: object) -> dict:
 # --- registering external jobs -------------------------------------------------------------
 
 
-async def test_an_external_job_is_registered_running_with_the_clients_id(running_server):
-    async with running_server.client() as client:
+async def test_an_external_job_is_registered_running_with_the_clients_id(progress_server):
+    async with progress_server.client() as client:
         response = await client.post(
             "/api/jobs", json={"jobId": "render-1", "stage": "setup", "message": "hi"}
         )
@@ -53,20 +54,20 @@ async def test_an_external_job_is_registered_running_with_the_clients_id(running
         "streamUrl": "/api/jobs/render-1/progress/stream",
     }
     assert response.headers["location"] == "/api/jobs/render-1"
-    snapshot = await running_server.store.get("render-1")
+    snapshot = await progress_server.store.get("render-1")
     assert (snapshot.kind, snapshot.stage, snapshot.message) == (None, "setup", "hi")
 
 
 @pytest.mark.parametrize(("given", "stored"), [("Pending", "queued"), ("IN_PROGRESS", "running")])
-async def test_the_initial_status_may_be_an_alias(running_server, given, stored):
-    body = await register(running_server, status=given)
+async def test_the_initial_status_may_be_an_alias(progress_server, given, stored):
+    body = await register(progress_server, status=given)
     assert body["status"] == stored
     assert len(body["jobId"]) == 32
 
 
-async def test_registering_an_existing_id_is_a_409(running_server):
-    await register(running_server, jobId="dup")
-    async with running_server.client() as client:
+async def test_registering_an_existing_id_is_a_409(progress_server):
+    await register(progress_server, jobId="dup")
+    async with progress_server.client() as client:
         response = await client.post("/api/jobs", json={"jobId": "dup"})
     assert response.status_code == 409
     assert response.json()["field"] == "jobId"
@@ -86,8 +87,8 @@ async def test_registering_an_existing_id_is_a_409(running_server):
         ({"colour": "red"}, "colour", "Extra inputs are not permitted"),
     ],
 )
-async def test_bad_registrations_name_the_field(running_server, body, field, detail):
-    async with running_server.client() as client:
+async def test_bad_registrations_name_the_field(progress_server, body, field, detail):
+    async with progress_server.client() as client:
         response = await client.post("/api/jobs", json=body)
     assert response.status_code == 400
     assert response.json()["field"] == field
@@ -97,35 +98,35 @@ async def test_bad_registrations_name_the_field(running_server, body, field, det
 # --- one update ------------------------------------------------------------------------------
 
 
-async def test_one_update_goes_through_the_buffer_to_the_stream(running_server):
-    job = await register(running_server, jobId="one")
-    async with running_server.client() as client:
+async def test_one_update_goes_through_the_buffer_to_the_stream(progress_server):
+    job = await register(progress_server, jobId="one")
+    async with progress_server.client() as client:
         response = await client.post(
             "/api/jobs/one/progress", json={"percent": 42.5, "stage": "encode", "message": "m"}
         )
         assert response.status_code == 202
         assert response.json() == {"accepted": 1}
-        snapshot = await wait_until(running_server.store, "one", lambda s: s.percent == 42.5)
+        snapshot = await wait_until(progress_server.store, "one", lambda s: s.percent == 42.5)
         assert (snapshot.stage, snapshot.message) == ("encode", "m")
         health = (await client.get("/healthz")).json()
     assert health["sink"]["reportsReceived"] >= 1
     assert job["streamUrl"] == "/api/jobs/one/progress/stream"
 
 
-async def test_reported_at_is_kept_as_the_producers_time(running_server):
-    await register(running_server, jobId="stamped")
+async def test_reported_at_is_kept_as_the_producers_time(progress_server):
+    await register(progress_server, jobId="stamped")
     stamp = time.time() + 1.0
-    async with running_server.client() as client:
+    async with progress_server.client() as client:
         response = await client.post(
             "/api/jobs/stamped/progress", json={"percent": 5, "stage": "s", "reportedAt": stamp}
         )
     assert response.status_code == 202
-    snapshot = await wait_until(running_server.store, "stamped", lambda s: s.percent == 5)
+    snapshot = await wait_until(progress_server.store, "stamped", lambda s: s.percent == 5)
     assert snapshot.reported_at == stamp
 
 
-async def test_an_update_for_an_unknown_job_is_a_404(running_server):
-    async with running_server.client() as client:
+async def test_an_update_for_an_unknown_job_is_a_404(progress_server):
+    async with progress_server.client() as client:
         response = await client.post("/api/jobs/ghost/progress", json={"percent": 1})
     assert response.status_code == 404
     assert response.json() == {
@@ -152,18 +153,18 @@ async def test_an_update_for_an_unknown_job_is_a_404(running_server):
         ([1, 2], "body", "must be a JSON object, not an array"),
     ],
 )
-async def test_a_bad_update_is_a_400_naming_the_field(running_server, body, field, detail):
-    await register(running_server, jobId="bad")
-    async with running_server.client() as client:
+async def test_a_bad_update_is_a_400_naming_the_field(progress_server, body, field, detail):
+    await register(progress_server, jobId="bad")
+    async with progress_server.client() as client:
         response = await client.post("/api/jobs/bad/progress", json=body)
     assert response.status_code == 400
     assert response.json()["field"] == field
     assert detail in response.json()["detail"]
 
 
-async def test_an_update_that_is_not_json_is_a_400(running_server):
-    await register(running_server, jobId="nj")
-    async with running_server.client() as client:
+async def test_an_update_that_is_not_json_is_a_400(progress_server):
+    await register(progress_server, jobId="nj")
+    async with progress_server.client() as client:
         response = await client.post("/api/jobs/nj/progress", content=b"{percent: 1")
         empty = await client.post("/api/jobs/nj/progress", content=b"")
     assert response.status_code == 400
@@ -172,17 +173,17 @@ async def test_an_update_that_is_not_json_is_a_400(running_server):
     assert "is empty" in empty.json()["detail"]
 
 
-async def test_an_update_for_an_ended_job_is_a_409(running_server):
-    await register(running_server, jobId="ended")
-    async with running_server.client() as client:
+async def test_an_update_for_an_ended_job_is_a_409(progress_server):
+    await register(progress_server, jobId="ended")
+    async with progress_server.client() as client:
         assert (await client.post("/api/jobs/ended/complete")).status_code == 200
         response = await client.post("/api/jobs/ended/progress", json={"percent": 1})
     assert response.status_code == 409
     assert response.json()["error"] == "job finished"
 
 
-async def test_a_job_the_server_runs_takes_no_progress_or_finish_over_http(running_server):
-    async with running_server.client() as client:
+async def test_a_job_the_server_runs_takes_no_progress_or_finish_over_http(progress_server):
+    async with progress_server.client() as client:
         created = await client.post(
             "/api/jobs", json={"kind": "demo", "jobId": "own", "params": {"durationS": 30}}
         )
@@ -202,25 +203,25 @@ async def test_a_job_the_server_runs_takes_no_progress_or_finish_over_http(runni
 
 
 @pytest.mark.slow
-async def test_a_json_array_batch_updates_many_jobs(running_server):
+async def test_a_json_array_batch_updates_many_jobs(progress_server):
     for n in range(3):
-        await register(running_server, jobId=f"b{n}")
+        await register(progress_server, jobId=f"b{n}")
     lines = [{"jobId": f"b{n}", "percent": 10.0 * (n + 1), "stage": "s"} for n in range(3)]
     lines.append({"jobId": "b0", "percent": 99.0, "stage": "later"})  # coalesced: latest wins
-    async with running_server.client() as client:
+    async with progress_server.client() as client:
         response = await client.post("/api/progress", json=lines)
     assert response.status_code == 200
     assert response.json() == {"accepted": 4, "errors": [], "unknownJobs": [], "finishedJobs": []}
     assert (
-        await wait_until(running_server.store, "b0", lambda s: s.percent == 99)
+        await wait_until(progress_server.store, "b0", lambda s: s.percent == 99)
     ).stage == "later"
-    assert (await wait_until(running_server.store, "b2", lambda s: s.percent == 30)).stage == "s"
+    assert (await wait_until(progress_server.store, "b2", lambda s: s.percent == 30)).stage == "s"
 
 
 @pytest.mark.slow
-async def test_ndjson_with_malformed_lines_among_good_ones_applies_the_good_ones(running_server):
-    await register(running_server, jobId="nd1")
-    await register(running_server, jobId="nd2")
+async def test_ndjson_with_malformed_lines_among_good_ones_applies_the_good_ones(progress_server):
+    await register(progress_server, jobId="nd1")
+    await register(progress_server, jobId="nd2")
     body = "\n".join(
         [
             json.dumps({"jobId": "nd1", "percent": 25, "stage": "a"}),
@@ -233,7 +234,7 @@ async def test_ndjson_with_malformed_lines_among_good_ones_applies_the_good_ones
             json.dumps({"jobId": "nobody", "percent": 3}),
         ]
     )
-    async with running_server.client() as client:
+    async with progress_server.client() as client:
         response = await client.post(
             "/api/progress", content=body, headers={"Content-Type": "application/x-ndjson"}
         )
@@ -250,14 +251,14 @@ async def test_ndjson_with_malformed_lines_among_good_ones_applies_the_good_ones
     assert errors[6] == ("jobId", "is required")
     assert errors[7][0] == "body"
     assert "not an array" in errors[7][1]
-    await wait_until(running_server.store, "nd1", lambda s: s.percent == 25)
-    await wait_until(running_server.store, "nd2", lambda s: s.percent == 60)
+    await wait_until(progress_server.store, "nd1", lambda s: s.percent == 25)
+    await wait_until(progress_server.store, "nd2", lambda s: s.percent == 60)
 
 
-async def test_updates_for_unknown_and_ended_jobs_are_reported_not_dropped(running_server):
-    await register(running_server, jobId="live")
-    await register(running_server, jobId="done")
-    async with running_server.client() as client:
+async def test_updates_for_unknown_and_ended_jobs_are_reported_not_dropped(progress_server):
+    await register(progress_server, jobId="live")
+    await register(progress_server, jobId="done")
+    async with progress_server.client() as client:
         await client.post("/api/jobs/done/fail", json={"error": "x"})
         response = await client.post(
             "/api/progress",
@@ -277,8 +278,10 @@ async def test_updates_for_unknown_and_ended_jobs_are_reported_not_dropped(runni
     }
 
 
-async def test_an_oversized_batch_is_a_413_and_changes_nothing(nursery, server_config):
-    server = await start_server(nursery, with_config(server_config, max_batch_updates=100))
+async def test_an_oversized_batch_is_a_413_and_changes_nothing(nursery, progress_server_config):
+    server = await start_progress_server(
+        nursery, replace(progress_server_config, max_batch_updates=100)
+    )
     await register(server, jobId="big")
     lines = [{"jobId": "big", "percent": i / 10} for i in range(101)]
     ndjson = "\n".join(json.dumps(line) for line in lines)
@@ -296,8 +299,10 @@ async def test_an_oversized_batch_is_a_413_and_changes_nothing(nursery, server_c
     server.stop.set()
 
 
-async def test_a_body_over_the_byte_limit_is_a_413(nursery, server_config):
-    server = await start_server(nursery, with_config(server_config, max_body_bytes=2048))
+async def test_a_body_over_the_byte_limit_is_a_413(nursery, progress_server_config):
+    server = await start_progress_server(
+        nursery, replace(progress_server_config, max_body_bytes=2048)
+    )
     lines = [{"jobId": "x", "percent": 1, "stage": "s" * 100} for _ in range(30)]
     async with server.client() as client:
         response = await client.post("/api/progress", json=lines)
@@ -319,8 +324,8 @@ async def test_a_body_over_the_byte_limit_is_a_413(nursery, server_config):
         (b"", "is empty"),
     ],
 )
-async def test_a_json_batch_that_is_not_an_array_is_a_400(running_server, content, detail):
-    async with running_server.client() as client:
+async def test_a_json_batch_that_is_not_an_array_is_a_400(progress_server, content, detail):
+    async with progress_server.client() as client:
         response = await client.post(
             "/api/progress", content=content, headers={"Content-Type": "application/json"}
         )
@@ -333,7 +338,7 @@ async def test_a_json_batch_that_is_not_an_array_is_a_400(running_server, conten
 
 
 async def collect_events(
-    server: RunningServer, job_id: str, into: list, ready: trio.Event, done: trio.Event
+    server: ProgressServer, job_id: str, into: list, ready: trio.Event, done: trio.Event
 ) -> None:
     async with (
         server.client() as client,
@@ -349,18 +354,18 @@ async def collect_events(
 
 
 async def test_complete_answers_after_the_terminal_state_is_stored_and_streamed(
-    running_server, nursery
+    progress_server, nursery
 ):
-    await register(running_server, jobId="fin")
+    await register(progress_server, jobId="fin")
     events: list = []
     ready, done = trio.Event(), trio.Event()
-    nursery.start_soon(collect_events, running_server, "fin", events, ready, done)
+    nursery.start_soon(collect_events, progress_server, "fin", events, ready, done)
     await ready.wait()
-    async with running_server.client() as client:
+    async with progress_server.client() as client:
         await client.post("/api/jobs/fin/progress", json={"percent": 70, "stage": "mux"})
         response = await client.post("/api/jobs/fin/complete", json={"result": {"file": "a.mp4"}})
         # Synchronous: the store holds the terminal state when the answer arrives.
-        assert (await running_server.store.get("fin")).status.value == "completed"
+        assert (await progress_server.store.get("fin")).status.value == "completed"
         again = await client.post("/api/jobs/fin/complete")
     assert response.status_code == 200
     snapshot = response.json()
@@ -377,9 +382,9 @@ async def test_complete_answers_after_the_terminal_state_is_stored_and_streamed(
     assert events[-1][1]["result"] == {"file": "a.mp4"}
 
 
-async def test_fail_keeps_the_latest_progress_and_the_error(running_server):
-    await register(running_server, jobId="f")
-    async with running_server.client() as client:
+async def test_fail_keeps_the_latest_progress_and_the_error(progress_server):
+    await register(progress_server, jobId="f")
+    async with progress_server.client() as client:
         await client.post("/api/jobs/f/progress", json={"percent": 33, "stage": "upload"})
         response = await client.post("/api/jobs/f/fail", json={"error": "disk full"})
         no_error = await client.post("/api/jobs/f/fail", json={})
@@ -407,24 +412,24 @@ async def test_fail_keeps_the_latest_progress_and_the_error(running_server):
         ("complete", [1], "body", "must be a JSON object"),
     ],
 )
-async def test_bad_terminal_requests_name_the_field(running_server, path, body, field, detail):
-    await register(running_server, jobId="t")
-    async with running_server.client() as client:
+async def test_bad_terminal_requests_name_the_field(progress_server, path, body, field, detail):
+    await register(progress_server, jobId="t")
+    async with progress_server.client() as client:
         response = await client.post(f"/api/jobs/t/{path}", json=body)
     assert response.status_code == 400
     assert response.json()["field"] == field
     assert detail in response.json()["detail"]
-    assert (await running_server.store.get("t")).status.value == "running"
+    assert (await progress_server.store.get("t")).status.value == "running"
 
 
-async def test_cancel_of_an_external_job_is_synchronous(running_server):
-    await register(running_server, jobId="c")
-    async with running_server.client() as client:
+async def test_cancel_of_an_external_job_is_synchronous(progress_server):
+    await register(progress_server, jobId="c")
+    async with progress_server.client() as client:
         response = await client.post("/api/jobs/c/cancel", json={})
         unknown = await client.post("/api/jobs/nope/complete")
     assert response.status_code == 202
     assert response.json()["status"] == "cancelled"
-    assert (await running_server.store.get("c")).status.value == "cancelled"
+    assert (await progress_server.store.get("c")).status.value == "cancelled"
     assert unknown.status_code == 404
 
 

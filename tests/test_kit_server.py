@@ -9,13 +9,13 @@ real server (``progress_server``) use the real clock and keep their jobs short.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from types import SimpleNamespace
 
 import httpx
 import pytest
 import trio
 import trio.testing
-from conftest import with_config
 from httpx_sse import ServerSentEvent, SSEError
 from progress_sync import JobStatus, MemoryStore, WaitTimeoutError
 from progress_sync.server import ServerConfig
@@ -351,9 +351,9 @@ async def test_two_servers_over_one_store_and_a_clean_stop(nursery):
 
 @pytest.mark.slow
 async def test_two_servers_over_the_redis_store_their_config_names(
-    nursery, server_config, redis_url, redis_prefix
+    nursery, progress_server_config, redis_url, redis_prefix
 ):
-    config = with_config(server_config, store=redis_url, store_prefix=redis_prefix)
+    config = replace(progress_server_config, store=redis_url, store_prefix=redis_prefix)
     first = await start_progress_server(nursery, config)
     second = await start_progress_server(nursery, config)
     assert first.store is None

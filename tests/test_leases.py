@@ -188,8 +188,8 @@ async def test_two_server_processes_on_redis_fail_a_silent_job_once(
         assert expired == 1
 
 
-async def test_the_http_api_takes_a_lease_and_heartbeats(running_server):
-    async with running_server.client() as http:
+async def test_the_http_api_takes_a_lease_and_heartbeats(progress_server):
+    async with progress_server.client() as http:
         answer = await http.post("/api/jobs", json={"jobId": "l1", "heartbeatTimeoutS": 30})
         assert answer.status_code == 201
         snapshot = (await http.get("/api/jobs/l1")).json()
@@ -211,18 +211,18 @@ async def test_the_http_api_takes_a_lease_and_heartbeats(running_server):
 
 
 @pytest.mark.slow
-async def test_the_client_heartbeats_an_idle_job_and_a_killed_producer_fails(running_server):
-    async with open_progress_client(running_server.base_url, flush_interval=0.05) as client:
+async def test_the_client_heartbeats_an_idle_job_and_a_killed_producer_fails(progress_server):
+    async with open_progress_client(progress_server.base_url, flush_interval=0.05) as client:
         job = await client.register("idle", heartbeat_timeout=0.6)
         await trio.sleep(2.0)  # idle: only heartbeats keep it alive
-        async with running_server.client() as http:
+        async with progress_server.client() as http:
             assert (await http.get("/api/jobs/idle")).json()["status"] == "running"
         await client.complete("idle")
     # A producer process killed with SIGKILL: its job fails once the lease runs out.
     script = (
         "import os, signal, time\n"
         "from progress_sync.client import ProgressClient\n"
-        f"c = ProgressClient({running_server.base_url!r}, flush_interval=0.05)\n"
+        f"c = ProgressClient({progress_server.base_url!r}, flush_interval=0.05)\n"
         "c.register('killed', heartbeat_timeout=1.0)\n"
         "c.report_nowait('killed', 42.0, 'render')\n"
         "time.sleep(0.3)\n"
@@ -230,7 +230,7 @@ async def test_the_client_heartbeats_an_idle_job_and_a_killed_producer_fails(run
     )
     process = await trio.run_process([sys.executable, "-c", script], check=False)
     assert process.returncode == -9
-    async with running_server.client() as http:
+    async with progress_server.client() as http:
         with trio.fail_after(10):
             while True:
                 snapshot = (await http.get("/api/jobs/killed")).json()

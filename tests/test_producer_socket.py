@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 
 import pytest
 import trio
-from conftest import start_server, with_config
 from progress_sync.client import ProgressClient, open_progress_client
+from progress_sync.server.testing import start_progress_server
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.trio.client import connect
 
@@ -42,9 +43,9 @@ async def register(server, job_id: str, token: str | None = None) -> None:
     assert response.status_code == 201, response.text
 
 
-async def test_a_frame_of_updates_is_answered_with_its_outcome_per_update(running_server):
-    await register(running_server, "ws-a")
-    await register(running_server, "ws-b")
+async def test_a_frame_of_updates_is_answered_with_its_outcome_per_update(progress_server):
+    await register(progress_server, "ws-a")
+    await register(progress_server, "ws-b")
     frame = [
         {"jobId": "ws-a", "percent": 10, "stage": "one"},
         {"jobId": "ws-b", "percent": 150},
@@ -52,7 +53,7 @@ async def test_a_frame_of_updates_is_answered_with_its_outcome_per_update(runnin
         {"jobId": "ghost", "percent": 5},
         {"jobId": "ws-b", "percent": 30, "stage": "two"},
     ]
-    async with connect(ws_url(running_server)) as socket:
+    async with connect(ws_url(progress_server)) as socket:
         await socket.send(json.dumps(frame))
         answer = json.loads(await socket.recv())
         assert answer["accepted"] == 2
@@ -66,8 +67,8 @@ async def test_a_frame_of_updates_is_answered_with_its_outcome_per_update(runnin
         # The connection stays open: the next frame is answered too.
         await socket.send(json.dumps([{"jobId": "ws-a", "percent": 50}]))
         assert json.loads(await socket.recv())["accepted"] == 1
-    await wait_until(running_server.store, "ws-a", lambda s: s.percent == 50)
-    snapshot = await wait_until(running_server.store, "ws-b", lambda s: s.percent == 30)
+    await wait_until(progress_server.store, "ws-a", lambda s: s.percent == 50)
+    snapshot = await wait_until(progress_server.store, "ws-b", lambda s: s.percent == 30)
     assert snapshot.stage == "two"
 
 
@@ -79,9 +80,9 @@ async def test_a_frame_of_updates_is_answered_with_its_outcome_per_update(runnin
     ],
 )
 async def test_a_frame_that_is_not_an_array_gets_the_apis_400_and_the_socket_stays(
-    running_server, text, detail
+    progress_server, text, detail
 ):
-    async with connect(ws_url(running_server)) as socket:
+    async with connect(ws_url(progress_server)) as socket:
         await socket.send(text)
         answer = json.loads(await socket.recv())
         assert answer["status"] == 400
@@ -92,8 +93,10 @@ async def test_a_frame_that_is_not_an_array_gets_the_apis_400_and_the_socket_sta
         assert json.loads(await socket.recv())["accepted"] == 0
 
 
-async def test_the_handshake_needs_the_producer_token(nursery, server_config):
-    server = await start_server(nursery, with_config(server_config, producer_token=TOKEN))
+async def test_the_handshake_needs_the_producer_token(nursery, progress_server_config):
+    server = await start_progress_server(
+        nursery, replace(progress_server_config, producer_token=TOKEN)
+    )
     await register(server, "secured", TOKEN)
     with pytest.raises(InvalidStatus) as refused:
         async with connect(ws_url(server)):
@@ -115,9 +118,11 @@ async def test_the_handshake_needs_the_producer_token(nursery, server_config):
     await server.aclose()
 
 
-async def test_limits_an_oversized_frame_closes_and_a_long_batch_is_a_413(nursery, server_config):
-    config = with_config(server_config, max_body_bytes=4096, max_batch_updates=10)
-    server = await start_server(nursery, config)
+async def test_limits_an_oversized_frame_closes_and_a_long_batch_is_a_413(
+    nursery, progress_server_config
+):
+    config = replace(progress_server_config, max_body_bytes=4096, max_batch_updates=10)
+    server = await start_progress_server(nursery, config)
     await register(server, "lim")
     async with connect(ws_url(server)) as socket:
         await socket.send(json.dumps([{"jobId": "lim", "percent": 1}] * 11))
@@ -136,16 +141,16 @@ async def test_limits_an_oversized_frame_closes_and_a_long_batch_is_a_413(nurser
     await server.aclose()
 
 
-async def test_a_binary_frame_closes_with_unsupported_data(running_server):
-    async with connect(ws_url(running_server)) as socket:
+async def test_a_binary_frame_closes_with_unsupported_data(progress_server):
+    async with connect(ws_url(progress_server)) as socket:
         await socket.send(b"[]")
         with pytest.raises(ConnectionClosed) as closed:
             await socket.recv()
         assert closed.value.rcvd.code == 1003
 
 
-async def test_shutdown_closes_open_sockets_with_service_restart(nursery, server_config):
-    server = await start_server(nursery, server_config)
+async def test_shutdown_closes_open_sockets_with_service_restart(nursery, progress_server_config):
+    server = await start_progress_server(nursery, progress_server_config)
     async with connect(ws_url(server)) as socket:
         await socket.send("[]")
         await socket.recv()
@@ -160,18 +165,20 @@ async def test_shutdown_closes_open_sockets_with_service_restart(nursery, server
 # --- the clients -------------------------------------------------------------------------------
 
 
-async def test_the_trio_client_uses_the_websocket_by_default(running_server):
-    await register(running_server, "tc")
-    async with open_progress_client(running_server.base_url, flush_interval=0.05) as client:
+async def test_the_trio_client_uses_the_websocket_by_default(progress_server):
+    await register(progress_server, "tc")
+    async with open_progress_client(progress_server.base_url, flush_interval=0.05) as client:
         client.report_nowait("tc", 40, "ws")
-        await wait_until(running_server.store, "tc", lambda s: s.percent == 40)
+        await wait_until(progress_server.store, "tc", lambda s: s.percent == 40)
         statistics = client.statistics()
     assert statistics.path == "websocket"
     assert statistics.updates_accepted >= 1
 
 
-async def test_the_sync_client_uses_the_websocket_and_its_token(nursery, server_config):
-    server = await start_server(nursery, with_config(server_config, producer_token=TOKEN))
+async def test_the_sync_client_uses_the_websocket_and_its_token(nursery, progress_server_config):
+    server = await start_progress_server(
+        nursery, replace(progress_server_config, producer_token=TOKEN)
+    )
     await register(server, "sc", TOKEN)
 
     def produce() -> tuple[str, int]:
@@ -186,10 +193,12 @@ async def test_the_sync_client_uses_the_websocket_and_its_token(nursery, server_
     await server.aclose()
 
 
-async def test_a_wrong_token_at_the_handshake_stops_the_client(nursery, server_config):
+async def test_a_wrong_token_at_the_handshake_stops_the_client(nursery, progress_server_config):
     from progress_sync import AuthenticationError
 
-    server = await start_server(nursery, with_config(server_config, producer_token=TOKEN))
+    server = await start_progress_server(
+        nursery, replace(progress_server_config, producer_token=TOKEN)
+    )
     await register(server, "wt", TOKEN)
 
     async def report_with_a_wrong_token() -> None:
@@ -203,10 +212,10 @@ async def test_a_wrong_token_at_the_handshake_stops_the_client(nursery, server_c
 
 
 async def test_the_client_reconnects_after_a_restart_keeping_the_latest_report(
-    nursery, server_config, caplog
+    nursery, progress_server_config, caplog
 ):
     caplog.set_level(logging.INFO, logger="progress_sync.client")
-    first = await start_server(nursery, server_config)
+    first = await start_progress_server(nursery, progress_server_config)
     port = int(first.base_url.rsplit(":", 1)[1])
     await register(first, "rs")
     async with open_progress_client(first.base_url, flush_interval=0.05) as client:
@@ -217,7 +226,7 @@ async def test_the_client_reconnects_after_a_restart_keeping_the_latest_report(
         for percent in (20, 30, 40):
             client.report_nowait("rs", percent)
             await trio.sleep(0.1)
-        second = await start_server(nursery, with_config(server_config, port=port))
+        second = await start_progress_server(nursery, replace(progress_server_config, port=port))
         await register(second, "rs")  # a new in-memory store: the producer registers again
         snapshot = await wait_until(second.store, "rs", lambda s: s.percent == 40, within=20)
         statistics = client.statistics()
@@ -267,10 +276,10 @@ async def _proxy_without_upgrade(
 
 
 async def test_behind_a_proxy_without_upgrade_the_client_falls_back_to_post(
-    nursery, running_server, caplog
+    nursery, progress_server, caplog
 ):
-    await register(running_server, "px")
-    backend_port = int(running_server.base_url.rsplit(":", 1)[1])
+    await register(progress_server, "px")
+    backend_port = int(progress_server.base_url.rsplit(":", 1)[1])
     listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
     proxy_port = listeners[0].socket.getsockname()[1]
     nursery.start_soon(_proxy_without_upgrade, listeners[0], backend_port, nursery)
@@ -284,11 +293,11 @@ async def test_behind_a_proxy_without_upgrade_the_client_falls_back_to_post(
 
     path, accepted = await trio.to_thread.run_sync(produce)
     assert (path, accepted) == ("http", 1)
-    await wait_until(running_server.store, "px", lambda s: s.percent == 70)
+    await wait_until(progress_server.store, "px", lambda s: s.percent == 70)
     assert any("POST /api/progress from now on" in r.getMessage() for r in caplog.records)
     async with open_progress_client(proxy_url, flush_interval=0.05) as client:
         client.report_nowait("px", 80)
         await client.flush()
         assert client.statistics().path == "http"
-    await wait_until(running_server.store, "px", lambda s: s.percent == 80)
+    await wait_until(progress_server.store, "px", lambda s: s.percent == 80)
     nursery.cancel_scope.cancel()

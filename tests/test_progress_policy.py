@@ -46,9 +46,9 @@ async def test_a_reset_coalesced_with_a_later_report_is_not_lost(autojump_clock)
     assert (snapshot.percent, snapshot.attempt, snapshot.stage) == (5.0, 2, "again")
 
 
-async def test_the_ingest_api_takes_eta_seconds_and_reset(running_server):
-    store = running_server.store
-    async with running_server.client() as http:
+async def test_the_ingest_api_takes_eta_seconds_and_reset(progress_server):
+    store = progress_server.store
+    async with progress_server.client() as http:
         await http.post("/api/jobs", json={"jobId": "p1"})
         answer = await http.post("/api/jobs/p1/progress", json={"percent": 60, "etaSeconds": 42})
         assert answer.status_code == 202, answer.text

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -21,7 +22,6 @@ import pytest
 import trio
 from _redis import free_port, private_redis
 from click.testing import CliRunner
-from conftest import with_config
 from httpx_sse import aconnect_sse
 from progress_sync.server import ServerConfig, serve
 from progress_sync.server._cli import main
@@ -259,15 +259,15 @@ def test_server_config_checks_the_store_settings():
 async def test_a_stream_survives_redis_stopping_and_restarting_in_the_middle_of_a_job(
     tmp_path: Path,
     nursery: trio.Nursery,
-    server_config: ServerConfig,
+    progress_server_config: ServerConfig,
     caplog: pytest.LogCaptureFixture,
 ):
     """Stop a PRIVATE Redis while a job runs and a client follows it: the job keeps reporting,
     /healthz says degraded and polls get 503, the stream keeps its heartbeats; when Redis is
     back the stream resyncs and ends with the terminal event, and nothing is lost."""
     async with private_redis(tmp_path) as redis:
-        config = with_config(
-            server_config, store=redis.url, heartbeat_interval=0.2, flush_interval=0.05
+        config = replace(
+            progress_server_config, store=redis.url, heartbeat_interval=0.2, flush_interval=0.05
         )
         stop = trio.Event()
         urls = await nursery.start(partial(serve, config, shutdown_trigger=stop.wait))

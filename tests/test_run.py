@@ -13,13 +13,14 @@ import signal
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import trio
 from _external import missing
-from conftest import RunningServer, start_server, with_config
 from progress_sync import JobSnapshot, MemoryStore
+from progress_sync.server.testing import ProgressServer, start_progress_server
 
 REPO = Path(__file__).resolve().parents[1]
 PROGRESS_SYNC = [sys.executable, "-c", "from progress_sync.server._cli import main; main()"]
@@ -50,7 +51,7 @@ async def follow(store: MemoryStore, job_id: str, into: list[JobSnapshot], seen:
 
 
 async def run(
-    server: RunningServer, job_id: str, command: list[str], *options: str
+    server: ProgressServer, job_id: str, command: list[str], *options: str
 ) -> tuple[subprocess.CompletedProcess, list[JobSnapshot]]:
     """Run ``progress-sync run`` for ``command``; returns the process and the job's snapshots."""
     snapshots: list[JobSnapshot] = []
@@ -83,7 +84,7 @@ def progress_of(snapshots: list[JobSnapshot]) -> list[float]:
 
 
 @pytest.mark.slow
-async def test_a_python_tqdm_loop_is_followed_live(running_server, tmp_path):
+async def test_a_python_tqdm_loop_is_followed_live(progress_server, tmp_path):
     command = script(
         tmp_path,
         "train.py",
@@ -95,7 +96,7 @@ async def test_a_python_tqdm_loop_is_followed_live(running_server, tmp_path):
         print("model saved")
         """,
     )
-    result, snapshots = await run(running_server, "tqdm-run", command)
+    result, snapshots = await run(progress_server, "tqdm-run", command)
     assert result.returncode == 0, result.stderr
     # The command's own output reaches our terminal: the bar on stderr, its print on stdout.
     assert b"train: 100%|" in result.stderr
@@ -111,7 +112,7 @@ async def test_a_python_tqdm_loop_is_followed_live(running_server, tmp_path):
 
 
 @pytest.mark.slow
-async def test_plain_percentages_on_stdout_are_followed(running_server, tmp_path):
+async def test_plain_percentages_on_stdout_are_followed(progress_server, tmp_path):
     command = script(
         tmp_path,
         "copy.py",
@@ -122,7 +123,7 @@ async def test_plain_percentages_on_stdout_are_followed(running_server, tmp_path
             time.sleep(0.05)
         """,
     )
-    result, snapshots = await run(running_server, "percent-run", command, "--stage", "copy")
+    result, snapshots = await run(progress_server, "percent-run", command, "--stage", "copy")
     assert result.returncode == 0
     assert result.stdout.count(b"% of the files") == 11
     live = progress_of(snapshots)
@@ -134,7 +135,7 @@ async def test_plain_percentages_on_stdout_are_followed(running_server, tmp_path
 
 @pytest.mark.slow
 async def test_a_command_exiting_nonzero_fails_the_job_with_its_stderr_tail(
-    running_server, tmp_path
+    progress_server, tmp_path
 ):
     command = script(
         tmp_path,
@@ -147,7 +148,7 @@ async def test_a_command_exiting_nonzero_fails_the_job_with_its_stderr_tail(
         sys.exit(3)
         """,
     )
-    result, snapshots = await run(running_server, "broken-run", command)
+    result, snapshots = await run(progress_server, "broken-run", command)
     assert result.returncode == 3
     assert b"ValueError: bad input in row 7" in result.stderr
     final = snapshots[-1]
@@ -159,15 +160,15 @@ async def test_a_command_exiting_nonzero_fails_the_job_with_its_stderr_tail(
 
 
 @pytest.mark.slow
-async def test_a_command_killed_by_a_signal_fails_the_job(running_server):
-    result, snapshots = await run(running_server, "killed-run", ["sh", "-c", "kill -9 $$"])
+async def test_a_command_killed_by_a_signal_fails_the_job(progress_server):
+    result, snapshots = await run(progress_server, "killed-run", ["sh", "-c", "kill -9 $$"])
     assert result.returncode == 128 + 9
     assert snapshots[-1].error == "killed by signal SIGKILL"
 
 
 @pytest.mark.slow
-async def test_a_command_that_cannot_be_found_fails_the_job(running_server):
-    result, snapshots = await run(running_server, "nowhere", ["no-such-program-xyz", "--help"])
+async def test_a_command_that_cannot_be_found_fails_the_job(progress_server):
+    result, snapshots = await run(progress_server, "nowhere", ["no-such-program-xyz", "--help"])
     assert result.returncode == 127
     assert snapshots[-1].status.value == "failed"
     assert "could not start no-such-program-xyz" in snapshots[-1].error
@@ -175,13 +176,13 @@ async def test_a_command_that_cannot_be_found_fails_the_job(running_server):
 
 @pytest.mark.slow
 @pytest.mark.ffmpeg
-async def test_ffmpeg_encoding_a_clip_with_t_is_followed(running_server, tmp_path):
+async def test_ffmpeg_encoding_a_clip_with_t_is_followed(progress_server, tmp_path):
     ffmpeg = require_ffmpeg()
     command = [
         ffmpeg, "-nostdin", "-hide_banner", "-y", "-readrate", "5", *FFMPEG_CLIP, "-t", "5",
         "-progress", "pipe:1", "-stats_period", "0.1", "-c:v", "mpeg4", str(tmp_path / "a.mp4"),
     ]  # fmt: skip
-    result, snapshots = await run(running_server, "ffmpeg-t", command)
+    result, snapshots = await run(progress_server, "ffmpeg-t", command)
     assert result.returncode == 0, result.stderr[-2000:]
     assert b"progress=end" in result.stdout  # ffmpeg's own output still reaches stdout
     live = progress_of(snapshots)
@@ -194,7 +195,7 @@ async def test_ffmpeg_encoding_a_clip_with_t_is_followed(running_server, tmp_pat
 
 @pytest.mark.slow
 @pytest.mark.ffmpeg
-async def test_ffmpeg_progress_uses_its_duration_line_without_t(running_server, tmp_path):
+async def test_ffmpeg_progress_uses_its_duration_line_without_t(progress_server, tmp_path):
     ffmpeg = require_ffmpeg()
     clip = tmp_path / "clip.mp4"
     await trio.run_process(
@@ -204,7 +205,7 @@ async def test_ffmpeg_progress_uses_its_duration_line_without_t(running_server, 
         ffmpeg, "-nostdin", "-hide_banner", "-y", "-readrate", "5", "-i", str(clip),
         "-progress", "pipe:1", "-stats_period", "0.1", "-c:v", "mpeg4", str(tmp_path / "b.mp4"),
     ]  # fmt: skip
-    result, snapshots = await run(running_server, "ffmpeg-duration", command)
+    result, snapshots = await run(progress_server, "ffmpeg-duration", command)
     assert result.returncode == 0, result.stderr[-2000:]
     assert b"Duration: 00:00:05.00" in result.stderr
     live = progress_of(snapshots)
@@ -215,17 +216,17 @@ async def test_ffmpeg_progress_uses_its_duration_line_without_t(running_server, 
 
 @pytest.mark.slow
 @pytest.mark.ffmpeg
-async def test_ffmpeg_failing_fails_the_job_with_ffmpegs_message(running_server, tmp_path):
+async def test_ffmpeg_failing_fails_the_job_with_ffmpegs_message(progress_server, tmp_path):
     ffmpeg = require_ffmpeg()
     command = [ffmpeg, "-nostdin", "-hide_banner", "-i", str(tmp_path / "missing.mp4"), "x.mp4"]
-    result, snapshots = await run(running_server, "ffmpeg-fail", command)
+    result, snapshots = await run(progress_server, "ffmpeg-fail", command)
     assert result.returncode != 0
     assert snapshots[-1].status.value == "failed"
     assert "No such file or directory" in snapshots[-1].error
 
 
 @pytest.mark.slow
-async def test_ctrl_c_cancels_the_job(running_server, tmp_path):
+async def test_ctrl_c_cancels_the_job(progress_server, tmp_path):
     command = script(
         tmp_path,
         "forever.py",
@@ -236,13 +237,13 @@ async def test_ctrl_c_cancels_the_job(running_server, tmp_path):
             time.sleep(0.02)
         """,
     )
-    argv = [*PROGRESS_SYNC, "run", "--server", running_server.base_url, "--job-id", "ctrl-c",
+    argv = [*PROGRESS_SYNC, "run", "--server", progress_server.base_url, "--job-id", "ctrl-c",
             "--flush-interval", "0.05", "--", *command]  # fmt: skip
     snapshots: list[JobSnapshot] = []
     moving = trio.Event()
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(follow, running_server.store, "ctrl-c", snapshots, moving)
+            nursery.start_soon(follow, progress_server.store, "ctrl-c", snapshots, moving)
             # Its own session, like a terminal's foreground job: Ctrl-C reaches the whole group.
             process = await trio.lowlevel.open_process(
                 argv, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL,
@@ -266,8 +267,12 @@ async def test_ctrl_c_cancels_the_job(running_server, tmp_path):
 
 
 @pytest.mark.slow
-async def test_a_refused_token_stops_before_running_the_command(nursery, server_config, tmp_path):
-    server = await start_server(nursery, with_config(server_config, producer_token="t" * 24))
+async def test_a_refused_token_stops_before_running_the_command(
+    nursery, progress_server_config, tmp_path
+):
+    server = await start_progress_server(
+        nursery, replace(progress_server_config, producer_token="t" * 24)
+    )
     marker = tmp_path / "ran"
     result = await trio.run_process(
         [*PROGRESS_SYNC, "run", "--server", server.base_url, "--token", "wrong",

@@ -23,6 +23,7 @@ import re
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -31,7 +32,6 @@ import httpx
 import pytest
 from _external import missing
 from _server_thread import serve_in_thread
-from conftest import with_config
 from progress_sync.server import ServerConfig
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -123,12 +123,13 @@ def open_page(browser: Browser) -> Iterator[Callable[..., PageUnderTest]]:
 
 
 @pytest.fixture
-def start_server(server_config: ServerConfig) -> Iterator[Callable[..., str]]:
-    """Start a server (in a thread) with ``server_config`` changed by keywords; returns its URL."""
+def start_server(progress_server_config: ServerConfig) -> Iterator[Callable[..., str]]:
+    """Start a server (in a thread) with ``progress_server_config`` changed by keywords;
+    returns its URL."""
     with ExitStack() as stack:
 
         def start(**changes: Any) -> str:
-            return stack.enter_context(serve_in_thread(with_config(server_config, **changes)))
+            return stack.enter_context(serve_in_thread(replace(progress_server_config, **changes)))
 
         yield start
 

@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import tomllib
+from dataclasses import replace
 from fnmatch import fnmatch
-from functools import partial
 
 import pytest
 import trio
-from conftest import RunningServer, with_config
-from progress_sync import MemoryStore
-from progress_sync.server import ServerConfig, serve
+from progress_sync.server import ServerConfig
 from progress_sync.server._cli import _config, serve_command
 from progress_sync.server._web import STATIC_DIR
+from progress_sync.server.testing import ProgressServer, start_progress_server
 
 PAGE_FILES = ("index.html", "app.css", "app.js", "progress-client.js")
 
 
-async def test_the_page_is_served_at_the_root(running_server):
-    async with running_server.client() as client:
+async def test_the_page_is_served_at_the_root(progress_server):
+    async with progress_server.client() as client:
         response = await client.get("/")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
@@ -29,16 +28,13 @@ async def test_the_page_is_served_at_the_root(running_server):
     assert "{{" not in response.text
 
 
-async def test_the_page_says_how_many_jobs_a_stream_may_carry(nursery, server_config):
-    store = MemoryStore()
-    stop = trio.Event()
-    config = with_config(server_config, max_stream_jobs=7)
-    urls = await nursery.start(partial(serve, config, store=store, shutdown_trigger=stop.wait))
-    server = RunningServer(urls[0], store, stop)
+async def test_the_page_says_how_many_jobs_a_stream_may_carry(nursery, progress_server_config):
+    config = replace(progress_server_config, max_stream_jobs=7)
+    server = await start_progress_server(nursery, config)
     async with server.client() as client:
         response = await client.get("/")
         again = await client.get("/", headers={"If-None-Match": response.headers["etag"]})
-    stop.set()
+    await server.aclose()
     assert '<meta name="progress-sync-max-stream-jobs" content="7">' in response.text
     assert again.status_code == 304
     assert again.content == b""
@@ -52,8 +48,8 @@ async def test_the_page_says_how_many_jobs_a_stream_may_carry(nursery, server_co
         ("/static/app.css", "text/css"),
     ],
 )
-async def test_the_page_assets_are_served_with_their_types(running_server, path, content_type):
-    async with running_server.client() as client:
+async def test_the_page_assets_are_served_with_their_types(progress_server, path, content_type):
+    async with progress_server.client() as client:
         response = await client.get(path)
         again = await client.get(path, headers={"If-None-Match": response.headers["etag"]})
     assert response.status_code == 200
@@ -62,8 +58,8 @@ async def test_the_page_assets_are_served_with_their_types(running_server, path,
     assert again.status_code == 304
 
 
-async def test_a_missing_asset_is_a_json_404(running_server):
-    async with running_server.client() as client:
+async def test_a_missing_asset_is_a_json_404(progress_server):
+    async with progress_server.client() as client:
         response = await client.get("/static/nope.js")
     assert response.status_code == 404
     assert response.json()["error"] == "not found"
@@ -80,12 +76,11 @@ def test_every_page_file_is_shipped_as_package_data():
 
 
 @pytest.fixture
-async def refusing_server(nursery: trio.Nursery, server_config: ServerConfig) -> RunningServer:
-    store = MemoryStore()
-    stop = trio.Event()
-    config = with_config(server_config, refuse_streams=True)
-    urls = await nursery.start(partial(serve, config, store=store, shutdown_trigger=stop.wait))
-    return RunningServer(urls[0], store, stop)
+async def refusing_server(
+    nursery: trio.Nursery, progress_server_config: ServerConfig
+) -> ProgressServer:
+    config = replace(progress_server_config, refuse_streams=True)
+    return await start_progress_server(nursery, config)
 
 
 @pytest.mark.parametrize(
@@ -108,8 +103,8 @@ async def test_refuse_streams_answers_stream_routes_with_503_json(refusing_serve
     assert polled.json()["jobId"] == job_id
 
 
-async def test_streams_are_not_refused_by_default(running_server):
-    async with running_server.client() as client:
+async def test_streams_are_not_refused_by_default(progress_server):
+    async with progress_server.client() as client:
         created = await client.post(
             "/api/jobs", json={"kind": "demo", "params": {"durationS": 0.1}}
         )
