@@ -31,6 +31,8 @@ async def test_demo_runs_jobs_to_their_ends_and_exits_0():
     assert re.search(r"curl -N http://127\.0\.0\.1:\d+/api/jobs/\w+/progress/stream", out)
     assert out.count("completed") >= 3
     assert "simulated failure at 60.0%" in out
+    # Time left and the frame count, line by line (a log is not a terminal).
+    assert re.search(r"long export: \d+\.\d% · about \d+ s left · frame \d+ of 150", out), out
 
 
 @pytest.mark.slow

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
+import trio
 from progress_sync import JobStatus, MemoryStore, open_update_buffer
 from progress_sync.testing import assert_percent_never_decreases
 from test_ingest import wait_until
@@ -73,3 +74,30 @@ async def test_the_ingest_api_takes_eta_seconds_and_reset(progress_server):
             assert answer.json()["field"] == field
         health = (await http.get("/healthz")).json()
         assert health["store"]["lowerPercentKept"] == 1
+
+
+async def test_the_clients_send_eta_seconds_and_a_reset_that_survives_coalescing(running_server):
+    from progress_sync.client import ProgressClient, open_progress_client
+
+    store = running_server.store
+    async with open_progress_client(running_server.base_url, flush_interval=0.05) as client:
+        await client.register("c1")
+        client.report_nowait("c1", 70.0, "first", eta_seconds=12.0)
+        await wait_until(store, "c1", lambda s: s.percent == 70)
+        assert (await store.get("c1")).eta_seconds == 12.0
+        client.report_nowait("c1", 1.0, "again", reset=True)
+        client.report_nowait("c1", 2.0, "again")  # replaces it before the batch: reset kept
+        again = await wait_until(store, "c1", lambda s: s.stage == "again")
+        assert (again.percent, again.attempt) == (2.0, 2)
+
+    def sync_producer() -> None:
+        with ProgressClient(running_server.base_url, flush_interval=0.05) as sync_client:
+            sync_client.register("c2")
+            sync_client.report_nowait("c2", 30.0, "x", eta_seconds=5.5)
+            sync_client.flush()
+            sync_client.report_nowait("c2", 10.0, "y", reset=True)
+            sync_client.flush()
+
+    await trio.to_thread.run_sync(sync_producer)
+    final = await wait_until(store, "c2", lambda s: s.stage == "y")
+    assert (final.percent, final.attempt) == (10.0, 2)

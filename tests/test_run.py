@@ -8,6 +8,7 @@ Their own sleeps are their workload; the test never sleeps to wait for anything.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -131,6 +132,27 @@ async def test_plain_percentages_on_stdout_are_followed(progress_server, tmp_pat
     assert len({p for p in live if 0 < p < 100}) >= 3
     assert {s.stage for s in snapshots} == {"copy"}
     assert snapshots[-1].status.value == "completed"
+
+
+@pytest.mark.slow
+async def test_run_prints_the_time_left_and_gives_the_job_a_lease(running_server, tmp_path):
+    command = script(
+        tmp_path,
+        "steady.py",
+        """
+        import time
+        for i in range(31):
+            print(f"{i * 2}%", flush=True)
+            time.sleep(0.1)
+        """,
+    )
+    result, snapshots = await run(running_server, "eta-run", command)
+    assert result.returncode == 0, result.stderr
+    assert re.search(rb"progress-sync: \d+\.\d% \xc2\xb7 about \d+ s left", result.stderr), (
+        result.stderr
+    )
+    assert snapshots[0].heartbeat_timeout == 60.0
+    assert any(s.eta_seconds is not None for s in snapshots if s.status.value == "running")
 
 
 @pytest.mark.slow

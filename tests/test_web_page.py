@@ -558,3 +558,50 @@ def test_screenshot_of_jobs_in_different_states(start_server, open_page):
     if os.environ.get("PROGRESS_SYNC_UPDATE_SCREENSHOT") == "1":
         README_SCREENSHOT.parent.mkdir(exist_ok=True)
         shutil.copyfile(shot, README_SCREENSHOT)
+
+
+def test_a_running_job_shows_about_how_long_is_left_and_what_its_message_counts(
+    start_server, open_page
+):
+    tab = open_page(start_server() + "/")
+    _, job = start_job(tab.page, 8, rate=25)
+    eta = job.locator('[data-role="eta"]')
+    expect(eta).to_have_text(re.compile(r"^about \d+ s left$"))
+    expect(eta).to_have_attribute("title", re.compile(r"% per second"))
+    expect(job.get_by_text("Message from the job")).to_be_visible()
+    expect(job.locator('[data-role="message"]')).to_have_text(re.compile(r"^frame \d+ of 200$"))
+    ARTIFACTS.mkdir(exist_ok=True)
+    job.screenshot(path=str(ARTIFACTS / "web-page-time-left.png"))
+    expect(status_of(job)).to_have_text("completed")
+    expect(eta).to_have_text("\u2013")  # an en dash: nothing to say
+
+
+def test_a_job_whose_producer_went_silent_shows_failed_with_the_lease_reason(
+    start_server, open_page
+):
+    base_url = start_server()
+    with httpx.Client(base_url=base_url) as http:
+        answer = http.post("/api/jobs", json={"jobId": "silent-worker", "heartbeatTimeoutS": 1})
+        assert answer.status_code == 201, answer.text
+        answer = http.post("/api/jobs/silent-worker/progress", json={"percent": 30, "stage": "x"})
+        assert answer.status_code == 202
+    tab = open_page(base_url + "/")
+    job = tab.page.locator('.job[data-job-id="silent-worker"]')
+    expect(status_of(job)).to_have_text("failed")
+    expect(job.locator('[data-role="error"]')).to_have_text(
+        re.compile(r"no progress report or heartbeat for 1 s \(its heartbeatTimeoutS\)")
+    )
+    expect(job.get_by_role("progressbar")).to_have_attribute("aria-valuenow", "30")
+    expect(job.locator('[data-role="stage"]')).to_have_text("x")
+
+
+def test_a_stream_of_several_jobs_asks_for_a_pace(start_server, open_page):
+    tab = open_page(start_server() + "/")
+    first, _ = start_job(tab.page, 6)
+    second, job = start_job(tab.page, 6)
+    expect(status_of(job)).to_have_text("running")
+    tab.page.wait_for_function(
+        "ids => window.__eventSources.some(s => s.readyState !== 2 && ids.every(id => "
+        "s.url.includes(id)) && s.url.includes('minIntervalMs=500'))",
+        arg=[first, second],
+    )

@@ -14,6 +14,8 @@ from typing import BinaryIO
 import trio
 
 from .._errors import JobFinishedError, JobNotFoundError
+from .._rate import RateState, format_time_left
+from .._snapshot import wall_clock
 from ._async import AsyncProgressClient, open_progress_client
 from ._common import DEFAULT_CLIENT_FLUSH_INTERVAL
 from ._parsers import OutputProgressParser, ParsedProgress
@@ -149,6 +151,7 @@ async def run_command(
                 signals,
                 out,
                 err,
+                _TimeLeft(notice),
             )
             if interrupted is not None:
                 name = signal.Signals(interrupted).name
@@ -173,6 +176,30 @@ def _piped(stream: trio.abc.ReceiveStream | None) -> trio.abc.ReceiveStream:
     return stream
 
 
+TIME_LEFT_INTERVAL = 5.0
+"""Seconds between two ``progress-sync: 42.0% · about 3 min left`` lines on stderr."""
+
+
+class _TimeLeft:
+    """The command's time left, by the store's own algorithm (``RateState``) over the progress
+    found in its output, told through ``notice`` at most every ``TIME_LEFT_INTERVAL`` s."""
+
+    def __init__(self, notice: Notice) -> None:
+        self._notice = notice
+        self._state = RateState()
+        self._next = trio.current_time()
+
+    def update(self, percent: float) -> None:
+        self._state = self._state.advance(percent, wall_clock())
+        now = trio.current_time()
+        if now < self._next:
+            return
+        left = format_time_left(self._state.published(percent)[1])
+        if left is not None:
+            self._next = now + TIME_LEFT_INTERVAL
+            self._notice(f"{percent:.1f}% · {left}")
+
+
 async def _supervise(  # noqa: C901  # the nested tasks share the process and its signals
     process: trio.Process,
     client: AsyncProgressClient,
@@ -182,6 +209,7 @@ async def _supervise(  # noqa: C901  # the nested tasks share the process and it
     signals: AsyncIterator[int],
     out: BinaryIO,
     err: BinaryIO,
+    time_left: _TimeLeft,
 ) -> tuple[int | None, int, str]:
     """Copy the output, report progress, stop the command on a signal; wait for it to end."""
     interrupted: int | None = None
@@ -193,6 +221,7 @@ async def _supervise(  # noqa: C901  # the nested tasks share the process and it
     def report(found: ParsedProgress | None) -> None:
         if found is not None:
             client.report_nowait(job_id, found.percent, found.stage or default_stage, found.message)
+            time_left.update(found.percent)
 
     async def pump(stream: trio.abc.ReceiveStream, output: _Output) -> None:
         while received := await stream.receive_some(65536):
