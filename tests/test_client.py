@@ -27,7 +27,7 @@ from progress_sync import (
 )
 from progress_sync.client import ProgressClient, open_progress_client
 from progress_sync.server.testing import start_progress_server
-from test_ingest import wait_until
+from progress_sync.testing import wait_for_snapshot
 
 TOKEN = "client-test-token-123456"
 
@@ -209,7 +209,7 @@ async def test_the_async_client_registers_reports_and_completes_a_job(progress_s
         assert (job.job_id, job.status, job.subscribe_token) == ("async-1", "running", None)
         for i in range(1, 101):
             client.report_nowait(job.job_id, float(i), "work", f"step {i}")
-        await wait_until(progress_server.store, "async-1", lambda s: s.percent == 100.0)
+        await wait_for_snapshot(progress_server.store, "async-1", lambda s: s.percent == 100.0)
         final = await client.complete("async-1", {"ok": True})
         assert final["status"] == "completed"
         assert final["result"] == {"ok": True}
@@ -267,7 +267,9 @@ async def test_a_tqdm_loop_reports_through_the_client(progress_server):
     seen: list[float] = []
 
     async def follow() -> None:
-        snapshot = await wait_until(progress_server.store, "tqdm-remote", lambda s: s.is_terminal)
+        snapshot = await wait_for_snapshot(
+            progress_server.store, "tqdm-remote", lambda s: s.is_terminal
+        )
         seen.append(snapshot.percent)
 
     async with trio.open_nursery() as nursery:

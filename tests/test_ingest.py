@@ -8,27 +8,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
 import trio
 from httpx_sse import aconnect_sse
-from progress_sync import JobSnapshot, MemoryStore
+from progress_sync import MemoryStore
 from progress_sync.server import ServerConfig, create_app, open_services
 from progress_sync.server.testing import ProgressServer, start_progress_server
-
-
-async def wait_until(
-    store: MemoryStore, job_id: str, predicate: Callable[[JobSnapshot], bool]
-) -> JobSnapshot:
-    """Return the job's first snapshot that satisfies ``predicate`` (10 s at most)."""
-    with trio.fail_after(10):
-        async with store.subscribe(job_id) as subscription:
-            async for snapshot in subscription:
-                if predicate(snapshot):
-                    return snapshot
-    raise AssertionError(f"job {job_id} ended without matching")  # pragma: no cover
+from progress_sync.testing import wait_for_snapshot
 
 
 async def register(server: ProgressServer, **body: object) -> dict:
@@ -106,7 +94,9 @@ async def test_one_update_goes_through_the_buffer_to_the_stream(progress_server)
         )
         assert response.status_code == 202
         assert response.json() == {"accepted": 1}
-        snapshot = await wait_until(progress_server.store, "one", lambda s: s.percent == 42.5)
+        snapshot = await wait_for_snapshot(
+            progress_server.store, "one", lambda s: s.percent == 42.5
+        )
         assert (snapshot.stage, snapshot.message) == ("encode", "m")
         health = (await client.get("/healthz")).json()
     assert health["sink"]["reportsReceived"] >= 1
@@ -121,7 +111,7 @@ async def test_reported_at_is_kept_as_the_producers_time(progress_server):
             "/api/jobs/stamped/progress", json={"percent": 5, "stage": "s", "reportedAt": stamp}
         )
     assert response.status_code == 202
-    snapshot = await wait_until(progress_server.store, "stamped", lambda s: s.percent == 5)
+    snapshot = await wait_for_snapshot(progress_server.store, "stamped", lambda s: s.percent == 5)
     assert snapshot.reported_at == stamp
 
 
@@ -213,9 +203,11 @@ async def test_a_json_array_batch_updates_many_jobs(progress_server):
     assert response.status_code == 200
     assert response.json() == {"accepted": 4, "errors": [], "unknownJobs": [], "finishedJobs": []}
     assert (
-        await wait_until(progress_server.store, "b0", lambda s: s.percent == 99)
+        await wait_for_snapshot(progress_server.store, "b0", lambda s: s.percent == 99)
     ).stage == "later"
-    assert (await wait_until(progress_server.store, "b2", lambda s: s.percent == 30)).stage == "s"
+    assert (
+        await wait_for_snapshot(progress_server.store, "b2", lambda s: s.percent == 30)
+    ).stage == "s"
 
 
 @pytest.mark.slow
@@ -251,8 +243,8 @@ async def test_ndjson_with_malformed_lines_among_good_ones_applies_the_good_ones
     assert errors[6] == ("jobId", "is required")
     assert errors[7][0] == "body"
     assert "not an array" in errors[7][1]
-    await wait_until(progress_server.store, "nd1", lambda s: s.percent == 25)
-    await wait_until(progress_server.store, "nd2", lambda s: s.percent == 60)
+    await wait_for_snapshot(progress_server.store, "nd1", lambda s: s.percent == 25)
+    await wait_for_snapshot(progress_server.store, "nd2", lambda s: s.percent == 60)
 
 
 async def test_updates_for_unknown_and_ended_jobs_are_reported_not_dropped(progress_server):

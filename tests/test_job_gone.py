@@ -9,6 +9,7 @@ from __future__ import annotations
 import coredis
 import pytest
 import trio
+from _server_process import server_process
 from progress_sync import (
     JobGoneError,
     JobNotFoundError,
@@ -19,7 +20,6 @@ from progress_sync import (
     open_redis_store,
 )
 from progress_sync.server.testing import collect_events
-from test_redis_server import server_process
 
 
 async def test_a_subscription_gets_its_pending_snapshot_then_job_gone(autojump_clock):

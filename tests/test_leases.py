@@ -13,6 +13,7 @@ import sys
 import pytest
 import trio
 import trio.testing
+from _server_process import check_stream, follow, server_process
 from progress_sync import (
     InvalidUpdateError,
     JobFinishedError,
@@ -24,7 +25,6 @@ from progress_sync import (
     open_redis_store,
 )
 from progress_sync.client import open_progress_client
-from test_redis_server import check_stream, follow, server_process
 
 
 def _update(job_id: str, percent: float, at: float) -> ProgressUpdate:

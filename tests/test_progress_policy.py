@@ -11,8 +11,7 @@ from dataclasses import dataclass
 import pytest
 import trio
 from progress_sync import JobStatus, MemoryStore, open_update_buffer
-from progress_sync.testing import assert_percent_never_decreases
-from test_ingest import wait_until
+from progress_sync.testing import assert_percent_never_decreases, wait_for_snapshot
 
 
 @dataclass
@@ -53,15 +52,15 @@ async def test_the_ingest_api_takes_eta_seconds_and_reset(progress_server):
         await http.post("/api/jobs", json={"jobId": "p1"})
         answer = await http.post("/api/jobs/p1/progress", json={"percent": 60, "etaSeconds": 42})
         assert answer.status_code == 202, answer.text
-        first = await wait_until(store, "p1", lambda s: s.percent == 60)
+        first = await wait_for_snapshot(store, "p1", lambda s: s.percent == 60)
         assert first.eta_seconds == 42.0
         answer = await http.post("/api/jobs/p1/progress", json={"percent": 30, "stage": "b"})
-        kept = await wait_until(store, "p1", lambda s: s.stage == "b")
+        kept = await wait_for_snapshot(store, "p1", lambda s: s.stage == "b")
         assert (kept.percent, kept.attempt, kept.eta_seconds) == (60, 1, None)
         batch = [{"jobId": "p1", "percent": 10, "reset": True, "etaSeconds": 90.25}]
         answer = await http.post("/api/progress", json=batch)
         assert answer.json()["accepted"] == 1
-        await wait_until(store, "p1", lambda s: s.attempt == 2)
+        await wait_for_snapshot(store, "p1", lambda s: s.attempt == 2)
         snapshot = (await http.get("/api/jobs/p1")).json()
         assert (snapshot["percent"], snapshot["attempt"], snapshot["etaSeconds"]) == (
             10,
@@ -76,22 +75,22 @@ async def test_the_ingest_api_takes_eta_seconds_and_reset(progress_server):
         assert health["store"]["lowerPercentKept"] == 1
 
 
-async def test_the_clients_send_eta_seconds_and_a_reset_that_survives_coalescing(running_server):
+async def test_the_clients_send_eta_seconds_and_a_reset_that_survives_coalescing(progress_server):
     from progress_sync.client import ProgressClient, open_progress_client
 
-    store = running_server.store
-    async with open_progress_client(running_server.base_url, flush_interval=0.05) as client:
+    store = progress_server.store
+    async with open_progress_client(progress_server.base_url, flush_interval=0.05) as client:
         await client.register("c1")
         client.report_nowait("c1", 70.0, "first", eta_seconds=12.0)
-        await wait_until(store, "c1", lambda s: s.percent == 70)
+        await wait_for_snapshot(store, "c1", lambda s: s.percent == 70)
         assert (await store.get("c1")).eta_seconds == 12.0
         client.report_nowait("c1", 1.0, "again", reset=True)
         client.report_nowait("c1", 2.0, "again")  # replaces it before the batch: reset kept
-        again = await wait_until(store, "c1", lambda s: s.stage == "again")
+        again = await wait_for_snapshot(store, "c1", lambda s: s.stage == "again")
         assert (again.percent, again.attempt) == (2.0, 2)
 
     def sync_producer() -> None:
-        with ProgressClient(running_server.base_url, flush_interval=0.05) as sync_client:
+        with ProgressClient(progress_server.base_url, flush_interval=0.05) as sync_client:
             sync_client.register("c2")
             sync_client.report_nowait("c2", 30.0, "x", eta_seconds=5.5)
             sync_client.flush()
@@ -99,5 +98,5 @@ async def test_the_clients_send_eta_seconds_and_a_reset_that_survives_coalescing
             sync_client.flush()
 
     await trio.to_thread.run_sync(sync_producer)
-    final = await wait_until(store, "c2", lambda s: s.stage == "y")
+    final = await wait_for_snapshot(store, "c2", lambda s: s.stage == "y")
     assert (final.percent, final.attempt) == (10.0, 2)

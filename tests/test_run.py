@@ -135,7 +135,7 @@ async def test_plain_percentages_on_stdout_are_followed(progress_server, tmp_pat
 
 
 @pytest.mark.slow
-async def test_run_prints_the_time_left_and_gives_the_job_a_lease(running_server, tmp_path):
+async def test_run_prints_the_time_left_and_gives_the_job_a_lease(progress_server, tmp_path):
     command = script(
         tmp_path,
         "steady.py",
@@ -146,7 +146,7 @@ async def test_run_prints_the_time_left_and_gives_the_job_a_lease(running_server
             time.sleep(0.1)
         """,
     )
-    result, snapshots = await run(running_server, "eta-run", command)
+    result, snapshots = await run(progress_server, "eta-run", command)
     assert result.returncode == 0, result.stderr
     assert re.search(rb"progress-sync: \d+\.\d% \xc2\xb7 about \d+ s left", result.stderr), (
         result.stderr
