@@ -7,7 +7,22 @@ clock (the autojump clock would jump while sockets are pending).
 The kit's plugin is active through its ``pytest11`` entry point: the suite runs against the
 installed package (``pip install -e '.[dev]'``), never against files found from the checkout's
 root, so a packaging mistake fails it. The helper modules beside this file (``_redis``,
-``_external``, ...) are importable because pytest puts this folder on ``sys.path``.
+``_external``, ``_server_process``, ``_server_thread``) are importable because pytest puts this
+folder on ``sys.path``; a test module imports helpers, never another test module.
+
+Layout: one folder per package under test, test files named by subject::
+
+    core/     the pipeline: buffer, direct sync, stores (one contract for both), runner,
+              threads, tqdm, statuses, terminal states, multi-subscriptions
+    client/   the progress clients, the output parsers, `progress-sync run`, the socket path
+    server/   HTTP API, errors and the contract, auth, settings and CLI, streams (protocol,
+              lifecycle, pacing, outages), ingest, leases, OpenAPI, web page, Redis servers
+    kit/      the test kit (progress_sync.testing, progress_sync.server.testing)
+    bench/    the benchmark's plumbing (its figures are measured, never asserted)
+    package/  the installed package: public names, extras, the wheel
+
+Markers (pyproject.toml): ``redis``, ``browser``, ``ffmpeg``, ``slow``; ``-m "not slow"`` is the
+fast subset.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from progress_sync.server import ServerConfig
 from progress_sync.server._cli import main
 from progress_sync.server._config import Setting, option_name, settings_table
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def _options(command: str) -> dict[str, click.Option]:

@@ -23,7 +23,7 @@ from _external import missing
 from progress_sync import JobSnapshot, MemoryStore
 from progress_sync.server.testing import ProgressServer, start_progress_server
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PROGRESS_SYNC = [sys.executable, "-c", "from progress_sync.server._cli import main; main()"]
 FFMPEG_CLIP = ["-f", "lavfi", "-i", "testsrc=duration=5:size=320x240:rate=25"]
 

@@ -38,8 +38,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-README_SCREENSHOT = Path(__file__).resolve().parent / "screenshots" / "web-page.png"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+README_SCREENSHOT = Path(__file__).resolve().parents[1] / "screenshots" / "web-page.png"
 STREAM_URL = re.compile(r".*/progress/stream(\?.*)?$")
 """Both stream routes: one job's and the multi-job stream (``?jobIds=a,b``)."""
 WAIT_MS = 15_000

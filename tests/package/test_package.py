@@ -12,7 +12,7 @@ import progress_sync.client
 import progress_sync.server
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("package", [progress_sync, progress_sync.client, progress_sync.server])

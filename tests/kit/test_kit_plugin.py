@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 EXAMPLE = re.compile(r"<!-- test-kit-example: (\S+) -->\s*```python\n(.*?)```", re.DOTALL)
 TRIO_MODE = "[tool.pytest.ini_options]\ntrio_mode = true\n"
 
