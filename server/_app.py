@@ -44,6 +44,7 @@ from ._openapi import LocationHeader, error_responses, install_openapi
 from ._ops_routes import install_ops_routes
 from ._read_routes import install_read_routes
 from ._request import ApiRequest
+from ._seam import EndOfResponse
 from ._stream_refusal import install_stream_refusal
 from ._stream_routes import install_stream_routes
 from ._web import install_web_routes
@@ -167,7 +168,7 @@ def create_app(services: Services) -> QuartTrio:
         cast("ASGIApp", app.asgi_app), ingest=ingest, auth=auth, config=config, hub=services.streams
     )
     app.asgi_app = ConnectionGuard(  # type: ignore[method-assign]
-        cast("ASGIFramework", fast_path),
+        EndOfResponse(cast("ASGIFramework", fast_path)),
         send_timeout=config.send_timeout,
         hub=services.streams,
         metrics=services.metrics,

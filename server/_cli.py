@@ -60,7 +60,7 @@ def _options_of(
         declared.update(default=_plain_default(default), show_default=True)
     if kind == "SyncMode":
         declared["type"] = click.Choice([mode.value for mode in SyncMode])
-    elif kind == "int" and setting.minimum is not None:
+    elif kind in ("int", "int | None") and setting.minimum is not None:
         declared["type"] = click.IntRange(int(setting.minimum), setting.maximum)
     elif kind == "float" and setting.minimum is not None:
         declared["type"] = click.FloatRange(setting.minimum, min_open=not setting.include_minimum)
@@ -173,9 +173,15 @@ def serve_command(**options: object) -> None:
     """
     config = _checked_config(**options)
     with _needs_server("serve"):
+        from ._connections import raise_fd_limit
         from ._gc import tune_garbage_collector
         from ._serve import serve
         from ._workers import run_workers
+    try:
+        # Here, before any worker starts: workers inherit the raised limit.
+        raise_fd_limit(config.connection_limit)
+    except OSError as exc:
+        raise click.ClickException(exc.strerror or str(exc)) from exc
     with _serving_errors(config):
         if config.workers > 1:
             root = logging.getLogger()

@@ -49,7 +49,7 @@ class ConnectionGuard:
         self.app = app
         self.send_timeout = send_timeout
         self.hub = hub
-        self._dropped = metrics.clients_dropped.labels(reason="send_timeout")
+        self.metrics = metrics
 
     async def __call__(
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
@@ -75,8 +75,9 @@ class ConnectionGuard:
                 # the hub marks the scope it admitted with a key of its own
                 self.hub.release(cast("MutableMapping[str, Any]", scope))
         if request_scope.cancelled_caught:
-            self._dropped.inc()
-            client = scope.get("client") or ("?", 0)
+            client = scope.get("client")
+            self.metrics.client_dropped(tuple(client) if client else None, "send_timeout")  # type: ignore[arg-type]
+            client = client or ("?", 0)
             logger.info(
                 "dropped client %s:%s of %s: a write did not finish within %g s",
                 client[0],

@@ -25,8 +25,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import hypercorn.config
-import hypercorn.trio.run
-import hypercorn.utils
 import trio
 from progress_sync import (
     DEMO_KIND,
@@ -39,8 +37,10 @@ from progress_sync import (
 
 from ._app import Services, create_app
 from ._config import ServerConfig
+from ._connections import raise_fd_limit
 from ._hub import StreamHub
 from ._metrics import Metrics
+from ._seam import serve_hypercorn
 
 logger = logging.getLogger(__name__)
 
@@ -206,9 +206,11 @@ async def serve_services(
     Like ``serve``, for callers (tests, embedding code) that open the services themselves.
 
     Raises:
-        OSError: the address could not be bound (port in use, say).
+        OSError: the address could not be bound (port in use, say), or the file-descriptor
+            limit is too low for ``config.connection_limit`` connections.
     """
     config = services.config
+    raise_fd_limit(config.connection_limit)
     settings = hypercorn_config(config)
     if sockets is None:
         sockets = listening_sockets(config, settings)
@@ -225,13 +227,15 @@ async def serve_services(
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(drain_when_triggered)
-        # hypercorn.trio.serve without its check that ``workers`` is 1: each worker process
-        # serves on the sockets its parent shares (as hypercorn.run does for its workers).
-        await hypercorn.trio.run.worker_serve(
-            hypercorn.utils.wrap_app(app, settings.wsgi_max_body_size, None),
+        # Hypercorn's worker loop with a connection limit; each worker process serves on the
+        # sockets its parent shares (as hypercorn.run does for its workers).
+        await serve_hypercorn(
+            app,
             settings,
             sockets=sockets,
             shutdown_trigger=stop_accepting.wait,
+            max_connections=config.connection_limit,
+            metrics=services.metrics,
             task_status=task_status,
         )
         if not stop_accepting.is_set():
@@ -278,6 +282,7 @@ def hypercorn_config(config: ServerConfig) -> hypercorn.config.Config:
     settings = hypercorn.config.Config()
     settings.bind = [f"{config.host}:{config.port}"]
     settings.graceful_timeout = config.graceful_timeout
+    settings.keep_alive_timeout = config.keep_alive_timeout
     settings.accesslog = None
     # Hypercorn's default listen backlog (100) overflows when hundreds of browsers reconnect
     # at once (after a deploy, say); the kernel caps it at net.core.somaxconn.

@@ -195,12 +195,24 @@ async def test_a_repeated_jobids_parameter_says_to_use_commas(progress_server):
     assert "separated by commas: jobIds=a,b,c" in response.json()["detail"]
 
 
-async def test_a_304_keeps_the_json_content_type(progress_server):
+async def test_a_304_and_a_204_carry_no_content_length_or_content_type(progress_server):
+    # RFC 9110, section 8.6: no Content-Length on a 204; section 15.4.5: a 304 carries only
+    # the metadata that guides caches (ETag, Cache-Control, ...), not the body's.
     async with progress_server.client() as client:
         await client.post("/api/jobs", json={"jobId": "etag-job"})
         first = await client.get("/api/jobs/etag-job")
         again = await client.get(
             "/api/jobs/etag-job", headers={"If-None-Match": first.headers["etag"]}
         )
+        done = await client.post("/api/jobs/etag-job/complete", json={})
+        seen_end = await client.get(
+            "/api/jobs/etag-job/progress/stream",
+            headers={"Last-Event-ID": str(done.json()["seq"])},
+        )
     assert again.status_code == 304
-    assert again.headers["content-type"].startswith("application/json")
+    assert again.headers["etag"] == first.headers["etag"]
+    assert seen_end.status_code == 204, seen_end.text
+    for response in (again, seen_end):
+        assert "content-length" not in response.headers
+        assert "content-type" not in response.headers
+        assert response.content == b""

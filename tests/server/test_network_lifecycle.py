@@ -236,6 +236,15 @@ async def test_a_frozen_http1_client_delays_no_one_and_is_dropped():
         dropped_after = trio.current_time() - frozen_at
         await eventually(lambda: len(arrivals) > 10)
         assert dropped_after > 1.0  # not before the send timeout
+        # Counted once, whichever saw it first: the app's send timeout or the kernel's abort.
+        dropped = server.services.metrics.clients_dropped
+        assert (
+            sum(
+                dropped.labels(reason=reason)._value.get()
+                for reason in ("send_timeout", "tcp_user_timeout")
+            )
+            == 1
+        )
         # The reader never waited on the frozen client: an event every flush or so.
         gaps = [b - a for a, b in itertools.pairwise(arrivals)]
         assert max(gaps) < 0.5, gaps

@@ -19,6 +19,7 @@ from progress_sync.server._stream_routes import parse_job_ids
     ("changes", "message"),
     [
         ({"send_timeout": 0}, "send_timeout must be a positive number of seconds"),
+        ({"keep_alive_timeout": -1}, "keep_alive_timeout must be a positive number of seconds"),
         ({"graceful_timeout": float("inf")}, "graceful_timeout must be a positive number"),
         ({"max_subscribers": 0}, "max_subscribers must be a whole number >= 1"),
         ({"max_stream_jobs": 1.5}, "max_stream_jobs must be a whole number >= 1"),
