@@ -100,3 +100,29 @@ async def test_the_clients_send_eta_seconds_and_a_reset_that_survives_coalescing
     await trio.to_thread.run_sync(sync_producer)
     final = await wait_for_snapshot(store, "c2", lambda s: s.stage == "y")
     assert (final.percent, final.attempt) == (10.0, 2)
+
+
+async def test_a_job_the_runner_runs_can_start_over_and_give_its_own_eta(autojump_clock):
+    from progress_sync import JobKind, open_job_runner
+
+    async def retrying(reporter, params):  # type: ignore[no-untyped-def]
+        reporter.report(60.0, "try 1", eta_seconds=30.0)
+        await trio.sleep(1)
+        reporter.report(10.0, "try 2", reset=True)
+        await trio.sleep(1)
+        return "ok"
+
+    store = MemoryStore()
+    seen = []
+    kind = JobKind(name="retrying", run=retrying, parse_params=lambda raw: dict(raw))
+    async with (
+        open_update_buffer(store, flush_interval=0.1) as buffer,
+        open_job_runner(store, buffer, kinds={"retrying": kind}) as runner,
+    ):
+        job = await runner.submit("retrying", {})
+        async with store.subscribe(job.job_id) as subscription:
+            seen = [snapshot async for snapshot in subscription]
+    running = [s for s in seen if s.status is JobStatus.RUNNING and s.stage]
+    assert (running[0].percent, running[0].eta_seconds) == (60.0, 30.0)
+    assert (running[-1].percent, running[-1].attempt) == (10.0, 2)
+    assert_percent_never_decreases(seen)

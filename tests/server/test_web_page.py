@@ -550,6 +550,8 @@ def test_screenshot_of_jobs_in_different_states(start_server, open_page):
     expect(transport_of(polled)).to_have_text("Polling")
     expect(status_of(queued)).to_have_text("queued")
     assert stream_query(stream_requests(tab)[-1])["jobIds"].split(",") == [live_id, live2_id]
+    for job in (live, live2, polled):
+        expect(job.locator('[data-role="eta"]')).to_have_text(re.compile(r"^about \d+ s left$"))
 
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / "web-page.png"
