@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from contextlib import ExitStack, aclosing
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -18,9 +19,9 @@ import pytest
 import trio
 from _nginx import nginx_binary, run_nginx
 from _server_thread import serve_in_thread
-from conftest import start_server, with_config
 from httpx_sse import ServerSentEvent, aconnect_sse
 from progress_sync.server import ServerConfig
+from progress_sync.server.testing import start_progress_server
 from test_web_page import (  # the browser fixtures, and the page helpers
     browser,  # noqa: F401
     expect,
@@ -42,13 +43,13 @@ def kind(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def config(server_config: ServerConfig) -> ServerConfig:
+def config(progress_server_config: ServerConfig) -> ServerConfig:
     # Streams must end because the job ended, not because an idle timer fired.
-    return with_config(server_config, keep_alive_timeout=30.0)
+    return replace(progress_server_config, keep_alive_timeout=30.0)
 
 
 async def start_behind_nginx(nursery, config, kind: str, folder: Path, stack: ExitStack):
-    server = await start_server(nursery, config)
+    server = await start_progress_server(nursery, config)
     proxy_url = await trio.to_thread.run_sync(
         stack.enter_context, run_nginx(kind, server.base_url, folder)
     )
@@ -96,10 +97,10 @@ async def test_events_come_one_by_one_the_stream_ends_with_its_job_and_a_reconne
 
 @pytest.mark.browser
 @pytest.mark.slow
-def test_the_web_page_works_through_nginx(kind, server_config, open_page, tmp_path):  # noqa: F811
+def test_the_web_page_works_through_nginx(kind, progress_server_config, open_page, tmp_path):  # noqa: F811
     with ExitStack() as stack:
         base_url = stack.enter_context(
-            serve_in_thread(with_config(server_config, keep_alive_timeout=30.0))
+            serve_in_thread(replace(progress_server_config, keep_alive_timeout=30.0))
         )
         proxy_url = stack.enter_context(run_nginx(kind, base_url, tmp_path))
         tab = open_page(proxy_url + "/")
