@@ -82,30 +82,34 @@ async def test_on_redis_every_server_process_ends_the_streams_of_a_job_that_disa
 ):
     store_args = ("--store", redis_url, "--store-prefix", redis_prefix)
     async with (
-        server_process(*store_args) as server,
-        server.client() as http,
+        server_process(*store_args) as one,
+        server_process(*store_args) as two,
+        one.client() as http_one,
+        two.client() as http_two,
         open_redis_store(redis_url, prefix=redis_prefix) as store,
     ):
         for job_id in ("deleted", "dropped"):
-            answer = await http.post("/api/jobs", json={"jobId": job_id})
+            answer = await http_one.post("/api/jobs", json={"jobId": job_id})
             assert answer.status_code == 201
-        results: dict[str, list] = {}
+        results: dict[tuple[str, str], list] = {}
 
-        async def follow(job_id: str) -> None:
-            results[job_id] = await collect_events(http, job_id, timeout=20)
+        async def follow(name: str, http, job_id: str) -> None:  # type: ignore[no-untyped-def]
+            results[name, job_id] = await collect_events(http, job_id, timeout=20)
 
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(follow, "deleted")
-            nursery.start_soon(follow, "dropped")
+            for name, http in (("one", http_one), ("two", http_two)):
+                for job_id in ("deleted", "dropped"):
+                    nursery.start_soon(follow, name, http, job_id)
             await trio.sleep(0.5)
             await store.delete("deleted")  # another process: told at once on the channel
             # Redis drops the key by itself (a TTL, an operator): found by the periodic check.
             client = coredis.Redis.from_url(redis_url, decode_responses=True)
             async with client:
                 await client.delete([f"{redis_prefix}job:dropped"])
-        for job_id, reason in (("deleted", "deleted"), ("dropped", "expired from the store")):
-            events = results[job_id]
+        assert len(results) == 4
+        for (_, job_id), events in results.items():
+            reason = "deleted" if job_id == "deleted" else "expired from the store"
             assert events[-1].event == "job-error", events
             assert events[-1].payload["error"] == "job gone"
             assert reason in events[-1].payload["detail"]
-        assert (await http.get("/api/jobs/deleted")).status_code == 404
+        assert (await http_two.get("/api/jobs/deleted")).status_code == 404

@@ -607,3 +607,22 @@ def test_a_stream_of_several_jobs_asks_for_a_pace(start_server, open_page):
         "s.url.includes(id)) && s.url.includes('minIntervalMs=500'))",
         arg=[first, second],
     )
+
+
+def test_the_page_keeps_the_higher_percent_until_a_job_starts_over(start_server, open_page):
+    base_url = start_server()
+    with httpx.Client(base_url=base_url) as http:
+        http.post("/api/jobs", json={"jobId": "retried"})
+        http.post("/api/jobs/retried/progress", json={"percent": 80, "stage": "first"})
+        tab = open_page(base_url + "/")
+        job = tab.page.locator('.job[data-job-id="retried"]')
+        bar = job.get_by_role("progressbar")
+        expect(bar).to_have_attribute("aria-valuenow", "80")
+        http.post("/api/jobs/retried/progress", json={"percent": 40, "stage": "lower"})
+        expect(job.locator('[data-role="stage"]')).to_have_text("lower")
+        expect(bar).to_have_attribute("aria-valuenow", "80")  # no reset: not a new run
+        http.post("/api/jobs/retried/progress", json={"percent": 5, "stage": "b", "reset": True})
+        expect(status_of(job)).to_have_text("running · attempt 2")
+        expect(bar).to_have_attribute("aria-valuenow", "5")
+        http.post("/api/jobs/retried/complete")
+        expect(status_of(job)).to_have_text("completed · attempt 2")
