@@ -124,7 +124,8 @@ class CountedStream(trio.abc.HalfCloseableStream):
         self._token: object | None = token
         self._metrics = metrics
         try:
-            self._peer: tuple[str, int] | None = tuple(stream.socket.getpeername()[:2])  # type: ignore[assignment]
+            host, port = stream.socket.getpeername()[:2]
+            self._peer: tuple[str, int] | None = (str(host), int(port))
         except OSError:
             self._peer = None
         metrics.connection_opened(self._peer)
