@@ -147,6 +147,7 @@ async def serve_hypercorn(
     shutdown_trigger: Callable[[], Awaitable[None]],
     max_connections: int,
     metrics: Metrics,
+    stopped_accepting: trio.Event | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Hypercorn's trio ``worker_serve``, accepting through a ``LimitedListener``.
@@ -164,6 +165,9 @@ async def serve_hypercorn(
         shutdown_trigger: returns when the server should stop accepting and drain.
         max_connections: the most connections open at once, over all the sockets.
         metrics: counts connections and dropped clients.
+        stopped_accepting: set once the listeners are closed and Hypercorn's connections know
+            the server is terminating (idle ones close; HTTP/2 ones send GOAWAY once their
+            last stream ends).
         task_status: reports the bound URLs (``["http://127.0.0.1:8000"]``).
     """
     if sockets.secure_sockets or sockets.quic_sockets:
@@ -213,6 +217,8 @@ async def serve_hypercorn(
                     raise other_errors from None
             finally:
                 await context.terminated.set()
+                if stopped_accepting is not None:
+                    stopped_accepting.set()
                 server_nursery.cancel_scope.deadline = (
                     trio.current_time() + settings.graceful_timeout
                 )

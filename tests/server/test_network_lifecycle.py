@@ -396,7 +396,7 @@ async def test_a_stream_is_never_compressed_even_when_the_client_asks():
         assert [e.event for e in parse_sse(response.content)] == ["job-completed"]
 
 
-async def test_shutdown_ends_http2_streams_and_sends_goaway_at_once():
+async def test_shutdown_ends_http2_streams_with_goaway_at_once():
     async with open_network_server(graceful_timeout=10.0) as server:
         await server.store.register("job-1")
         sock = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -416,30 +416,27 @@ async def test_shutdown_ends_http2_streams_and_sends_goaway_at_once():
             )
             await stream.send_all(h2c.data_to_send())
             body = b""
-            ended = goaway = None
+            goaway = None
             stopped_at = None
             with trio.fail_after(5):
-                while ended is None or goaway is None:
-                    data = await stream.receive_some(65536)
-                    if not data:
-                        break
+                while data := await stream.receive_some(65536):
                     for event in h2c.receive_data(data):
                         if isinstance(event, h2.events.DataReceived):
                             body += event.data
                             h2c.acknowledge_received_data(event.flow_controlled_length, 1)
-                        elif isinstance(event, h2.events.StreamEnded):
-                            ended = trio.current_time()
                         elif isinstance(event, h2.events.ConnectionTerminated):
-                            goaway = trio.current_time()
-                    await stream.send_all(h2c.data_to_send())
+                            goaway = event
+                    if goaway is None:
+                        await stream.send_all(h2c.data_to_send())
                     if stopped_at is None and b"event: job-progress" in body:
                         stopped_at = trio.current_time()
                         server.stop.set()
+            closed_at = trio.current_time()
         assert stopped_at is not None
-        assert b"event: reconnect" in body
-        # The stream's END_STREAM right after its last event, GOAWAY after it: far below the
-        # 10 s drain timeout.
-        assert ended is not None
-        assert ended - stopped_at < 2.0
+        # The stream's last event, then GOAWAY and the connection's end: far below the 10 s
+        # drain timeout. (Its END_STREAM usually comes before the GOAWAY; Hypercorn 0.18's send
+        # task can lose that race when the server is terminating, and the GOAWAY then ends it.)
+        assert body.rstrip(b"\n").rsplit(b"\n\n", 1)[-1].count(b"event: reconnect") == 1
         assert goaway is not None
-        assert goaway - stopped_at < 2.0
+        assert goaway.last_stream_id == 1
+        assert closed_at - stopped_at < 2.0
