@@ -11,18 +11,18 @@ from typing import Any as _Any
 from ._config import ServerConfig as ServerConfig
 
 if _TYPE_CHECKING:
-    from ._app import Services as Services
     from ._app import create_app as create_app
-    from ._serve import open_services as open_services
     from ._serve import serve as serve
     from ._serve import serve_services as serve_services
+    from ._services import Services as Services
+    from ._services import open_services as open_services
     from ._sse import format_event as format_event
     from ._sse import snapshot_event as snapshot_event
 
 _LAZY_MODULES = {
-    "Services": "_app",
+    "Services": "_services",
     "create_app": "_app",
-    "open_services": "_serve",
+    "open_services": "_services",
     "serve": "_serve",
     "serve_services": "_serve",
     "format_event": "_sse",

@@ -27,7 +27,7 @@ from ._openapi import IfNoneMatchHeader, NotModified, SnapshotHeaders, error_res
 if TYPE_CHECKING:
     from quart_trio import QuartTrio
 
-    from ._app import Services
+    from ._services import Services
 
 
 def snapshot_etag(snapshot: JobSnapshot) -> str:

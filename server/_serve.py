@@ -21,86 +21,21 @@ import errno
 import logging
 import signal
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import Awaitable, Callable
 
 import hypercorn.config
 import trio
 from progress_sync import (
-    DEMO_KIND,
     ExportStore,
-    open_export_store,
-    open_job_runner,
-    open_lease_reaper,
-    open_update_sink,
 )
 
-from ._app import Services, create_app
+from ._app import create_app
 from ._config import ServerConfig
 from ._connections import raise_fd_limit
-from ._hub import StreamHub
-from ._metrics import Metrics
 from ._seam import serve_hypercorn
+from ._services import Services, open_services
 
 logger = logging.getLogger(__name__)
-
-
-@asynccontextmanager
-async def open_services(
-    config: ServerConfig, store: ExportStore | None = None
-) -> AsyncIterator[Services]:
-    """Open the update sink and the job runner over ``store``.
-
-    By default the store ``config.store`` names is opened too (a new ``MemoryStore`` for
-    ``memory``, a ``RedisStore`` for a Redis URL) and closed on exit.
-
-    On exit the runner cancels its jobs (each is written ``cancelled``), then the sink flushes
-    what is buffered, so no report made before the exit is lost.
-
-    Raises:
-        StoreUnavailableError: the configured Redis could not be reached.
-    """
-    async with AsyncExitStack() as stack:
-        if store is None:
-            store = await stack.enter_async_context(
-                open_export_store(
-                    config.store, retention=config.job_retention, prefix=config.store_prefix
-                )
-            )
-        async with _open_pipeline(config, store) as services:
-            yield services
-
-
-@asynccontextmanager
-async def _open_pipeline(config: ServerConfig, store: ExportStore) -> AsyncIterator[Services]:
-    metrics = Metrics()
-    streams = StreamHub()
-    async with (
-        open_update_sink(
-            store,
-            config.sync_mode,
-            flush_interval=config.flush_interval,
-            capacity=config.buffer_capacity,
-            on_flush=metrics.flush_duration.observe,
-        ) as sink,
-        open_job_runner(
-            store,
-            sink,
-            kinds={"demo": DEMO_KIND},
-            max_concurrent=config.max_concurrent_jobs,
-            max_queued=config.max_queued_jobs,
-        ) as runner,
-        open_lease_reaper(store),
-    ):
-        metrics.watch(store, sink, streams)
-        yield Services(
-            config=config,
-            store=store,
-            sink=sink,
-            runner=runner,
-            streams=streams,
-            metrics=metrics,
-        )
 
 
 def bind_error(group: BaseExceptionGroup) -> OSError | None:

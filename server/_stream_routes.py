@@ -40,7 +40,7 @@ from ._streams import StreamContext, job_event_stream, multi_job_event_stream
 if TYPE_CHECKING:
     from quart_trio import QuartTrio
 
-    from ._app import Services
+    from ._services import Services
 
 
 def parse_job_ids(raw: str, limit: int) -> list[str]:
