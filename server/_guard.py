@@ -27,8 +27,8 @@ from typing import Any, cast
 import trio
 from hypercorn.typing import ASGIFramework, ASGIReceiveCallable, ASGISendCallable, Scope
 
-from ._hub import StreamHub
 from ._metrics import Metrics
+from .sse._admission import StreamHub
 
 logger = logging.getLogger(__name__)
 

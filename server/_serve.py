@@ -219,9 +219,11 @@ def hypercorn_config(config: ServerConfig) -> hypercorn.config.Config:
     settings.graceful_timeout = config.graceful_timeout
     settings.keep_alive_timeout = config.keep_alive_timeout
     settings.accesslog = None
-    # Hypercorn's default listen backlog (100) overflows when hundreds of browsers reconnect
-    # at once (after a deploy, say); the kernel caps it at net.core.somaxconn.
-    settings.backlog = 1024
+    # Hypercorn's default listen backlog (100) overflows when thousands of browsers reconnect
+    # at once (after a deploy, say): the kernel drops their SYNs and resets some of them
+    # (bench/_storm.py). As deep as the connection limit; the kernel caps it at
+    # net.core.somaxconn.
+    settings.backlog = max(1024, config.connection_limit)
     # Hypercorn's own errorlog would add a second stderr handler; log through ours instead.
     settings.errorlog = logging.getLogger("hypercorn.error")
     settings.workers = config.workers

@@ -33,11 +33,9 @@ from progress_sync import (
     Subscription,
 )
 
-from ._hub import StreamHandle, StreamHub, spread_retry_ms
-from ._metrics import Metrics
-from ._pace import Pacer
-from ._resume import format_seq_vector
-from ._sse import (
+from .._metrics import Metrics
+from ._admission import StreamHandle, StreamHub, spread_retry_ms
+from ._framing import (
     HEARTBEAT,
     JOB_ERROR_EVENT,
     STORE_RETRY_INTERVAL,
@@ -46,6 +44,8 @@ from ._sse import (
     reconnect_event,
     snapshot_event,
 )
+from ._pace import Pacer
+from ._resume import format_seq_vector
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
