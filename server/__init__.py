@@ -16,8 +16,8 @@ if _TYPE_CHECKING:
     from ._serve import serve_services as serve_services
     from ._services import Services as Services
     from ._services import open_services as open_services
-    from ._sse import format_event as format_event
-    from ._sse import snapshot_event as snapshot_event
+    from .sse._framing import format_event as format_event
+    from .sse._framing import snapshot_event as snapshot_event
 
 _LAZY_MODULES = {
     "Services": "_services",
@@ -25,8 +25,8 @@ _LAZY_MODULES = {
     "open_services": "_services",
     "serve": "_serve",
     "serve_services": "_serve",
-    "format_event": "_sse",
-    "snapshot_event": "_sse",
+    "format_event": "sse._framing",
+    "snapshot_event": "sse._framing",
 }
 """Names imported on first use, and their modules."""
 

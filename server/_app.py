@@ -21,9 +21,9 @@ from ._read_routes import install_read_routes
 from ._request import ApiRequest
 from ._seam import EndOfResponse
 from ._services import Services
-from ._stream_refusal import install_stream_refusal
-from ._stream_routes import install_stream_routes
 from ._web import install_web_routes
+from .sse._refusal import install_stream_refusal
+from .sse._routes import install_stream_routes
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +37,8 @@ def create_app(services: Services) -> QuartTrio:
             ``_job_routes``); 201 ``{jobId, status, statusUrl, streamUrl}`` (+ ``subscribeToken``).
         ``GET /api/jobs``: the jobs, a page at a time (``_read_routes``).
         ``GET /api/jobs/{jobId}``: the job's snapshot with an ETag (``_read_routes``).
-        ``GET /api/jobs/{jobId}/progress/stream``: the job's SSE stream (``_stream_routes``).
-        ``GET /api/progress/stream?jobIds=a,b``: several jobs' SSE stream (``_stream_routes``).
+        ``GET /api/jobs/{jobId}/progress/stream``: the job's SSE stream (``sse._routes``).
+        ``GET /api/progress/stream?jobIds=a,b``: several jobs' SSE stream (``sse._routes``).
         ``POST /api/jobs/{jobId}/cancel``: cancel; 202 + ``cancelled`` snapshot (``_job_routes``).
         ``GET /healthz``, ``GET /metrics``: health and Prometheus metrics (``_ops_routes``).
         ``GET /openapi.json``, ``/docs``: the OpenAPI document (quart-schema, ``_openapi``).

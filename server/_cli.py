@@ -14,10 +14,10 @@ from typing import Any, ClassVar
 
 import click
 import trio
-from progress_sync import ProgressSyncError, StoreUnavailableError, SyncMode
+from progress_sync import MAX_HEARTBEAT_TIMEOUT, ProgressSyncError, StoreUnavailableError, SyncMode
 from progress_sync._extras import MissingExtraError, needs_extra
 from progress_sync.client import run_command
-from progress_sync.client._common import DEFAULT_CLIENT_FLUSH_INTERVAL
+from progress_sync.client._common import DEFAULT_CLIENT_FLUSH_INTERVAL, DEFAULT_HEARTBEAT_TIMEOUT
 from rich.console import Console
 
 from ._config import ServerConfig, Setting, envvar_name, option_name
@@ -309,6 +309,14 @@ def demo_command(linger: float, **options: object) -> None:
     type=click.FloatRange(min=0, min_open=True),
     help="Seconds between batches of progress sent to the server.",
 )
+@click.option(
+    "--heartbeat-timeout",
+    default=DEFAULT_HEARTBEAT_TIMEOUT,
+    show_default=True,
+    type=click.FloatRange(min=0.001, max=MAX_HEARTBEAT_TIMEOUT),
+    help="The job's lease in seconds: if this process dies, the server fails the job this "
+    "long after it last heard of it (heartbeats are sent meanwhile).",
+)
 @click.option("--quiet", is_flag=True, help="Do not print the job id and outcome on stderr.")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run_cli(
@@ -318,6 +326,7 @@ def run_cli(
     job_id: str | None,
     stage: str | None,
     flush_interval: float,
+    heartbeat_timeout: float,
     quiet: bool,
     command: tuple[str, ...],
 ) -> None:
@@ -342,6 +351,7 @@ def run_cli(
                 job_id=job_id,
                 stage=stage,
                 flush_interval=flush_interval,
+                heartbeat_timeout=heartbeat_timeout,
                 quiet=quiet,
             )
         )

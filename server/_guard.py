@@ -29,9 +29,9 @@ from typing import Any, cast
 import trio
 from hypercorn.typing import ASGIFramework, ASGIReceiveCallable, ASGISendCallable, Scope
 
-from ._hub import StreamHub
 from ._metrics import Metrics
 from ._seam import H2SendWindow
+from .sse._admission import StreamHub
 
 logger = logging.getLogger(__name__)
 

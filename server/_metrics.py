@@ -16,10 +16,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ._sse import EVENT_FOR_STATUS, JOB_ERROR_EVENT, RECONNECT_EVENT
+from .sse._framing import EVENT_FOR_STATUS, JOB_ERROR_EVENT, RECONNECT_EVENT
 
 if TYPE_CHECKING:
-    from ._hub import StreamHub
+    from .sse._admission import StreamHub
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 30.0)
 """Seconds: report-to-send latency is about one flush interval (0.5 s by default)."""

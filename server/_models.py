@@ -21,7 +21,7 @@ from progress_sync import (
 from progress_sync._contract import ERRORS
 from pydantic.alias_generators import to_camel
 
-from ._pace import MAX_MIN_INTERVAL_MS
+from .sse._pace import MAX_MIN_INTERVAL_MS
 
 JobStatusName = Literal["queued", "running", "completed", "failed", "cancelled"]
 """A job's state, as the JSON bodies and the events carry it (``progress_sync.JobStatus``)."""

@@ -58,7 +58,7 @@ from ._models import (
     ReconnectEvent,
     _commonmark,
 )
-from ._sse import EVENT_FOR_STATUS, JOB_ERROR_EVENT, RECONNECT_EVENT
+from .sse._framing import EVENT_FOR_STATUS, JOB_ERROR_EVENT, RECONNECT_EVENT
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -24,8 +24,8 @@ from progress_sync import (
 )
 
 from ._config import ServerConfig
-from ._hub import StreamHub
 from ._metrics import Metrics
+from .sse._admission import StreamHub
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from .._errors import JobFinishedError, JobNotFoundError
 from .._rate import RateState, format_time_left
 from .._snapshot import wall_clock
 from ._async import AsyncProgressClient, open_progress_client
-from ._common import DEFAULT_CLIENT_FLUSH_INTERVAL
+from ._common import DEFAULT_CLIENT_FLUSH_INTERVAL, DEFAULT_HEARTBEAT_TIMEOUT
 from ._parsers import OutputProgressParser, ParsedProgress
 
 INTERRUPT_GRACE = 2.0
@@ -79,6 +79,7 @@ async def run_command(
     job_id: str | None = None,
     stage: str | None = None,
     flush_interval: float = DEFAULT_CLIENT_FLUSH_INTERVAL,
+    heartbeat_timeout: float | None = DEFAULT_HEARTBEAT_TIMEOUT,
     quiet: bool = False,
     stdout: BinaryIO | None = None,
     stderr: BinaryIO | None = None,
@@ -99,6 +100,9 @@ async def run_command(
         job_id: the job id to register; the server picks one by default.
         stage: the stage reported when the output names none; the program's name by default.
         flush_interval: seconds between batches of progress (default 0.5).
+        heartbeat_timeout: the job's lease in seconds (default 60; None for none): while
+            this runs the client heartbeats the job, and if this process is killed the server
+            ends the job ``failed`` once the lease runs out.
         quiet: do not print the job's id and outcome on stderr.
         stdout: where the command's stdout goes (ours by default).
         stderr: where its stderr goes (ours by default).
@@ -125,7 +129,11 @@ async def run_command(
 
     async with open_progress_client(server, token=token, flush_interval=flush_interval) as client:
         job = await client.register(
-            job_id, status="running", stage=default_stage, message=shlex.join(argv)[:2000]
+            job_id,
+            status="running",
+            stage=default_stage,
+            message=shlex.join(argv)[:2000],
+            heartbeat_timeout=heartbeat_timeout,
         )
         notice(f"job {job.job_id}: {server.rstrip('/')}{job.stream_url}")
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:

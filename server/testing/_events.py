@@ -27,7 +27,7 @@ from progress_sync.testing import (
 )
 from quart.typing import TestClientProtocol
 
-from .._sse import EVENT_FOR_STATUS
+from ..sse._framing import EVENT_FOR_STATUS
 from ._transport import _open_in_process
 
 STREAM_PATH = JOB_STREAM_PATH.replace("{jobId}", "{job_id}")

@@ -146,12 +146,12 @@ async def test_run_prints_the_time_left_and_gives_the_job_a_lease(progress_serve
             time.sleep(0.1)
         """,
     )
-    result, snapshots = await run(progress_server, "eta-run", command)
+    result, snapshots = await run(progress_server, "eta-run", command, "--heartbeat-timeout", "45")
     assert result.returncode == 0, result.stderr
     assert re.search(rb"progress-sync: \d+\.\d% \xc2\xb7 about \d+ s left", result.stderr), (
         result.stderr
     )
-    assert snapshots[0].heartbeat_timeout == 60.0
+    assert snapshots[0].heartbeat_timeout == 45.0
     assert any(s.eta_seconds is not None for s in snapshots if s.status.value == "running")
 
 

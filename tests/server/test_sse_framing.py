@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from progress_sync import MAX_MESSAGE_LENGTH, MAX_STAGE_LENGTH, JobSnapshot, JobStatus
 from progress_sync.server import format_event, snapshot_event
-from progress_sync.server._sse import EVENT_FOR_STATUS
+from progress_sync.server.sse._framing import EVENT_FOR_STATUS
 from progress_sync.server.testing import parse_sse
 
 # Every code point, lone surrogates included (JSON input can carry "\ud800").

@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 from progress_sync.server import ServerConfig
 from progress_sync.server._errors import ShuttingDownError, TooManySubscribersError
-from progress_sync.server._hub import StreamHub, spread_retry_ms
-from progress_sync.server._resume import (
+from progress_sync.server.sse._admission import StreamHub, spread_retry_ms
+from progress_sync.server.sse._resume import (
     format_seq_vector,
     last_event_id,
     parse_seq,
     parse_seq_vector,
 )
-from progress_sync.server._stream_routes import parse_job_ids
+from progress_sync.server.sse._routes import parse_job_ids
 
 
 @pytest.mark.parametrize(

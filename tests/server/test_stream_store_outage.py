@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 import pytest
 import trio
 from progress_sync import MemoryStore, StoreUnavailableError
-from progress_sync.server._sse import STORE_RETRY_INTERVAL
+from progress_sync.server.sse._framing import STORE_RETRY_INTERVAL
 from progress_sync.server.testing import open_in_process_server
 
 

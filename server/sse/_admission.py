@@ -17,7 +17,7 @@ from typing import Any
 
 import trio
 
-from ._errors import ShuttingDownError, TooManySubscribersError
+from .._errors import ShuttingDownError, TooManySubscribersError
 
 _ADMITTED = "progress_sync.admitted"
 """Key in the ASGI scope of a request whose stream was admitted."""

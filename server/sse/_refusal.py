@@ -11,8 +11,8 @@ from __future__ import annotations
 from progress_sync._contract import STREAM_PATHS, STREAMS_REFUSED, path_pattern
 from quart import Quart, Response, request
 
-from ._config import ServerConfig
-from ._errors import error_response
+from .._config import ServerConfig
+from .._errors import error_response
 
 _STREAM_PATHS = [path_pattern(template) for template in STREAM_PATHS]
 

@@ -21,11 +21,10 @@ from progress_sync._contract import (
 from quart import Response, make_response, request
 from quart_schema import document_headers, document_response, tag, validate_querystring
 
-from ._auth import document_auth
-from ._errors import ShuttingDownError
-from ._hub import spread_retry_ms
-from ._models import MultiStreamQuery, StreamQuery
-from ._openapi import (
+from .._auth import document_auth
+from .._errors import ShuttingDownError
+from .._models import MultiStreamQuery, StreamQuery
+from .._openapi import (
     JobEventStream,
     LastEventIdHeader,
     MultiJobEventStream,
@@ -33,14 +32,15 @@ from ._openapi import (
     StreamSeenEnd,
     error_responses,
 )
+from ._admission import spread_retry_ms
+from ._framing import SSE_HEADERS
+from ._loop import StreamContext, job_event_stream, multi_job_event_stream
 from ._resume import last_event_id, parse_seq, parse_seq_vector
-from ._sse import SSE_HEADERS
-from ._streams import StreamContext, job_event_stream, multi_job_event_stream
 
 if TYPE_CHECKING:
     from quart_trio import QuartTrio
 
-    from ._services import Services
+    from .._services import Services
 
 
 def parse_job_ids(raw: str, limit: int) -> list[str]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, aclosing
 from dataclasses import dataclass
 
@@ -33,11 +33,9 @@ from progress_sync import (
     Subscription,
 )
 
-from ._hub import StreamHandle, StreamHub, spread_retry_ms
-from ._metrics import Metrics
-from ._pace import Pacer
-from ._resume import format_seq_vector
-from ._sse import (
+from .._metrics import Metrics
+from ._admission import StreamHandle, StreamHub, spread_retry_ms
+from ._framing import (
     HEARTBEAT,
     JOB_ERROR_EVENT,
     STORE_RETRY_INTERVAL,
@@ -46,6 +44,8 @@ from ._sse import (
     reconnect_event,
     snapshot_event,
 )
+from ._pace import Pacer
+from ._resume import format_seq_vector
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -237,6 +237,34 @@ async def _wait_for_store(ctx: StreamContext, handle: StreamHandle) -> None:
         await trio.sleep_forever()
 
 
+async def _stream_loop(
+    ctx: StreamContext,
+    handle: StreamHandle,
+    follow: Callable[[], AsyncGenerator[bytes, None]],
+    goodbye: dict[str, object],
+) -> AsyncGenerator[bytes, None]:
+    """The loop of every stream, single- or multi-job: ``follow()`` (subscribe and send events
+    until the stream ends); while the store cannot be reached (``StoreUnavailableError``: Redis
+    is away), keep the stream open with heartbeats and follow again every
+    ``STORE_RETRY_INTERVAL`` seconds; at a shutdown meanwhile, send ``reconnect`` (``goodbye``
+    names the jobs) and end."""
+    while True:  # once, or again after the store was unavailable
+        try:
+            chunks = follow()
+            async with aclosing(chunks):
+                async for chunk in chunks:
+                    yield chunk
+            return
+        except StoreUnavailableError:
+            pass
+        yield HEARTBEAT
+        ctx.metrics.heartbeats.inc()
+        await _wait_for_store(ctx, handle)
+        if handle.stopping:
+            yield _goodbye(ctx, goodbye)
+            return
+
+
 async def job_event_stream(
     ctx: StreamContext, job_id: str, *, last_seen: int | None = None, min_interval: float = 0.0
 ) -> AsyncIterator[bytes]:
@@ -275,49 +303,44 @@ async def job_event_stream(
     with ctx.hub.track() as handle:
         yield format_retry(ctx.retry_ms)
         deadline = trio.current_time() + ctx.registration_timeout
-        while True:  # once, or again after the store was unavailable
-            try:
-                while True:
-                    remaining = deadline - trio.current_time()
-                    registered = False
-                    with handle.wait_scope():
-                        try:
-                            wait = min(ctx.heartbeat_interval, remaining)
-                            await store.wait_registered(job_id, wait)
-                            registered = True
-                        except RegistrationTimeoutError:
-                            pass
-                    if registered:
-                        break
-                    if handle.stopping:
-                        yield _goodbye(ctx, {"jobId": job_id})
-                        return
-                    if remaining <= ctx.heartbeat_interval:
-                        yield _registration_timed_out(ctx, job_id)
-                        return
-                    yield HEARTBEAT
-                    metrics.heartbeats.inc()
 
-                async with store.subscribe(job_id) as subscription:
-                    follow = _follow_job(
-                        ctx, handle, subscription, last_seen, opened_at, Pacer(min_interval)
-                    )
-                    async with aclosing(follow):
-                        async for chunk in follow:
-                            if isinstance(chunk, int):
-                                last_seen = chunk  # sent: a resync after an outage skips it
-                            else:
-                                yield chunk
+        async def follow_the_job() -> AsyncGenerator[bytes, None]:
+            nonlocal last_seen
+            while True:
+                remaining = deadline - trio.current_time()
+                registered = False
+                with handle.wait_scope():
+                    try:
+                        wait = min(ctx.heartbeat_interval, remaining)
+                        await store.wait_registered(job_id, wait)
+                        registered = True
+                    except RegistrationTimeoutError:
+                        pass
+                if registered:
+                    break
+                if handle.stopping:
+                    yield _goodbye(ctx, {"jobId": job_id})
                     return
-            except StoreUnavailableError:
-                pass
-            # The store (Redis) cannot be reached: keep the stream open and look again.
-            yield HEARTBEAT
-            metrics.heartbeats.inc()
-            await _wait_for_store(ctx, handle)
-            if handle.stopping:
-                yield _goodbye(ctx, {"jobId": job_id})
-                return
+                if remaining <= ctx.heartbeat_interval:
+                    yield _registration_timed_out(ctx, job_id)
+                    return
+                yield HEARTBEAT
+                metrics.heartbeats.inc()
+            async with store.subscribe(job_id) as subscription:
+                follow = _follow_job(
+                    ctx, handle, subscription, last_seen, opened_at, Pacer(min_interval)
+                )
+                async with aclosing(follow):
+                    async for chunk in follow:
+                        if isinstance(chunk, int):
+                            last_seen = chunk  # sent: a resync after an outage skips it
+                        else:
+                            yield chunk
+
+        stream = _stream_loop(ctx, handle, follow_the_job, {"jobId": job_id})
+        async with aclosing(stream):
+            async for chunk in stream:
+                yield chunk
 
 
 def _last_words_multi(
@@ -376,45 +399,38 @@ async def multi_job_event_stream(
     told_unknown: set[str] = set()
     with ctx.hub.track() as handle:
         yield format_retry(ctx.retry_ms)
-        while True:  # once, or again after the store was unavailable
-            try:
-                async with AsyncExitStack() as stack:
-                    subscriptions = []
-                    for index, job_id in enumerate(job_ids):
-                        try:
-                            subscription = await stack.enter_async_context(
-                                ctx.store.subscribe(job_id)
-                            )
-                        except JobNotFoundError:
-                            if job_id in told_unknown:
-                                continue
-                            told_unknown.add(job_id)
-                            seen[index] = 0
-                            metrics.job_error_sent.inc()
-                            yield _job_error(
-                                job_id,
-                                "job not found",
-                                f"job {job_id!r} is not registered; check the job id",
-                                format_seq_vector(seen),
-                            )
-                        else:
-                            subscriptions.append(subscription)
-                    if not subscriptions:
-                        return
-                    multi = MultiSubscription(subscriptions)
-                    follow = _follow_jobs(
-                        ctx, handle, multi, seen, position, opened_at, Pacer(min_interval)
-                    )
-                    async with aclosing(follow):
-                        async for chunk in follow:
-                            yield chunk
+
+        async def follow_the_jobs() -> AsyncGenerator[bytes, None]:
+            async with AsyncExitStack() as stack:
+                subscriptions = []
+                for index, job_id in enumerate(job_ids):
+                    try:
+                        subscription = await stack.enter_async_context(ctx.store.subscribe(job_id))
+                    except JobNotFoundError:
+                        if job_id in told_unknown:
+                            continue
+                        told_unknown.add(job_id)
+                        seen[index] = 0
+                        metrics.job_error_sent.inc()
+                        yield _job_error(
+                            job_id,
+                            "job not found",
+                            f"job {job_id!r} is not registered; check the job id",
+                            format_seq_vector(seen),
+                        )
+                    else:
+                        subscriptions.append(subscription)
+                if not subscriptions:
                     return
-            except StoreUnavailableError:
-                pass
-            # The store (Redis) cannot be reached: keep the stream open and look again.
-            yield HEARTBEAT
-            metrics.heartbeats.inc()
-            await _wait_for_store(ctx, handle)
-            if handle.stopping:
-                yield _goodbye(ctx, {"jobIds": list(job_ids)})
-                return
+                multi = MultiSubscription(subscriptions)
+                follow = _follow_jobs(
+                    ctx, handle, multi, seen, position, opened_at, Pacer(min_interval)
+                )
+                async with aclosing(follow):
+                    async for chunk in follow:
+                        yield chunk
+
+        stream = _stream_loop(ctx, handle, follow_the_jobs, {"jobIds": list(job_ids)})
+        async with aclosing(stream):
+            async for chunk in stream:
+                yield chunk
