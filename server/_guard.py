@@ -9,8 +9,10 @@ attribute updates per write, no task, no new scope). If a write takes longer, th
 cancelled: the stream generator is closed (its subscriptions leave the store), the app
 returns, and Hypercorn closes the connection because the response never ended.
 
-Under HTTP/2 the wait for a client's flow-control window is cancellable, so the deadline
-acts at once. Under HTTP/1.1 Hypercorn's trio worker shields the socket write itself from
+Under HTTP/2 a write also waits while Hypercorn holds more than 32 KiB of the stream's
+data for a client's flow-control window (``H2SendWindow``: Hypercorn itself lets such writes
+return at once), and that wait is cancellable, so the deadline acts at once. Under HTTP/1.1
+Hypercorn's trio worker shields the socket write itself from
 cancellation, so the kernel has to give up on the socket first: ``serve`` sets
 ``TCP_USER_TIMEOUT`` to the same ``send_timeout`` on the listening socket (Linux), which makes
 the kernel abort a connection whose peer has taken no data for that long (zero-window probes
@@ -28,6 +30,7 @@ import trio
 from hypercorn.typing import ASGIFramework, ASGIReceiveCallable, ASGISendCallable, Scope
 
 from ._metrics import Metrics
+from ._seam import H2SendWindow
 from .sse._admission import StreamHub
 
 logger = logging.getLogger(__name__)
@@ -60,12 +63,16 @@ class ConnectionGuard:
         timeout = self.send_timeout
         current_time = trio.current_time
 
+        h2_window = H2SendWindow.of(send) if scope.get("http_version") == "2" else None
+
         with trio.CancelScope() as request_scope:
 
             async def send_with_timeout(message: Any) -> None:
                 request_scope.deadline = current_time() + timeout
                 try:
                     await send(message)
+                    if h2_window is not None:
+                        await h2_window.wait_drained()
                 finally:
                     request_scope.deadline = math.inf
 

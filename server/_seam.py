@@ -1,7 +1,8 @@
 """Where Hypercorn's trio worker and Quart-Trio meet: the end of a response, and the serve loop.
 
 ``EndOfResponse`` hands the end of each response over safely (below); ``serve_hypercorn`` is
-Hypercorn's worker loop with a connection limit, and closes connections their clients closed.
+Hypercorn's worker loop with a connection limit, and closes connections their clients closed;
+``H2SendWindow`` gives HTTP/2 writes the backpressure Hypercorn's buffer loses.
 
 The finding (Hypercorn 0.18.0, Quart-Trio 0.12.0; reported upstream as "Connection: close
 ignored?", https://github.com/pgjones/hypercorn/issues/330, without the cause):
@@ -49,6 +50,8 @@ from typing import TYPE_CHECKING, Any
 import hypercorn.config
 import hypercorn.utils
 import trio
+from hypercorn.protocol.h2 import BUFFER_HIGH_WATER, H2Protocol, StreamBuffer
+from hypercorn.protocol.http_stream import HTTPStream
 from hypercorn.trio.lifespan import Lifespan
 from hypercorn.trio.tcp_server import TCPServer
 from hypercorn.trio.worker_context import WorkerContext
@@ -144,6 +147,7 @@ async def serve_hypercorn(
     shutdown_trigger: Callable[[], Awaitable[None]],
     max_connections: int,
     metrics: Metrics,
+    stopped_accepting: trio.Event | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Hypercorn's trio ``worker_serve``, accepting through a ``LimitedListener``.
@@ -161,6 +165,9 @@ async def serve_hypercorn(
         shutdown_trigger: returns when the server should stop accepting and drain.
         max_connections: the most connections open at once, over all the sockets.
         metrics: counts connections and dropped clients.
+        stopped_accepting: set once the listeners are closed and Hypercorn's connections know
+            the server is terminating (idle ones close; HTTP/2 ones send GOAWAY once their
+            last stream ends).
         task_status: reports the bound URLs (``["http://127.0.0.1:8000"]``).
     """
     if sockets.secure_sockets or sockets.quic_sockets:
@@ -210,9 +217,50 @@ async def serve_hypercorn(
                     raise other_errors from None
             finally:
                 await context.terminated.set()
+                if stopped_accepting is not None:
+                    stopped_accepting.set()
                 server_nursery.cancel_scope.deadline = (
                     trio.current_time() + settings.graceful_timeout
                 )
 
         await lifespan.wait_for_shutdown()
         lifespan_nursery.cancel_scope.cancel()
+
+
+class H2SendWindow:
+    """The HTTP/2 stream's send buffer inside Hypercorn, so a write can wait for the client.
+
+    Hypercorn 0.18's HTTP/2 ``StreamBuffer.push`` is meant to block once a stream has
+    ``BUFFER_HIGH_WATER`` bytes (32 KiB) waiting for the client's flow-control window, but
+    ``pop`` sets the event it waits on whenever it hands out less than half of that, and with
+    the window at 0 it hands out nothing: every write returns at once and the data piles up in
+    Hypercorn (14 MiB in 25 s for one frozen client), out of the app's sight, so no send
+    timeout can fire. ``wait_drained`` restores the intended backpressure from outside: after
+    each write, while more than ``BUFFER_HIGH_WATER`` bytes wait, the write waits until the
+    buffer empties (the client opened its window) — under ``ConnectionGuard``'s deadline, so a
+    client that never opens it is dropped after ``send_timeout``, its buffer bounded meanwhile.
+
+    Reached through the ASGI ``send`` callable Hypercorn gives the app, ``HTTPStream.app_send``
+    (its ``__self__``) and the protocol behind it; None when that is not an HTTP/2 stream of
+    Hypercorn's (the test client, HTTP/1.x).
+    """
+
+    def __init__(self, buffer: StreamBuffer) -> None:
+        self.buffer = buffer
+
+    @classmethod
+    def of(cls, send: object) -> H2SendWindow | None:
+        """The window behind ``send``, or None."""
+        stream = getattr(send, "__self__", None)
+        if not isinstance(stream, HTTPStream):
+            return None
+        protocol = getattr(stream.send, "__self__", None)
+        if not isinstance(protocol, H2Protocol):
+            return None
+        buffer = protocol.stream_buffers.get(stream.stream_id)
+        return None if buffer is None else cls(buffer)
+
+    async def wait_drained(self) -> None:
+        """Return at once unless over ``BUFFER_HIGH_WATER`` bytes wait; then once none do."""
+        if len(self.buffer.buffer) > BUFFER_HIGH_WATER:
+            await self.buffer.drain()

@@ -154,10 +154,14 @@ async def serve_services(
     app = create_app(services)
     trigger = shutdown_trigger or wait_for_shutdown_signal
     stop_accepting = trio.Event()
+    stopped_accepting = trio.Event()
 
     async def drain_when_triggered() -> None:
         await trigger()
         stop_accepting.set()
+        # Streams end only once Hypercorn knows it is stopping: an HTTP/2 connection whose last
+        # stream ends then gets its GOAWAY (Hypercorn sends it only while terminating).
+        await stopped_accepting.wait()
         await drain(services)
 
     async with trio.open_nursery() as nursery:
@@ -169,6 +173,7 @@ async def serve_services(
             settings,
             sockets=sockets,
             shutdown_trigger=stop_accepting.wait,
+            stopped_accepting=stopped_accepting,
             max_connections=config.connection_limit,
             metrics=services.metrics,
             task_status=task_status,
