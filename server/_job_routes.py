@@ -19,7 +19,7 @@ from quart_trio import QuartTrio
 
 from ._auth import Auth, document_auth
 from ._ingest import created_response, read_object, register_external_job
-from ._models import CancelJobRequest, CreateJobRequest, CreateJobResponse, JobSnapshot
+from ._models import CancelJobRequest, CreateJobRequest, CreateJobResponse, JobSnapshotBody
 from ._openapi import LocationHeader, error_responses
 from ._services import Services
 
@@ -64,7 +64,7 @@ def install_job_routes(app: QuartTrio, services: Services, auth: Auth) -> None:
     @tag(["jobs"])
     @document_auth(config, "produce")
     @error_responses(400, 404, 409, 413, 503)
-    @validate_response(JobSnapshot, 202)
+    @validate_response(JobSnapshotBody, 202)
     @document_request(CancelJobRequest)
     async def cancel_job(job_id: str) -> tuple[dict[str, Any], int]:
         """Cancel a queued or running job.

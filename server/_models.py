@@ -322,9 +322,13 @@ class ListJobsQuery(_QueryModel):
     """The most jobs in the page, 1-1000."""
 
 
-class JobSnapshot(_ApiModel):
+class JobSnapshotBody(_ApiModel):
     """A job's snapshot: ``GET /api/jobs/{jobId}``, and the data of every stream event that
     carries the job's state."""
+
+    # The OpenAPI component keeps the name clients know (the class is named apart from the
+    # pipeline's JobSnapshot, the value this documents).
+    model_config = pydantic.ConfigDict(title="JobSnapshot")
 
     job_id: str
     """The job's id."""
@@ -369,7 +373,7 @@ class JobSnapshot(_ApiModel):
 class JobListResponse(_ApiModel):
     """A page of jobs, newest first."""
 
-    jobs: list[JobSnapshot]
+    jobs: list[JobSnapshotBody]
     """The snapshots of the page."""
     total: int
     """How many jobs match in all."""

@@ -20,8 +20,7 @@ from quart_schema import (
 )
 
 from ._auth import document_auth
-from ._models import JobListResponse, ListJobsQuery
-from ._models import JobSnapshot as JobSnapshotBody
+from ._models import JobListResponse, JobSnapshotBody, ListJobsQuery
 from ._openapi import IfNoneMatchHeader, NotModified, SnapshotHeaders, error_responses
 
 if TYPE_CHECKING:

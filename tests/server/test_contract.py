@@ -131,7 +131,7 @@ def test_the_snapshot_json_and_its_documented_model_have_the_same_keys():
     # JobSnapshot.to_dict is the snapshot's JSON (encoded once per snapshot, on the hot
     # path); the pydantic model documents it in /openapi.json and must not drift from it.
     from progress_sync import JobSnapshot, JobStatus
-    from progress_sync.server._models import JobSnapshot as SnapshotModel
+    from progress_sync.server._models import JobSnapshotBody as SnapshotModel
 
     snapshot = JobSnapshot(
         job_id="a",
