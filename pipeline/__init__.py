@@ -21,8 +21,8 @@ The data path of one progress report, and the module of each step::
     subscriber  store.subscribe(job_id) → Subscription: the latest          _subscription
                   snapshot, conflated (MultiSubscription for several jobs)
        ↓
-    SSE         the server's stream loop writes each snapshot as an event   server/_streams,
-                  (``event: job-progress``, ``id: <seq>``, ``data: {...}``)   server/_sse
+    SSE         the server's stream loop writes each snapshot as an event   server/sse/_loop,
+                  (``event: job-progress``, ``id: <seq>``, ``data: {...}``)   server/sse/_framing
 
 Around it: the wire contract shared with the clients (paths, error codes) in ``_contract``,
 the errors in ``_errors``, jobs the server runs in ``_runner``, leases of external jobs in
@@ -39,7 +39,8 @@ from ._buffer import open_update_buffer as open_update_buffer
 from ._direct import DirectSync as DirectSync
 from ._direct import open_direct_sync as open_direct_sync
 from ._errors import AuthenticationError as AuthenticationError
-from ._errors import BufferClosedError as BufferClosedError
+from ._errors import BufferClosedError as BufferClosedError  # deprecated: SinkClosedError
+from ._errors import InvalidFieldError as InvalidFieldError
 from ._errors import InvalidUpdateError as InvalidUpdateError
 from ._errors import JobExistsError as JobExistsError
 from ._errors import JobFinishedError as JobFinishedError
@@ -50,6 +51,7 @@ from ._errors import ProgressSyncError as ProgressSyncError
 from ._errors import RegistrationTimeoutError as RegistrationTimeoutError
 from ._errors import ServerRejectedError as ServerRejectedError
 from ._errors import ServerUnavailableError as ServerUnavailableError
+from ._errors import SinkClosedError as SinkClosedError
 from ._errors import StoreUnavailableError as StoreUnavailableError
 from ._errors import UnknownStatusError as UnknownStatusError
 from ._errors import WaitTimeoutError as WaitTimeoutError
@@ -103,9 +105,9 @@ from ._threads import ThreadReporterStatistics as ThreadReporterStatistics
 from ._threads import open_thread_reporter as open_thread_reporter
 
 if _TYPE_CHECKING:
-    from ._demo import DEMO_KIND as DEMO_KIND
-    from ._demo import DemoJobError as DemoJobError
-    from ._demo import DemoParams as DemoParams
+    from ._demo_job import DEMO_KIND as DEMO_KIND
+    from ._demo_job import DemoJobError as DemoJobError
+    from ._demo_job import DemoParams as DemoParams
     from ._redis_store import RedisStore as RedisStore
     from ._redis_store import open_redis_store as open_redis_store
     from ._tqdm import ReportingTqdm as ReportingTqdm
@@ -113,9 +115,9 @@ if _TYPE_CHECKING:
 _LAZY_MODULES = {
     "RedisStore": "_redis_store",
     "open_redis_store": "_redis_store",
-    "DEMO_KIND": "_demo",
-    "DemoJobError": "_demo",
-    "DemoParams": "_demo",
+    "DEMO_KIND": "_demo_job",
+    "DemoJobError": "_demo_job",
+    "DemoParams": "_demo_job",
     "ReportingTqdm": "_tqdm",
 }
 """Names imported on first use, and their modules: importing ``progress_sync`` (and so loading
@@ -163,6 +165,7 @@ __all__ = [
     "DemoParams",
     "DirectSync",
     "ExportStore",
+    "InvalidFieldError",
     "InvalidUpdateError",
     "JobExistsError",
     "JobFinishedError",
@@ -184,6 +187,7 @@ __all__ = [
     "ReportingTqdm",
     "ServerRejectedError",
     "ServerUnavailableError",
+    "SinkClosedError",
     "SinkStatistics",
     "StoreStatistics",
     "StoreUnavailableError",

@@ -12,7 +12,8 @@ from typing import Any
 import trio
 
 from ._checks import check_seconds
-from ._errors import BufferClosedError, InvalidUpdateError, StoreUnavailableError
+from ._errors import InvalidUpdateError, SinkClosedError, StoreUnavailableError
+from ._nursery import open_owned_nursery
 from ._sink import SinkStatistics
 from ._snapshot import (
     _WALL_CLOCK_OFFSET,
@@ -20,6 +21,7 @@ from ._snapshot import (
     JobSnapshot,
     ProgressUpdate,
     check_eta_seconds,
+    check_job_id,
     check_progress,
     check_reported_at,
     wall_clock,
@@ -54,6 +56,12 @@ flush the drain task waits twice as long as before (from ``flush_interval``) up 
 _Report = tuple[str, float, str, str | None, float, float | None, bool]
 """A report as it waits in the buffer: ``ProgressUpdate``'s fields as a plain tuple."""
 
+_checked_ids: set[str] = set()
+"""Job ids that passed ``check_job_id`` (the one job-id rule), so the fast path of
+``report_nowait`` applies it at the cost of a set lookup rather than a regex match."""
+_MAX_CHECKED_IDS = 65536
+"""Past this many, new ids take the full check each time (still correct, a little slower)."""
+
 _make_update = ProgressUpdate._make
 _monotonic = time.monotonic
 
@@ -72,8 +80,9 @@ def _checked_report(
     eta_seconds = check_eta_seconds(eta_seconds)
     if type(reset) is not bool:
         raise InvalidUpdateError("reset", f"must be true or false, not {reset!r}")
-    if type(job_id) is not str or not job_id:
-        raise InvalidUpdateError("jobId", "must be a non-empty string")
+    job_id = check_job_id(job_id)
+    if len(_checked_ids) < _MAX_CHECKED_IDS:
+        _checked_ids.add(job_id)
     if reported_at is None:
         reported_at = wall_clock()
     elif type(reported_at) is not float or not 0.0 <= reported_at < math.inf:
@@ -172,7 +181,7 @@ class UpdateBuffer:
 
         Raises:
             InvalidUpdateError: a field is malformed (the message names it).
-            BufferClosedError: the buffer has been closed.
+            SinkClosedError: the buffer has been closed.
         """
         # The common case (a float percent, a short stage, no message, stamped now) is checked
         # inline: this is the producers' hot path. Anything else takes the full check.
@@ -187,7 +196,7 @@ class UpdateBuffer:
             and eta_seconds is None
             and reset is False
             and type(job_id) is str
-            and job_id
+            and job_id in _checked_ids
         ):
             report: _Report = (
                 job_id,
@@ -216,7 +225,7 @@ class UpdateBuffer:
             self._overflow[job_id] = report
         except trio.ClosedResourceError:
             # The channel is closed when the buffer closes: no flag to test per report.
-            raise BufferClosedError(
+            raise SinkClosedError(
                 "the update buffer is closed; report inside its async with block"
             ) from None
 
@@ -249,10 +258,10 @@ class UpdateBuffer:
             InvalidUpdateError: ``status`` is not terminal, or ``error``/``result`` is malformed.
             JobNotFoundError: the job is not registered.
             StoreUnavailableError: the store could not be reached; nothing was written.
-            BufferClosedError: the buffer has been closed.
+            SinkClosedError: the buffer has been closed.
         """
         if self._closed:
-            raise BufferClosedError(
+            raise SinkClosedError(
                 "the update buffer is closed; finish jobs inside its async with block"
             )
         status = parse_status(status)
@@ -493,21 +502,15 @@ async def open_update_buffer(
         shutdown_timeout=shutdown_timeout,
         on_flush=on_flush,
     )
-    body_error: BaseException | None = None
-    async with trio.open_nursery() as nursery:
+
+    async def close(nursery: trio.Nursery) -> None:
+        # Everything inside the block (a job runner, say) has finished by now, so nothing
+        # can be reported after this flush.
+        buffer._closed = True
+        buffer._send.close()
+        nursery.cancel_scope.cancel()
+        await buffer._final_flush()
+
+    async with open_owned_nursery(close) as nursery:
         await nursery.start(buffer._drain)
-        try:
-            yield buffer
-        except BaseException as exc:
-            # Re-raised below, outside the nursery, so the caller sees its own exception
-            # rather than an ExceptionGroup.
-            body_error = exc
-        finally:
-            # Everything inside the block (a job runner, say) has finished by now, so nothing
-            # can be reported after this flush.
-            buffer._closed = True
-            buffer._send.close()
-            nursery.cancel_scope.cancel()
-            await buffer._final_flush()
-    if body_error is not None:
-        raise body_error
+        yield buffer

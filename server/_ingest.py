@@ -22,6 +22,7 @@ from typing import Any
 from msgspec import UNSET
 from progress_sync import (
     ExportStore,
+    InvalidFieldError,
     InvalidUpdateError,
     JobFinishedError,
     JobSnapshot,
@@ -63,11 +64,9 @@ from ._models import (
     CreateJobRequest,
     FailJobRequest,
     HeartbeatRequest,
+    JobSnapshotBody,
     ProgressRequest,
     SubscribeTokenResponse,
-)
-from ._models import (
-    JobSnapshot as JobSnapshotBody,
 )
 from ._openapi import error_responses
 from ._request import decode_json
@@ -224,7 +223,7 @@ class Ingest:
             JobNotFoundError: the job is not registered (404).
             JobFinishedError: the job has ended (409).
             ApiError: 409 when the server runs the job.
-            BufferClosedError: the sink is closed (503).
+            SinkClosedError: the sink is closed (503).
             StoreUnavailableError: the store cannot be reached (503).
         """
         check_job_id(job_id)
@@ -269,7 +268,7 @@ class Ingest:
         Raises:
             InvalidUpdateError: a JSON body that is not valid JSON or not an array (400).
             ApiError: 413 when the batch holds more than ``max_batch_updates`` updates.
-            BufferClosedError: the sink is closed (503).
+            SinkClosedError: the sink is closed (503).
             StoreUnavailableError: the store cannot be reached (503).
         """
         now = time.time()
@@ -361,7 +360,7 @@ def _explain_batch(
     updates: list[body_schema.BatchUpdateBody] = []
     numbers: list[int] = []
     for number, item in read_batch(data, ndjson, max_updates):
-        if isinstance(item, InvalidUpdateError):
+        if isinstance(item, InvalidFieldError):
             outcome.errors.append({"line": number, "field": item.field, "reason": item.reason})
             continue
         try:
@@ -663,7 +662,7 @@ def read_batch(data: bytes, ndjson: bool, max_updates: int) -> list[tuple[int, o
                 continue
             try:
                 lines.append((number, decode_json(raw)))
-            except InvalidUpdateError as exc:
+            except InvalidFieldError as exc:
                 lines.append((number, exc))
             if len(lines) > max_updates:
                 break
@@ -672,7 +671,7 @@ def read_batch(data: bytes, ndjson: bool, max_updates: int) -> list[tuple[int, o
             raise InvalidUpdateError("body", "is empty; send a JSON array of updates")
         try:
             items = decode_json(data)
-        except InvalidUpdateError as exc:
+        except InvalidFieldError as exc:
             raise InvalidUpdateError(
                 "body",
                 f"{exc.reason}; send a JSON array, or NDJSON with "

@@ -19,7 +19,7 @@ from ._openapi import PrometheusText
 if TYPE_CHECKING:
     from quart_trio import QuartTrio
 
-    from ._app import Services
+    from ._services import Services
 
 
 def install_ops_routes(app: QuartTrio, services: Services) -> None:
