@@ -18,6 +18,7 @@ from typing import Any
 import coredis
 import pytest
 import trio
+from _server_process import check_stream, follow, server_process
 from _task_workers import (
     CELERY_DB,
     python,
@@ -26,9 +27,8 @@ from _task_workers import (
     wait_for_status,
     worker_process,
 )
-from test_redis_server import check_stream, follow, server_process
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 BROKER = f"redis://127.0.0.1:6379/{CELERY_DB}"
 

@@ -16,6 +16,7 @@ from typing import Any
 import coredis
 import pytest
 import trio
+from _server_process import check_stream, follow, server_process
 from _task_workers import (
     RQ_DB,
     python,
@@ -24,9 +25,8 @@ from _task_workers import (
     wait_for_status,
     worker_process,
 )
-from test_redis_server import check_stream, follow, server_process
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 RQ_URL = f"redis://127.0.0.1:6379/{RQ_DB}"
 

@@ -20,6 +20,8 @@ from progress_sync import (
 )
 from progress_sync.worker import open_redis_producer, open_task_producer
 
+pytestmark = pytest.mark.redis
+
 
 async def test_reports_are_coalesced_and_each_flush_is_one_script_call(
     redis_url: str, redis_prefix: str
@@ -167,8 +169,8 @@ async def test_a_heartbeat_gives_a_job_registered_without_a_lease_its_lease(
             assert [s.job_id for s in await store.expire_leases()] == ["silent"]
 
 
-async def test_the_heartbeat_route_takes_an_optional_lease(running_server):
-    async with running_server.client() as http:
+async def test_the_heartbeat_route_takes_an_optional_lease(progress_server):
+    async with progress_server.client() as http:
         assert (
             await http.post("/api/jobs", json={"jobId": "h", "status": "queued"})
         ).status_code == 201
