@@ -149,7 +149,9 @@ async def _one_path(args: argparse.Namespace, path: str, rnd: int) -> ManyRun:
 
         async def producer(job_id: str, index: int) -> None:
             async with open_progress_client(
-                server.url, flush_interval=interval, path=path
+                server.url,
+                flush_interval=interval,
+                path="websocket" if path == "websocket" else "http",
             ) as client:
                 await start.wait()
                 # Spread the clients' ticks over the interval, as independent producers are.
