@@ -224,8 +224,8 @@ async def run_stream(
     ``batched``: our server (``progress-sync serve``); the connections follow
     ``workload.jobs`` demo jobs, registered once every connection is open, each reporting 4
     times per flush interval; at the end every job is cancelled, and its terminal event ends
-    its streams. ``raw-asgi``: ``bench._raw_asgi``, started with ``POST /start`` and ended
-    with ``POST /stop``.
+    its streams. ``raw-asgi``: ``progress_sync.bench._raw_asgi``, started with ``POST /start``
+    and ended with ``POST /stop``.
 
     Args:
         system: ``batched`` or ``raw-asgi``.

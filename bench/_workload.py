@@ -31,7 +31,8 @@ class System(enum.StrEnum):
     SSE_STARLETTE = "sse-starlette"
     """Per-update fan-out with sse-starlette on uvicorn (the ``bench`` extra)."""
     RAW_ASGI = "raw-asgi"
-    """A minimal raw-ASGI SSE broadcaster on the same Hypercorn (``bench._raw_asgi``)."""
+    """A minimal raw-ASGI SSE broadcaster on the same Hypercorn
+    (``progress_sync.bench._raw_asgi``)."""
 
 
 @dataclass(frozen=True, kw_only=True)

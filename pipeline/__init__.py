@@ -2,6 +2,31 @@
 
 Never imports ``progress_sync.server``. The public names are re-exported here; the modules that
 hold them are private.
+
+The data path of one progress report, and the module of each step::
+
+    report      JobReporter.report / ThreadReporter / client.report_nowait  _threads, client/
+                  the fields checked once (check_progress, check_job_id)     _snapshot
+       ↓
+    channel     UpdateBuffer.report_nowait: a bounded trio memory channel;  _buffer
+                  full → the latest report per job is kept (coalesced)
+       ↓        (or DirectSync: one store write per report, no channel)    _direct, _modes
+    drain       the buffer's flush task: every flush_interval, the latest   _buffer
+                  report per job as one batch; retried while the store is away
+       ↓
+    store       ExportStore.apply_progress → JobSnapshot (seq + 1)          _store, _snapshot,
+                  MemoryStore in process, RedisStore (Lua scripts) shared    _memory_store,
+                                                                             _redis_store
+       ↓
+    subscriber  store.subscribe(job_id) → Subscription: the latest          _subscription
+                  snapshot, conflated (MultiSubscription for several jobs)
+       ↓
+    SSE         the server's stream loop writes each snapshot as an event   server/_streams,
+                  (``event: job-progress``, ``id: <seq>``, ``data: {...}``)   server/_sse
+
+Around it: the wire contract shared with the clients (paths, error codes) in ``_contract``,
+the errors in ``_errors``, jobs the server runs in ``_runner``, leases of external jobs in
+``_leases``, the checks of settings in ``_checks``.
 """
 
 from typing import TYPE_CHECKING as _TYPE_CHECKING
@@ -14,19 +39,23 @@ from ._buffer import open_update_buffer as open_update_buffer
 from ._direct import DirectSync as DirectSync
 from ._direct import open_direct_sync as open_direct_sync
 from ._errors import AuthenticationError as AuthenticationError
-from ._errors import BufferClosedError as BufferClosedError
+from ._errors import BufferClosedError as BufferClosedError  # deprecated: SinkClosedError
+from ._errors import InvalidFieldError as InvalidFieldError
 from ._errors import InvalidUpdateError as InvalidUpdateError
 from ._errors import JobExistsError as JobExistsError
 from ._errors import JobFinishedError as JobFinishedError
+from ._errors import JobGoneError as JobGoneError
 from ._errors import JobNotFoundError as JobNotFoundError
 from ._errors import JobQueueFullError as JobQueueFullError
 from ._errors import ProgressSyncError as ProgressSyncError
 from ._errors import RegistrationTimeoutError as RegistrationTimeoutError
 from ._errors import ServerRejectedError as ServerRejectedError
 from ._errors import ServerUnavailableError as ServerUnavailableError
+from ._errors import SinkClosedError as SinkClosedError
 from ._errors import StoreUnavailableError as StoreUnavailableError
 from ._errors import UnknownStatusError as UnknownStatusError
 from ._errors import WaitTimeoutError as WaitTimeoutError
+from ._extras import MissingExtraError as MissingExtraError
 from ._leases import DEFAULT_REAP_INTERVAL as DEFAULT_REAP_INTERVAL
 from ._leases import open_lease_reaper as open_lease_reaper
 from ._leases import run_lease_reaper as run_lease_reaper
@@ -52,8 +81,10 @@ from ._snapshot import LEASE_EXPIRED_ERROR as LEASE_EXPIRED_ERROR
 from ._snapshot import MAX_HEARTBEAT_TIMEOUT as MAX_HEARTBEAT_TIMEOUT
 from ._snapshot import MAX_MESSAGE_LENGTH as MAX_MESSAGE_LENGTH
 from ._snapshot import MAX_STAGE_LENGTH as MAX_STAGE_LENGTH
+from ._snapshot import PERCENT_DECIMALS as PERCENT_DECIMALS
 from ._snapshot import JobSnapshot as JobSnapshot
 from ._snapshot import ProgressUpdate as ProgressUpdate
+from ._snapshot import check_eta_seconds as check_eta_seconds
 from ._snapshot import check_heartbeat_timeout as check_heartbeat_timeout
 from ._snapshot import check_job_id as check_job_id
 from ._snapshot import check_progress as check_progress
@@ -74,9 +105,9 @@ from ._threads import ThreadReporterStatistics as ThreadReporterStatistics
 from ._threads import open_thread_reporter as open_thread_reporter
 
 if _TYPE_CHECKING:
-    from ._demo import DEMO_KIND as DEMO_KIND
-    from ._demo import DemoJobError as DemoJobError
-    from ._demo import DemoParams as DemoParams
+    from ._demo_job import DEMO_KIND as DEMO_KIND
+    from ._demo_job import DemoJobError as DemoJobError
+    from ._demo_job import DemoParams as DemoParams
     from ._redis_store import RedisStore as RedisStore
     from ._redis_store import open_redis_store as open_redis_store
     from ._tqdm import ReportingTqdm as ReportingTqdm
@@ -84,9 +115,9 @@ if _TYPE_CHECKING:
 _LAZY_MODULES = {
     "RedisStore": "_redis_store",
     "open_redis_store": "_redis_store",
-    "DEMO_KIND": "_demo",
-    "DemoJobError": "_demo",
-    "DemoParams": "_demo",
+    "DEMO_KIND": "_demo_job",
+    "DemoJobError": "_demo_job",
+    "DemoParams": "_demo_job",
     "ReportingTqdm": "_tqdm",
 }
 """Names imported on first use, and their modules: importing ``progress_sync`` (and so loading
@@ -99,7 +130,13 @@ def __getattr__(name: str) -> _Any:
     if name in _LAZY_MODULES:
         from importlib import import_module
 
-        return getattr(import_module(f".{_LAZY_MODULES[name]}", __name__), name)
+        from ._extras import needs_extra
+
+        module_name = _LAZY_MODULES[name]
+        if module_name == "_redis_store":
+            with needs_extra("redis", "the Redis store"):
+                return getattr(import_module(f".{module_name}", __name__), name)
+        return getattr(import_module(f".{module_name}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -119,6 +156,7 @@ __all__ = [
     "MAX_MESSAGE_LENGTH",
     "MEMORY_STORE_URL",
     "MAX_STAGE_LENGTH",
+    "PERCENT_DECIMALS",
     "TERMINAL_STATUSES",
     "AuthenticationError",
     "BatchResult",
@@ -127,9 +165,11 @@ __all__ = [
     "DemoParams",
     "DirectSync",
     "ExportStore",
+    "InvalidFieldError",
     "InvalidUpdateError",
     "JobExistsError",
     "JobFinishedError",
+    "JobGoneError",
     "JobKind",
     "JobNotFoundError",
     "JobQueueFullError",
@@ -137,6 +177,7 @@ __all__ = [
     "JobRunner",
     "JobSnapshot",
     "JobStatus",
+    "MissingExtraError",
     "MemoryStore",
     "MultiSubscription",
     "ProgressSyncError",
@@ -146,6 +187,7 @@ __all__ = [
     "ReportingTqdm",
     "ServerRejectedError",
     "ServerUnavailableError",
+    "SinkClosedError",
     "SinkStatistics",
     "StoreStatistics",
     "StoreUnavailableError",
@@ -158,6 +200,7 @@ __all__ = [
     "UpdateBuffer",
     "UpdateSink",
     "WaitTimeoutError",
+    "check_eta_seconds",
     "check_heartbeat_timeout",
     "check_job_id",
     "check_text",

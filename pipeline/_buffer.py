@@ -12,13 +12,16 @@ from typing import Any
 import trio
 
 from ._checks import check_seconds
-from ._errors import BufferClosedError, InvalidUpdateError, StoreUnavailableError
+from ._errors import InvalidUpdateError, SinkClosedError, StoreUnavailableError
+from ._nursery import open_owned_nursery
 from ._sink import SinkStatistics
 from ._snapshot import (
     _WALL_CLOCK_OFFSET,
     MAX_STAGE_LENGTH,
     JobSnapshot,
     ProgressUpdate,
+    check_eta_seconds,
+    check_job_id,
     check_progress,
     check_reported_at,
     wall_clock,
@@ -50,26 +53,42 @@ flush the drain task waits twice as long as before (from ``flush_interval``) up 
 
 # The fast path of report_nowait takes a float percent and no message; anything else goes
 # through the full check.
-_Report = tuple[str, float, str, str | None, float]
+_Report = tuple[str, float, str, str | None, float, float | None, bool]
 """A report as it waits in the buffer: ``ProgressUpdate``'s fields as a plain tuple."""
+
+_checked_ids: set[str] = set()
+"""Job ids that passed ``check_job_id`` (the one job-id rule), so the fast path of
+``report_nowait`` applies it at the cost of a set lookup rather than a regex match."""
+_MAX_CHECKED_IDS = 65536
+"""Past this many, new ids take the full check each time (still correct, a little slower)."""
 
 _make_update = ProgressUpdate._make
 _monotonic = time.monotonic
 
 
 def _checked_report(
-    job_id: object, percent: object, stage: object, message: object, reported_at: object
+    job_id: object,
+    percent: object,
+    stage: object,
+    message: object,
+    reported_at: object,
+    eta_seconds: object = None,
+    reset: object = False,
 ) -> _Report:
     """The full check of a report (see ``UpdateBuffer.report_nowait``), as a ``_Report``."""
     percent = check_progress(percent, stage, message)
-    if type(job_id) is not str or not job_id:
-        raise InvalidUpdateError("jobId", "must be a non-empty string")
+    eta_seconds = check_eta_seconds(eta_seconds)
+    if type(reset) is not bool:
+        raise InvalidUpdateError("reset", f"must be true or false, not {reset!r}")
+    job_id = check_job_id(job_id)
+    if len(_checked_ids) < _MAX_CHECKED_IDS:
+        _checked_ids.add(job_id)
     if reported_at is None:
         reported_at = wall_clock()
     elif type(reported_at) is not float or not 0.0 <= reported_at < math.inf:
         reported_at = check_reported_at(reported_at)
     # check_progress has checked stage and message; mypy cannot narrow through `type(x) is`
-    return (job_id, percent, stage, message, reported_at)  # type: ignore[return-value]
+    return (job_id, percent, stage, message, reported_at, eta_seconds, reset)  # type: ignore[return-value]
 
 
 class UpdateBuffer:
@@ -136,6 +155,8 @@ class UpdateBuffer:
         message: str | None = None,
         *,
         reported_at: float | None = None,
+        eta_seconds: float | None = None,
+        reset: bool = False,
     ) -> None:
         """Report a job's progress. Never blocks and never fails because the buffer is full.
 
@@ -153,10 +174,14 @@ class UpdateBuffer:
             reported_at: when the producer made the report, in seconds since the Unix epoch
                 (``wall_clock()`` now by default). A thread or another process passes its own
                 time so that the store's staleness rule and latency use it.
+            eta_seconds: the producer's own estimate of the seconds left (wins over the
+                store's), or None.
+            reset: the job starts over (a new attempt): a lower percent is published. A
+                reset report coalesced with a later one passes its reset on to it.
 
         Raises:
             InvalidUpdateError: a field is malformed (the message names it).
-            BufferClosedError: the buffer has been closed.
+            SinkClosedError: the buffer has been closed.
         """
         # The common case (a float percent, a short stage, no message, stamped now) is checked
         # inline: this is the producers' hot path. Anything else takes the full check.
@@ -168,12 +193,24 @@ class UpdateBuffer:
             and stage.isascii()
             and message is None
             and reported_at is None
+            and eta_seconds is None
+            and reset is False
             and type(job_id) is str
-            and job_id
+            and job_id in _checked_ids
         ):
-            report: _Report = (job_id, percent, stage, None, _WALL_CLOCK_OFFSET + _monotonic())
+            report: _Report = (
+                job_id,
+                percent,
+                stage,
+                None,
+                _WALL_CLOCK_OFFSET + _monotonic(),
+                None,
+                False,
+            )
         else:
-            report = _checked_report(job_id, percent, stage, message, reported_at)
+            report = _checked_report(
+                job_id, percent, stage, message, reported_at, eta_seconds, reset
+            )
         try:
             self._send_nowait(report)
         except trio.WouldBlock:
@@ -183,10 +220,12 @@ class UpdateBuffer:
                 self._coalesced += 1
                 if current[4] > report[4]:
                     return
+                if current[6] and not report[6]:
+                    report = (*report[:6], True)
             self._overflow[job_id] = report
         except trio.ClosedResourceError:
             # The channel is closed when the buffer closes: no flag to test per report.
-            raise BufferClosedError(
+            raise SinkClosedError(
                 "the update buffer is closed; report inside its async with block"
             ) from None
 
@@ -219,10 +258,10 @@ class UpdateBuffer:
             InvalidUpdateError: ``status`` is not terminal, or ``error``/``result`` is malformed.
             JobNotFoundError: the job is not registered.
             StoreUnavailableError: the store could not be reached; nothing was written.
-            BufferClosedError: the buffer has been closed.
+            SinkClosedError: the buffer has been closed.
         """
         if self._closed:
-            raise BufferClosedError(
+            raise SinkClosedError(
                 "the update buffer is closed; finish jobs inside its async with block"
             )
         status = parse_status(status)
@@ -356,6 +395,8 @@ class UpdateBuffer:
                 coalesced += 1
                 if current[4] > report[4]:
                     continue
+                if current[6] and not report[6]:
+                    report = (*report[:6], True)  # the new attempt is not lost
             pending[report[0]] = report
         if self._overflow:
             for report in self._overflow.values():
@@ -364,6 +405,8 @@ class UpdateBuffer:
                     coalesced += 1
                     if current[4] > report[4]:
                         continue
+                    if current[6] and not report[6]:
+                        report = (*report[:6], True)
                 pending[report[0]] = report
             self._overflow.clear()
         self._drained += drained
@@ -372,8 +415,12 @@ class UpdateBuffer:
     def _keep_latest(self, report: _Report) -> None:
         """Put ``report`` back in ``_pending`` unless a newer one for its job is there."""
         current = self._pending.get(report[0])
-        if current is None or current[4] < report[4]:
+        if current is None:
             self._pending[report[0]] = report
+        elif current[4] < report[4]:
+            self._pending[report[0]] = (*report[:6], True) if current[6] else report
+        elif report[6] and not current[6]:
+            self._pending[report[0]] = (*current[:6], True)
 
     async def _drain(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -455,21 +502,15 @@ async def open_update_buffer(
         shutdown_timeout=shutdown_timeout,
         on_flush=on_flush,
     )
-    body_error: BaseException | None = None
-    async with trio.open_nursery() as nursery:
+
+    async def close(nursery: trio.Nursery) -> None:
+        # Everything inside the block (a job runner, say) has finished by now, so nothing
+        # can be reported after this flush.
+        buffer._closed = True
+        buffer._send.close()
+        nursery.cancel_scope.cancel()
+        await buffer._final_flush()
+
+    async with open_owned_nursery(close) as nursery:
         await nursery.start(buffer._drain)
-        try:
-            yield buffer
-        except BaseException as exc:
-            # Re-raised below, outside the nursery, so the caller sees its own exception
-            # rather than an ExceptionGroup.
-            body_error = exc
-        finally:
-            # Everything inside the block (a job runner, say) has finished by now, so nothing
-            # can be reported after this flush.
-            buffer._closed = True
-            buffer._send.close()
-            nursery.cancel_scope.cancel()
-            await buffer._final_flush()
-    if body_error is not None:
-        raise body_error
+        yield buffer

@@ -32,7 +32,7 @@ from urllib.parse import quote
 
 from ._errors import (
     AuthenticationError,
-    BufferClosedError,
+    InvalidFieldError,
     InvalidUpdateError,
     JobExistsError,
     JobFinishedError,
@@ -41,6 +41,7 @@ from ._errors import (
     ProgressSyncError,
     ServerRejectedError,
     ServerUnavailableError,
+    SinkClosedError,
     StoreUnavailableError,
     UnknownStatusError,
 )
@@ -221,7 +222,7 @@ class PipelineError:
 
     def answer(self, exc: ProgressSyncError) -> dict[str, Any]:
         """The JSON error body for ``exc``."""
-        field = exc.field if isinstance(exc, InvalidUpdateError) else self.field
+        field = exc.field if isinstance(exc, InvalidFieldError) else self.field
         detail = str(exc) if self.detail is None else self.detail(exc)
         body = error_body(self.error, detail, field)
         if isinstance(exc, JobFinishedError):
@@ -234,7 +235,7 @@ def _finished(job_id: str, body: Mapping[str, Any]) -> JobFinishedError:
 
 
 PIPELINE_ERRORS: tuple[PipelineError, ...] = (
-    PipelineError(InvalidUpdateError, INVALID_REQUEST),
+    PipelineError(InvalidFieldError, INVALID_REQUEST),
     PipelineError(
         UnknownStatusError, INVALID_REQUEST, field="status", detail=lambda exc: f"status: {exc}"
     ),
@@ -261,7 +262,7 @@ PIPELINE_ERRORS: tuple[PipelineError, ...] = (
     ),
     # Reports reaching the server's buffer after it closed: the server is shutting down.
     PipelineError(
-        BufferClosedError,
+        SinkClosedError,
         SHUTTING_DOWN,
         retry_after=1,
         detail=lambda exc: "the server is shutting down; retry against another one",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -9,11 +10,15 @@ from typing import Any
 
 import trio
 
-from ._errors import BufferClosedError, InvalidUpdateError, StoreUnavailableError
+from ._errors import InvalidUpdateError, SinkClosedError, StoreUnavailableError
+from ._nursery import open_owned_nursery
+from ._retry import retry_while_unavailable
 from ._sink import SinkStatistics
 from ._snapshot import (
     JobSnapshot,
     ProgressUpdate,
+    check_eta_seconds,
+    check_job_id,
     check_progress,
     check_reported_at,
     wall_clock,
@@ -49,6 +54,10 @@ class DirectSync:
         self._in_flight = 0
         self._idle = trio.lowlevel.ParkingLot()
         self._failed_writes = 0
+        # Each job's latest report whose write has not finished: ``finish`` folds it into the
+        # terminal write, so the terminal state shows it even if its own write lands later
+        # (and is then ignored: the terminal state wins).
+        self._unwritten: dict[str, ProgressUpdate] = {}
 
     def report_nowait(
         self,
@@ -58,6 +67,8 @@ class DirectSync:
         message: str | None = None,
         *,
         reported_at: float | None = None,
+        eta_seconds: float | None = None,
+        reset: bool = False,
     ) -> None:
         """Start writing this report to the store; returns before the write is done.
 
@@ -68,20 +79,27 @@ class DirectSync:
             message: optional free text.
             reported_at: when the producer made the report, seconds since the Unix epoch
                 (``wall_clock()`` by default).
+            eta_seconds: the producer's own estimate of the seconds left, or None.
+            reset: the job starts over (see ``UpdateBuffer.report_nowait``).
 
         Raises:
             InvalidUpdateError: a field is malformed (the message names it).
-            BufferClosedError: the direct sync has been closed.
+            SinkClosedError: the direct sync has been closed.
         """
         if self._closed:
-            raise BufferClosedError("direct sync is closed; report inside its async with block")
+            raise SinkClosedError("direct sync is closed; report inside its async with block")
         percent = check_progress(percent, stage, message)
-        if type(job_id) is not str or not job_id:
-            raise InvalidUpdateError("jobId", "must be a non-empty string")
+        eta_seconds = check_eta_seconds(eta_seconds)
+        if type(reset) is not bool:
+            raise InvalidUpdateError("reset", f"must be true or false, not {reset!r}")
+        check_job_id(job_id)
         self._reports_received += 1
         self._in_flight += 1
         reported_at = wall_clock() if reported_at is None else check_reported_at(reported_at)
-        update = ProgressUpdate(job_id, percent, stage, message, reported_at)
+        update = ProgressUpdate(job_id, percent, stage, message, reported_at, eta_seconds, reset)
+        latest = self._unwritten.get(job_id)
+        if latest is None or latest.reported_at <= reported_at:
+            self._unwritten[job_id] = update
         self._nursery.start_soon(self._write, update)
 
     async def finish(
@@ -94,22 +112,32 @@ class DirectSync:
     ) -> JobSnapshot:
         """Write a terminal state now; returns once it is stored and subscribers are told.
 
+        The job's latest report whose write is still in flight goes into the same write (as
+        ``UpdateBuffer.finish`` does with its buffered report), so the terminal state shows
+        the latest progress; writes that land after it are ignored by the store.
+
         Raises:
             UnknownStatusError: ``status`` is no known state.
             InvalidUpdateError: ``status`` is not terminal, or ``error``/``result`` is malformed.
             JobNotFoundError: the job is not registered.
-            BufferClosedError: the direct sync has been closed.
+            SinkClosedError: the direct sync has been closed.
         """
         if self._closed:
-            raise BufferClosedError(
-                "direct sync is closed; finish jobs inside its async with block"
-            )
+            raise SinkClosedError("direct sync is closed; finish jobs inside its async with block")
         status = parse_status(status)
         if not status.is_terminal:
             raise InvalidUpdateError(
                 "status", f"finish takes completed, failed or cancelled, not {status.value}"
             )
-        snapshot = await self.store.finish(job_id, status, error=error, result=result)
+        last_progress = self._unwritten.pop(job_id, None)
+        try:
+            snapshot = await self.store.finish(
+                job_id, status, error=error, result=result, last_progress=last_progress
+            )
+        except BaseException:
+            if last_progress is not None and job_id not in self._unwritten:
+                self._unwritten[job_id] = last_progress
+            raise
         self._terminal_writes += 1
         return snapshot
 
@@ -130,23 +158,22 @@ class DirectSync:
         )
 
     async def _write(self, update: ProgressUpdate) -> None:
-        deadline = trio.current_time() + WRITE_RETRY_TIMEOUT
-        delay = 0.1
+        def failed(exc: StoreUnavailableError) -> None:
+            self._failed_writes += 1
+
         try:
-            while True:
-                try:
-                    await self.store.apply_progress([update])
-                except StoreUnavailableError as exc:
-                    self._failed_writes += 1
-                    if trio.current_time() + delay > deadline:
-                        logger.error("progress of job %s NOT written: %s", update.job_id, exc)
-                        return
-                    await trio.sleep(delay)
-                    delay = min(delay * 2, 5.0)
-                else:
-                    self._store_writes += 1
-                    return
+            await retry_while_unavailable(
+                functools.partial(self.store.apply_progress, [update]),
+                retry_for=WRITE_RETRY_TIMEOUT,
+                on_unavailable=failed,
+            )
+        except StoreUnavailableError as exc:
+            logger.error("progress of job %s NOT written: %s", update.job_id, exc)
+        else:
+            self._store_writes += 1
         finally:
+            if self._unwritten.get(update.job_id) is update:
+                del self._unwritten[update.job_id]
             self._in_flight -= 1
             if not self._in_flight:
                 self._idle.unpark_all()
@@ -158,14 +185,13 @@ async def open_direct_sync(store: ExportStore) -> AsyncIterator[DirectSync]:
 
     Leaving the block waits for the writes in flight, so nothing reported is lost.
     """
-    body_error: BaseException | None = None
-    async with trio.open_nursery() as nursery:
-        sync = DirectSync(store, nursery)
-        try:
-            yield sync
-        except BaseException as exc:
-            body_error = exc  # re-raised as itself, not inside an ExceptionGroup
-        finally:
+    sync: DirectSync | None = None
+
+    async def close(nursery: trio.Nursery) -> None:
+        # The writes in flight finish: the nursery waits for them.
+        if sync is not None:
             sync._closed = True
-    if body_error is not None:
-        raise body_error
+
+    async with open_owned_nursery(close) as nursery:
+        sync = DirectSync(store, nursery)
+        yield sync

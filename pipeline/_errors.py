@@ -3,14 +3,17 @@
 The tree::
 
     ProgressSyncError                 base class of every error raised here
-    ├── InvalidUpdateError (ValueError)   a report or terminal state is malformed
+    ├── InvalidFieldError (ValueError)    a field of a request is malformed
+    │   └── InvalidUpdateError            a report or terminal state is malformed
     ├── UnknownStatusError (ValueError)   a status name maps to no job state
     ├── JobNotFoundError (LookupError)    no job with that id is registered
+    │   └── JobGoneError                  a followed job left the store (deleted or expired)
     ├── JobExistsError                    a job with that id is registered already
     ├── JobFinishedError                  the job is in a terminal state already
     ├── RegistrationTimeoutError          a job was not registered in time
     ├── JobQueueFullError                 the runner's queue of waiting jobs is full
-    ├── BufferClosedError                 a report reached a buffer that was closed
+    ├── SinkClosedError (RuntimeError)    a report reached a sink or client that was closed
+    │                                     (``BufferClosedError``: its deprecated old name)
     ├── StoreUnavailableError             the store could not be reached; try again
     ├── WaitTimeoutError (TimeoutError)   a test-kit wait ended before its condition held
     ├── ServerUnavailableError            (client) the server could not be reached; try again
@@ -26,14 +29,15 @@ from __future__ import annotations
 
 
 class ProgressSyncError(Exception):
-    """Base class of every error raised by ``pipeline``."""
+    """Base class of every error raised by ``progress_sync``."""
 
 
-class InvalidUpdateError(ProgressSyncError, ValueError):
-    """A progress report or terminal state is malformed.
+class InvalidFieldError(ProgressSyncError, ValueError):
+    """A field of a request is malformed (the server answers 400 ``invalid_request``).
 
     Attributes:
-        field: the camelCase name of the offending field (``percent``, ``stage``, ...).
+        field: the camelCase name of the offending field, query parameter or body
+            (``jobIds``, ``params.durationS``, ``body``, ...).
         reason: what is wrong with it, in words a caller can act on.
     """
 
@@ -41,6 +45,15 @@ class InvalidUpdateError(ProgressSyncError, ValueError):
         super().__init__(f"{field}: {reason}")
         self.field = field
         self.reason = reason
+
+
+class InvalidUpdateError(InvalidFieldError):
+    """A progress report or terminal state is malformed (``percent``, ``stage``, ``jobId``...).
+
+    Attributes:
+        field: the camelCase name of the offending field (``percent``, ``stage``, ...).
+        reason: what is wrong with it, in words a caller can act on.
+    """
 
 
 class UnknownStatusError(ProgressSyncError, ValueError):
@@ -53,6 +66,23 @@ class JobNotFoundError(ProgressSyncError, LookupError):
     def __init__(self, job_id: str) -> None:
         super().__init__(f"job {job_id!r} is not registered; register it first")
         self.job_id = job_id
+
+
+class JobGoneError(JobNotFoundError):
+    """A job that was being followed left the store: deleted, or expired.
+
+    Raised by a ``Subscription`` (and ``MultiSubscription``) in place of the job's next
+    snapshot, once; the job's streams end with ``job-error``.
+
+    Attributes:
+        job_id: the job.
+        reason: why it left, in words (``deleted``, ``expired from the store``).
+    """
+
+    def __init__(self, job_id: str, reason: str) -> None:
+        ProgressSyncError.__init__(self, f"job {job_id!r} is gone: {reason}")
+        self.job_id = job_id
+        self.reason = reason
 
 
 class JobExistsError(ProgressSyncError):
@@ -91,11 +121,18 @@ class JobQueueFullError(ProgressSyncError):
         self.max_queued = max_queued
 
 
-class BufferClosedError(ProgressSyncError, RuntimeError):
-    """A report or terminal state reached an update buffer after it was closed.
+class SinkClosedError(ProgressSyncError, RuntimeError):
+    """A report or terminal state reached a sink or client after it was closed.
 
-    Report only inside the ``async with open_update_buffer(...)`` block.
+    Raised by the update buffer and the direct sync (report only inside their ``async with``
+    block), the thread reporter, and the progress clients (report inside their ``with`` /
+    ``async with`` block).
     """
+
+
+BufferClosedError = SinkClosedError
+"""Deprecated: the old name of ``SinkClosedError`` (it was raised by things that are not
+buffers too); the same class, kept for one release (see CHANGELOG.md)."""
 
 
 class StoreUnavailableError(ProgressSyncError, ConnectionError):

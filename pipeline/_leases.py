@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import trio
 
+from ._checks import check_seconds
 from ._errors import StoreUnavailableError
 from ._store import ExportStore
 
@@ -48,7 +48,7 @@ async def run_lease_reaper(
     Raises:
         ValueError: ``interval`` is not a positive, finite number.
     """
-    _check_interval(interval)
+    check_seconds("interval", interval)
     task_status.started()
     while True:
         await trio.sleep(interval)
@@ -72,17 +72,10 @@ async def open_lease_reaper(
     Raises:
         ValueError: ``interval`` is not a positive, finite number.
     """
-    _check_interval(interval)
+    check_seconds("interval", interval)
     async with trio.open_nursery() as nursery:
         await nursery.start(functools.partial(run_lease_reaper, store, interval=interval))
         try:
             yield
         finally:
             nursery.cancel_scope.cancel()
-
-
-def _check_interval(interval: object) -> None:
-    if isinstance(interval, bool) or not (
-        isinstance(interval, int | float) and 0 < interval < math.inf
-    ):
-        raise ValueError(f"interval must be a positive number of seconds, not {interval!r}")

@@ -12,13 +12,14 @@ from typing import Any
 import trio
 
 from ._errors import JobExistsError, JobFinishedError, JobNotFoundError, RegistrationTimeoutError
+from ._rate import RateState
 from ._snapshot import (
     LEASE_EXPIRED_ERROR,
     JobSnapshot,
     ProgressUpdate,
     check_heartbeat_timeout,
-    check_progress,
     format_seconds,
+    round_percent,
 )
 from ._status import JobStatus
 from ._store import (
@@ -27,6 +28,7 @@ from ._store import (
     StoreStatistics,
     check_registration,
     check_terminal_state,
+    check_update,
 )
 from ._subscription import Subscription
 
@@ -38,6 +40,7 @@ DEFAULT_RETENTION = 3600.0
 class _Job:
     snapshot: JobSnapshot
     subscribers: set[Subscription] = field(default_factory=set)
+    rate: RateState = field(default_factory=RateState)
 
 
 class MemoryStore(ExportStore):
@@ -71,6 +74,7 @@ class MemoryStore(ExportStore):
         # Lease deadlines (store clock) of the queued and running jobs that have a lease.
         self._leases: dict[str, float] = {}
         self._leases_expired = 0
+        self._lower_percent_kept = 0
         self._subscribers = 0
         self._writes = 0
         self._updates_applied = 0
@@ -121,8 +125,8 @@ class MemoryStore(ExportStore):
     async def apply_progress(self, updates: Sequence[ProgressUpdate]) -> BatchResult:
         await trio.lowlevel.checkpoint()
         for update in updates:
-            check_progress(update.percent, update.stage, update.message)
-        applied = ignored_terminal = ignored_stale = 0
+            check_update(update)
+        applied = ignored_terminal = ignored_stale = lower_kept = 0
         unknown: list[str] = []
         changed: dict[str, _Job] = {}
         now = self._clock()
@@ -140,15 +144,28 @@ class MemoryStore(ExportStore):
             if current.seq > 1 and update.reported_at < current.reported_at:
                 ignored_stale += 1
                 continue
+            percent, attempt = round_percent(update.percent), current.attempt
+            if update.reset:
+                attempt += 1
+                job.rate = RateState().advance(percent, update.reported_at, reset=True)
+            else:
+                if percent < current.percent:
+                    lower_kept += 1
+                    percent = current.percent
+                job.rate = job.rate.advance(percent, update.reported_at)
+            rate, eta = job.rate.published(percent)
             job.snapshot = replace(
                 current,
                 status=JobStatus.RUNNING,
-                percent=float(update.percent),
+                percent=percent,
                 stage=update.stage,
                 message=update.message,
                 seq=current.seq + 1,
                 updated_at=now,
                 reported_at=update.reported_at,
+                rate=rate,
+                eta_seconds=eta if update.eta_seconds is None else round(update.eta_seconds, 1),
+                attempt=attempt,
             )
             applied += 1
             changed[update.job_id] = job
@@ -160,6 +177,7 @@ class MemoryStore(ExportStore):
         self._updates_applied += applied
         self._ignored_terminal += ignored_terminal
         self._ignored_stale += ignored_stale
+        self._lower_percent_kept += lower_kept
         self._unknown_job_updates += len(unknown)
         return BatchResult(applied, ignored_terminal, ignored_stale, tuple(unknown))
 
@@ -183,20 +201,24 @@ class MemoryStore(ExportStore):
             return current
         now = self._clock()
         percent, stage, message = current.percent, current.stage, current.message
+        attempt = current.attempt
         if last_progress is not None and (
             current.seq == 1 or last_progress.reported_at >= current.reported_at
         ):
-            percent, stage, message = (
-                last_progress.percent,
-                last_progress.stage,
-                last_progress.message,
-            )
+            stage, message = last_progress.stage, last_progress.message
+            if last_progress.reset:
+                percent, attempt = round_percent(last_progress.percent), attempt + 1
+            else:
+                percent = max(percent, round_percent(last_progress.percent))
         if status is JobStatus.COMPLETED:
             percent = 100.0
         job.snapshot = replace(
             current,
             status=status,
-            percent=float(percent),
+            percent=percent,
+            attempt=attempt,
+            rate=None,
+            eta_seconds=None,
             stage=stage,
             message=message,
             seq=current.seq + 1,
@@ -243,6 +265,8 @@ class MemoryStore(ExportStore):
                 reported_at=max(now, current.reported_at),
                 error=LEASE_EXPIRED_ERROR.format(timeout=timeout),
                 result=None,
+                rate=None,
+                eta_seconds=None,
             )
             self._writes += 1
             self._leases_expired += 1
@@ -250,6 +274,16 @@ class MemoryStore(ExportStore):
             self._notify(job)
             ended.append(job.snapshot)
         return ended
+
+    async def delete(self, job_id: str) -> None:
+        await trio.lowlevel.checkpoint()
+        job = self._jobs.pop(job_id, None)
+        if job is None:
+            raise JobNotFoundError(job_id)
+        self._leases.pop(job_id, None)
+        self._writes += 1
+        for subscriber in job.subscribers:
+            subscriber.gone("deleted")
 
     async def get(self, job_id: str) -> JobSnapshot:
         await trio.lowlevel.checkpoint()
@@ -331,6 +365,7 @@ class MemoryStore(ExportStore):
             unknown_job_updates=self._unknown_job_updates,
             notifications=self._notifications,
             leases_expired=self._leases_expired,
+            lower_percent_kept=self._lower_percent_kept,
         )
 
     def _notify(self, job: _Job) -> None:
@@ -347,3 +382,5 @@ class MemoryStore(ExportStore):
             if job is not None and job.snapshot.is_terminal:
                 del self._jobs[job_id]
                 self._leases.pop(job_id, None)
+                for subscriber in job.subscribers:
+                    subscriber.gone(f"expired from the store {self._retention:g} s after it ended")

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
+from ._extras import needs_extra
 from ._memory_store import DEFAULT_RETENTION, MemoryStore
 from ._redis_scripts import DEFAULT_REDIS_PREFIX
 from ._store import ExportStore
@@ -53,7 +54,8 @@ async def open_export_store(
         StoreUnavailableError: Redis could not be reached at ``url``.
     """
     if is_shared_store(url):
-        from ._redis_store import open_redis_store  # coredis: the `redis` extra
+        with needs_extra("redis", "the Redis store"):
+            from ._redis_store import open_redis_store
 
         async with open_redis_store(url, prefix=prefix, retention=retention) as store:
             yield store

@@ -9,7 +9,9 @@ Layout under the key prefix ``P`` (``progress-sync:`` by default):
 - ``P job:<id>``: a hash per job. Fields: ``id``, ``status``, ``percent``, ``stage``,
   ``message`` (absent for None), ``seq``, ``createdAt``, ``updatedAt``, ``reportedAt``,
   ``kind``, ``error``, ``result`` (JSON text) (absent for None), ``heartbeatTimeoutS`` (the
-  lease in seconds, absent for none), ``order`` (registration order),
+  lease in seconds, absent for none), ``attempt`` (absent for 1), ``eta`` (the producer's
+  ``etaSeconds`` of the latest update, absent for none), ``rAt`` / ``rPct`` / ``rate`` /
+  ``rSpan`` / ``stalled`` (the rate's state, see ``_rate``), ``order`` (registration order),
   ``regToken`` / ``finToken`` (idempotency tokens, so a write retried after a lost reply does
   not fail or count twice). Numbers are stored as the text Python sent, so they round-trip
   exactly; Lua converts them only to compare.
@@ -53,15 +55,32 @@ local function drop(id)
   for _, s in ipairs(STATUSES) do redis.call('ZREM', P .. 'jobs:' .. s, id) end
 end
 
+-- Tell every process that jobs left the store: a change message whose entries are
+-- ['id', id, 'gone', reason] instead of a job hash.
+local function publish_gone(ids, reason)
+  if #ids > 0 then
+    local entries = {}
+    for _, id in ipairs(ids) do entries[#entries + 1] = {'id', id, 'gone', reason} end
+    redis.call('PUBLISH', P .. 'changes', cjson.encode(entries))
+  end
+end
+
 -- Drop the jobs whose expiry time has passed (at most 1000 per call).
 local function purge(now)
   local ids = redis.call('ZRANGEBYSCORE', P .. 'expiry', '-inf', now, 'LIMIT', 0, 1000)
   for _, id in ipairs(ids) do drop(id) end
+  publish_gone(ids, 'expired from the store')
 end
 
 local function set_expiry(id, now, ms)
   if ms > 0 then redis.call('PEXPIRE', job_key(id), ms) end
   redis.call('ZADD', P .. 'expiry', tonumber(now) + ms / 1000, id)
+end
+
+-- One more attempt (a reset report); the field is absent for attempt 1.
+local function next_attempt(key)
+  local attempt = tonumber(redis.call('HGET', key, 'attempt') or '1')
+  redis.call('HSET', key, 'attempt', attempt + 1)
 end
 
 local function publish(snapshots)
@@ -108,16 +127,51 @@ return {'ok', snapshot, redis.call('ZCARD', P .. 'jobs')}
 APPLY_PROGRESS = (
     _COMMON
     + """
--- ARGV: prefix, now, idle_ms, then 7 per update:
---   id, percent, stage, has_message, message, reported_at, want (1: return its snapshot)
+-- ARGV: prefix, now, idle_ms, rate tau, rate min sample (see _rate), then 9 per update:
+--   id, percent, stage, has_message, message, reported_at, want (1: return its snapshot),
+--   eta ('' for none), reset ('1' or '0')
 local now, idle_ms = ARGV[2], tonumber(ARGV[3])
-local applied, ignored_terminal, ignored_stale = 0, 0, 0
+local tau, min_sample = tonumber(ARGV[4]), tonumber(ARGV[5])
+local applied, ignored_terminal, ignored_stale, lower_kept = 0, 0, 0, 0
 local unknown, changed, wanted = {}, {}, {}
-for i = 4, #ARGV, 7 do
+
+-- The rate algorithm of _rate.RateState.advance, on the job hash's rAt, rPct, rate, rSpan,
+-- stalled fields (numbers written with 17 significant digits, so they round-trip).
+local function advance_rate(key, pct_text, at_text)
+  local s = redis.call('HMGET', key, 'rAt', 'rPct', 'rate', 'rSpan', 'stalled')
+  if not s[1] then
+    redis.call('HSET', key, 'rAt', at_text, 'rPct', pct_text)
+    return
+  end
+  if s[5] == '1' and tonumber(pct_text) > tonumber(s[2]) then
+    -- resumed: the next sample starts here
+    redis.call('HSET', key, 'rAt', at_text, 'rPct', pct_text, 'stalled', '0')
+    return
+  end
+  local dt = tonumber(at_text) - tonumber(s[1])
+  if dt < min_sample then return end
+  local advanced = tonumber(pct_text) - tonumber(s[2])
+  if advanced <= 0 then
+    redis.call('HSET', key, 'rAt', at_text, 'rPct', pct_text, 'stalled', '1')
+    return
+  end
+  local sample = advanced / dt
+  local rate = tonumber(s[3])
+  if rate == nil then
+    rate = sample
+  else
+    rate = rate + (1 - math.exp(-dt / tau)) * (sample - rate)
+  end
+  redis.call('HSET', key, 'rAt', at_text, 'rPct', pct_text, 'stalled', '0',
+    'rate', string.format('%.17g', rate),
+    'rSpan', string.format('%.17g', (tonumber(s[4]) or 0) + dt))
+end
+
+for i = 6, #ARGV, 9 do
   local id = ARGV[i]
   local key = job_key(id)
   local current = redis.call('HMGET', key, 'status', 'reportedAt', 'order', 'seq',
-    'heartbeatTimeoutS')
+    'heartbeatTimeoutS', 'percent')
   if not current[1] then
     unknown[#unknown + 1] = id
   elseif TERMINAL[current[1]] then
@@ -126,13 +180,31 @@ for i = 4, #ARGV, 7 do
     -- registration is not an update: the first update is never stale
     ignored_stale = ignored_stale + 1
   else
+    local pct = ARGV[i + 1]
+    if ARGV[i + 8] == '1' then
+      -- a new attempt: percent may go down, the rate starts over
+      next_attempt(key)
+      redis.call('HDEL', key, 'rate', 'rSpan', 'stalled')
+      redis.call('HSET', key, 'rAt', ARGV[i + 5], 'rPct', pct)
+    else
+      if tonumber(pct) < tonumber(current[6]) then
+        pct = current[6]
+        lower_kept = lower_kept + 1
+      end
+      advance_rate(key, pct, ARGV[i + 5])
+    end
     redis.call('HINCRBY', key, 'seq', 1)
-    redis.call('HSET', key, 'status', 'running', 'percent', ARGV[i + 1], 'stage', ARGV[i + 2],
+    redis.call('HSET', key, 'status', 'running', 'percent', pct, 'stage', ARGV[i + 2],
       'updatedAt', now, 'reportedAt', ARGV[i + 5])
     if ARGV[i + 3] == '1' then
       redis.call('HSET', key, 'message', ARGV[i + 4])
     else
       redis.call('HDEL', key, 'message')
+    end
+    if ARGV[i + 7] ~= '' then
+      redis.call('HSET', key, 'eta', ARGV[i + 7])
+    else
+      redis.call('HDEL', key, 'eta')
     end
     if current[1] ~= 'running' then
       redis.call('ZREM', P .. 'jobs:' .. current[1], id)
@@ -159,7 +231,7 @@ for _, id in ipairs(changed) do
 end
 publish(snapshots)
 return {applied, ignored_terminal, ignored_stale, unknown, wanted,
-  redis.call('ZCARD', P .. 'jobs')}
+  redis.call('ZCARD', P .. 'jobs'), lower_kept}
 """
 )
 
@@ -167,10 +239,11 @@ FINISH = (
     _COMMON
     + """
 -- ARGV: prefix, now, retention_ms, id, status, has_error, error, has_result, result,
---   has_last, percent, stage, has_message, message, reported_at, token
+--   has_last, percent, stage, has_message, message, reported_at, token, last_reset
 local now, retention_ms, id, status = ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
 local key = job_key(id)
-local current = redis.call('HMGET', key, 'status', 'reportedAt', 'order', 'finToken', 'seq')
+local current = redis.call('HMGET', key, 'status', 'reportedAt', 'order', 'finToken', 'seq',
+  'percent')
 if not current[1] then return {'notfound'} end
 if TERMINAL[current[1]] then
   local outcome = 'terminal'
@@ -179,7 +252,14 @@ if TERMINAL[current[1]] then
 end
 local first_update = tonumber(current[5]) == 1
 if ARGV[10] == '1' and (first_update or tonumber(ARGV[15]) >= tonumber(current[2])) then
-  redis.call('HSET', key, 'percent', ARGV[11], 'stage', ARGV[12])
+  -- the pending report, folded in with the monotonic rule of APPLY_PROGRESS
+  if ARGV[17] == '1' then
+    next_attempt(key)
+    redis.call('HSET', key, 'percent', ARGV[11])
+  elseif tonumber(ARGV[11]) > tonumber(current[6]) then
+    redis.call('HSET', key, 'percent', ARGV[11])
+  end
+  redis.call('HSET', key, 'stage', ARGV[12])
   if ARGV[13] == '1' then
     redis.call('HSET', key, 'message', ARGV[14])
   else
@@ -205,6 +285,7 @@ end
 redis.call('ZREM', P .. 'jobs:' .. current[1], id)
 redis.call('ZADD', P .. 'jobs:' .. status, current[3], id)
 redis.call('ZREM', P .. 'leases', id)
+redis.call('HDEL', key, 'eta')
 set_expiry(id, now, retention_ms)
 local snapshot = redis.call('HGETALL', key)
 publish({snapshot})
@@ -251,7 +332,7 @@ for _, id in ipairs(ids) do
     redis.call('HINCRBY', key, 'seq', 1)
     redis.call('HSET', key, 'status', 'failed', 'updatedAt', now, 'reportedAt', reported,
       'error', error)
-    redis.call('HDEL', key, 'result')
+    redis.call('HDEL', key, 'result', 'eta')
     redis.call('ZREM', P .. 'jobs:' .. current[1], id)
     redis.call('ZADD', P .. 'jobs:failed', current[3], id)
     set_expiry(id, now, retention_ms)
@@ -278,6 +359,7 @@ for _ = 1, 5 do
       local snapshot = redis.call('HGETALL', job_key(id))
       if #snapshot == 0 then
         drop(id)  -- its hash expired before its expiry entry was purged
+        publish_gone({id}, 'expired from the store')
         missing = true
       else
         page[#page + 1] = snapshot
@@ -289,6 +371,18 @@ for _ = 1, 5 do
   end
 end
 return redis.error_reply('list_jobs: jobs kept expiring while being listed; try again')
+"""
+)
+
+DELETE = (
+    _COMMON
+    + """
+-- ARGV: prefix, id
+local id = ARGV[2]
+if redis.call('EXISTS', job_key(id)) == 0 then return 0 end
+drop(id)
+publish_gone({id}, 'deleted')
+return 1
 """
 )
 

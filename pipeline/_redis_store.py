@@ -8,6 +8,7 @@ its local subscribers.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -33,14 +34,15 @@ from ._errors import (
     StoreUnavailableError,
 )
 from ._memory_store import DEFAULT_RETENTION
+from ._rate import RateState, rate_lua_arguments
 from ._redis_scripts import DEFAULT_IDLE_TIMEOUT, DEFAULT_REDIS_PREFIX
 from ._snapshot import (
     LEASE_EXPIRED_ERROR,
     JobSnapshot,
     ProgressUpdate,
     check_heartbeat_timeout,
-    check_progress,
     format_seconds,
+    round_percent,
 )
 from ._status import JobStatus
 from ._store import (
@@ -49,10 +51,17 @@ from ._store import (
     StoreStatistics,
     check_registration,
     check_terminal_state,
+    check_update,
 )
 from ._subscription import Subscription
 
 logger = logging.getLogger(__name__)
+
+GONE_CHECK_INTERVAL = 5.0
+"""Seconds between two checks that the jobs this process follows are still in Redis: a job
+whose hash Redis expired (its TTL) or someone deleted without the store's scripts publishes
+nothing, so each process looks, and ends those jobs' streams with ``job-error``. Jobs removed
+by the store's own scripts (``delete``, expiry purges) are told at once on the channel."""
 
 RECONNECT_DELAYS = (0.1, 2.0)
 """First and longest wait, in seconds, between two attempts to re-subscribe after the pub/sub
@@ -92,10 +101,24 @@ def _decode(flat: Sequence[Any]) -> JobSnapshot:
     h = dict(zip(flat[::2], flat[1::2], strict=True))
     result = h.get("result")
     lease = h.get("heartbeatTimeoutS")
+    status = JobStatus(h["status"])
+    percent = float(h["percent"])
+    rate = eta = None
+    if not status.is_terminal:
+        state = RateState(
+            anchor_at=None if "rAt" not in h else float(h["rAt"]),
+            anchor_percent=float(h.get("rPct", 0.0)),
+            rate=None if "rate" not in h else float(h["rate"]),
+            span=float(h.get("rSpan", 0.0)),
+            stalled=h.get("stalled") == "1",
+        )
+        rate, eta = state.published(percent)
+        if "eta" in h:
+            eta = float(h["eta"])
     return JobSnapshot(
         job_id=h["id"],
-        status=JobStatus(h["status"]),
-        percent=float(h["percent"]),
+        status=status,
+        percent=percent,
         stage=h["stage"],
         message=h.get("message"),
         seq=int(h["seq"]),
@@ -106,6 +129,9 @@ def _decode(flat: Sequence[Any]) -> JobSnapshot:
         error=h.get("error"),
         result=None if result is None else json.loads(result),
         heartbeat_timeout=None if lease is None else float(lease),
+        rate=rate,
+        eta_seconds=eta,
+        attempt=int(h.get("attempt", 1)),
     )
 
 
@@ -183,6 +209,7 @@ class RedisStore(ExportStore):
         self._list = client.register_script(scripts.LIST_JOBS)
         self._snapshots = client.register_script(scripts.SNAPSHOTS)
         self._heartbeat = client.register_script(scripts.HEARTBEAT)
+        self._delete = client.register_script(scripts.DELETE)
         self._expire_leases = client.register_script(scripts.EXPIRE_LEASES)
         self._local: dict[str, _LocalJob] = {}
         self._registration_waiters: dict[str, set[trio.Event]] = {}
@@ -199,6 +226,8 @@ class RedisStore(ExportStore):
         self._unavailable_errors = 0
         self._resyncs = 0
         self._leases_expired = 0
+        self._lower_percent_kept = 0
+        self._rate_args = rate_lua_arguments()
 
     # -- the ExportStore interface --------------------------------------------------------
 
@@ -238,24 +267,31 @@ class RedisStore(ExportStore):
 
     async def apply_progress(self, updates: Sequence[ProgressUpdate]) -> BatchResult:
         for update in updates:
-            check_progress(update.percent, update.stage, update.message)
+            check_update(update)
         if not updates:
             await trio.lowlevel.checkpoint()
             self._writes += 1
             return BatchResult()
-        args: list[str] = [self.prefix, repr(self._clock()), str(self._ms(self.idle_timeout))]
+        args: list[str] = [
+            self.prefix,
+            repr(self._clock()),
+            str(self._ms(self.idle_timeout)),
+            *self._rate_args,
+        ]
         for update in updates:
             args += (
                 update.job_id,
-                repr(float(update.percent)),
+                repr(round_percent(float(update.percent))),
                 update.stage,
                 *self._optional(update.message),
                 repr(float(update.reported_at)),
                 "1" if update.job_id in self._local else "0",
+                "" if update.eta_seconds is None else repr(round(float(update.eta_seconds), 1)),
+                "1" if update.reset else "0",
             )
         with self._boundary(f"writing a batch of {len(updates)} progress updates"):
             reply: list[Any] = await self._apply(args=args)
-        applied, ignored_terminal, ignored_stale, unknown, wanted, jobs = reply
+        applied, ignored_terminal, ignored_stale, unknown, wanted, jobs, lower_kept = reply
         for flat in wanted:
             self._deliver(_decode(flat))
         self._writes += 1
@@ -263,6 +299,7 @@ class RedisStore(ExportStore):
         self._updates_applied += applied
         self._ignored_terminal += ignored_terminal
         self._ignored_stale += ignored_stale
+        self._lower_percent_kept += lower_kept
         self._unknown_job_updates += len(unknown)
         return BatchResult(applied, ignored_terminal, ignored_stale, tuple(unknown))
 
@@ -283,7 +320,7 @@ class RedisStore(ExportStore):
         if last_progress is not None:
             last = [
                 "1",
-                repr(float(last_progress.percent)),
+                repr(round_percent(float(last_progress.percent))),
                 last_progress.stage,
                 *self._optional(last_progress.message),
                 repr(float(last_progress.reported_at)),
@@ -298,6 +335,7 @@ class RedisStore(ExportStore):
             *self._optional(result_json),
             *last,
             uuid.uuid4().hex,
+            "1" if last_progress is not None and last_progress.reset else "0",
         ]
         with self._boundary(f"writing the terminal state of job {job_id!r}"):
             reply: list[Any] = await self._finish(args=args)
@@ -342,6 +380,14 @@ class RedisStore(ExportStore):
             self._leases_expired += len(reply)
             if len(reply) < _EXPIRE_CHUNK:
                 return ended
+
+    async def delete(self, job_id: str) -> None:
+        with self._boundary(f"deleting job {job_id!r}"):
+            deleted: int = await self._delete(args=[self.prefix, job_id])
+        if not deleted:
+            raise JobNotFoundError(job_id)
+        self._writes += 1
+        self._deliver_gone(job_id, "deleted")
 
     async def get(self, job_id: str) -> JobSnapshot:
         flat = await self._read([job_id], f"reading job {job_id!r}")
@@ -439,6 +485,7 @@ class RedisStore(ExportStore):
             unavailable_errors=self._unavailable_errors,
             resyncs=self._resyncs,
             leases_expired=self._leases_expired,
+            lower_percent_kept=self._lower_percent_kept,
         )
 
     # -- fan-out -------------------------------------------------------------------------
@@ -457,6 +504,14 @@ class RedisStore(ExportStore):
             subscriber.offer(snapshot)
         self._notifications += len(local.subscribers)
 
+    def _deliver_gone(self, job_id: str, reason: str) -> None:
+        """Tell this process's subscribers of ``job_id`` that it left the store."""
+        local = self._local.pop(job_id, None)
+        if local is None:
+            return
+        for subscriber in local.subscribers:
+            subscriber.gone(reason)
+
     def _on_message(self, data: str) -> None:
         try:
             snapshots = json.loads(data)
@@ -464,9 +519,31 @@ class RedisStore(ExportStore):
             logger.error("ignored a malformed message on %s: %.200r", self.channel, data)
             return
         for flat in snapshots:
-            job_id = dict(zip(flat[::2], flat[1::2], strict=True))["id"]
-            if job_id in self._local or job_id in self._registration_waiters:
+            fields = dict(zip(flat[::2], flat[1::2], strict=True))
+            job_id = fields["id"]
+            if "gone" in fields:
+                self._deliver_gone(job_id, fields["gone"])
+            elif job_id in self._local or job_id in self._registration_waiters:
                 self._deliver(_decode(flat))
+
+    async def _check_followed(self) -> None:
+        """End the subscriptions of followed jobs that are no longer in Redis."""
+        job_ids = list(self._local)
+        for start in range(0, len(job_ids), _RESYNC_CHUNK):
+            chunk = job_ids[start : start + _RESYNC_CHUNK]
+            for job_id, flat in zip(
+                chunk, await self._read(chunk, "checking followed jobs"), strict=True
+            ):
+                if not flat:
+                    self._deliver_gone(job_id, "expired from the store")
+
+    async def _watch_followed(self) -> None:
+        """Run ``_check_followed`` every ``GONE_CHECK_INTERVAL`` seconds, for ever."""
+        while True:
+            await trio.sleep(GONE_CHECK_INTERVAL)
+            # Unavailable: the listener reconnects and resyncs; look again next time.
+            with contextlib.suppress(StoreUnavailableError):
+                await self._check_followed()
 
     async def _resync(self) -> None:
         """Re-read every job followed here and offer it: changes published while the
@@ -478,9 +555,13 @@ class RedisStore(ExportStore):
         job_ids = list(self._local)
         for start in range(0, len(job_ids), _RESYNC_CHUNK):
             chunk = job_ids[start : start + _RESYNC_CHUNK]
-            for flat in await self._read(chunk, "re-reading followed jobs"):
+            for job_id, flat in zip(
+                chunk, await self._read(chunk, "re-reading followed jobs"), strict=True
+            ):
                 if flat:
                     self._deliver(_decode(flat))
+                else:
+                    self._deliver_gone(job_id, "expired from the store")
         self._resyncs += 1
 
     async def _listen(
@@ -620,6 +701,7 @@ async def open_redis_store(
             with store._boundary("connecting (is Redis running there? check the store URL)"):
                 await client.ping()
             await nursery.start(store._listen)
+            nursery.start_soon(store._watch_followed)
             started = True
             try:
                 yield store

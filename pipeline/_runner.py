@@ -19,6 +19,8 @@ from ._errors import (
     JobQueueFullError,
     StoreUnavailableError,
 )
+from ._nursery import open_owned_nursery
+from ._retry import retry_while_unavailable
 from ._sink import UpdateSink
 from ._snapshot import MAX_MESSAGE_LENGTH, JobSnapshot, ProgressUpdate, wall_clock
 from ._status import JobStatus
@@ -259,23 +261,26 @@ class JobRunner:
     async def _write_outcome(
         self, job_id: str, status: JobStatus, error: str | None, result: Any
     ) -> JobSnapshot | None:
-        deadline = trio.current_time() + TERMINAL_RETRY_TIMEOUT
-        delay = 0.1
-        while True:
-            try:
-                if status is JobStatus.COMPLETED:
-                    try:
-                        return await self.sink.finish(job_id, status, result=result)
-                    except InvalidUpdateError as exc:
-                        status, error = JobStatus.FAILED, f"the job's result was refused: {exc}"
-                return await self.sink.finish(job_id, status, error=error)
-            except StoreUnavailableError as exc:
-                if trio.current_time() + delay > deadline:
-                    logger.error("terminal state %s of job %s NOT written: %s", status, job_id, exc)
-                    return None
-                logger.warning("store unavailable, retrying terminal state of job %s", job_id)
-                await trio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+
+        async def write() -> JobSnapshot:
+            nonlocal status, error
+            if status is JobStatus.COMPLETED:
+                try:
+                    return await self.sink.finish(job_id, status, result=result)
+                except InvalidUpdateError as exc:
+                    status, error = JobStatus.FAILED, f"the job's result was refused: {exc}"
+            return await self.sink.finish(job_id, status, error=error)
+
+        def unavailable(exc: StoreUnavailableError) -> None:
+            logger.warning("store unavailable, retrying terminal state of job %s", job_id)
+
+        try:
+            return await retry_while_unavailable(
+                write, retry_for=TERMINAL_RETRY_TIMEOUT, on_unavailable=unavailable
+            )
+        except StoreUnavailableError as exc:
+            logger.error("terminal state %s of job %s NOT written: %s", status, job_id, exc)
+            return None
 
 
 MIN_QUEUED_JOBS = 0
@@ -308,16 +313,7 @@ async def open_job_runner(
     """
     max_concurrent = check_whole("max_concurrent", max_concurrent, minimum=1)
     max_queued = check_whole("max_queued", max_queued, minimum=MIN_QUEUED_JOBS)
-    body_error: BaseException | None = None
-    async with trio.open_nursery() as nursery:
-        runner = JobRunner(
+    async with open_owned_nursery() as nursery:
+        yield JobRunner(
             store, sink, nursery, kinds=kinds, max_concurrent=max_concurrent, max_queued=max_queued
         )
-        try:
-            yield runner
-        except BaseException as exc:
-            body_error = exc  # re-raised as itself, not inside an ExceptionGroup
-        finally:
-            nursery.cancel_scope.cancel()
-    if body_error is not None:
-        raise body_error

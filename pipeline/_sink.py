@@ -71,6 +71,8 @@ class UpdateSink(Protocol):
         message: str | None = None,
         *,
         reported_at: float | None = None,
+        eta_seconds: float | None = None,
+        reset: bool = False,
     ) -> None:
         """Report progress without blocking; see ``UpdateBuffer.report_nowait``."""
         ...

@@ -51,6 +51,11 @@ class ProgressUpdate(NamedTuple):
         reported_at: when the producer reported it, in seconds since the Unix epoch
             (``wall_clock()``). The store ignores an update older than the one it holds, and
             report-to-client latency is measured from it.
+        eta_seconds: the producer's own estimate of the seconds left, or None; it wins over
+            the store's (see ``_rate``).
+        reset: the job starts over (a new attempt): percent may go down, the snapshot's
+            ``attempt`` grows by one and the rate is rebuilt. Without it a lower percent is
+            not published (the higher one is kept; see ``ExportStore``).
     """
 
     job_id: str
@@ -58,6 +63,8 @@ class ProgressUpdate(NamedTuple):
     stage: str
     message: str | None
     reported_at: float
+    eta_seconds: float | None = None
+    reset: bool = False
 
 
 _WALL_CLOCK_OFFSET = time.time() - time.monotonic()
@@ -73,6 +80,39 @@ def wall_clock() -> float:
     return _WALL_CLOCK_OFFSET + time.monotonic()
 
 
+PERCENT_DECIMALS = 2
+"""Percent is kept to this many decimals (0.01): rounded where it enters (``check_progress``)
+and where a store applies it, so no snapshot, event or page shows float noise such as
+``13.469999999999999``."""
+
+
+def round_percent(percent: float) -> float:
+    """``percent`` rounded to ``PERCENT_DECIMALS`` decimals (``round``, half to even)."""
+    return round(percent, PERCENT_DECIMALS)
+
+
+def check_eta_seconds(value: object) -> float | None:
+    """Check a producer's ``etaSeconds``: None, or a finite number of seconds >= 0.
+
+    Returns:
+        ``value`` as a float rounded to 0.1 s, or None.
+
+    Raises:
+        InvalidUpdateError: naming ``etaSeconds`` when it is not such a number.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidUpdateError(
+            "etaSeconds", f"must be a number of seconds or null, not {type(value).__name__}"
+        )
+    if not 0.0 <= value < 1e9:
+        raise InvalidUpdateError(
+            "etaSeconds", f"must be a finite number of seconds >= 0, not {value!r}"
+        )
+    return round(float(value), 1)
+
+
 def check_progress(percent: object, stage: object, message: object) -> float:
     """Validate the fields of a progress report.
 
@@ -82,7 +122,7 @@ def check_progress(percent: object, stage: object, message: object) -> float:
         message: must be None or a str of at most ``MAX_MESSAGE_LENGTH`` characters.
 
     Returns:
-        ``percent`` as a float.
+        ``percent`` as a float rounded to ``PERCENT_DECIMALS`` decimals.
 
     Raises:
         InvalidUpdateError: naming the field and the reason.
@@ -106,7 +146,7 @@ def check_progress(percent: object, stage: object, message: object) -> float:
         check_unicode("stage", stage)
     if message is not None:
         check_text("message", message)
-    return percent
+    return round(percent, PERCENT_DECIMALS)
 
 
 def check_reported_at(reported_at: object) -> float:
@@ -254,6 +294,13 @@ class JobSnapshot:
         error: the error message of a failed job, or the reason a cancelled job was
             cancelled (if one was given), else None.
         result: the JSON-able result of a completed job, else None.
+        rate: the job's smoothed speed in percent per second while it runs (see ``_rate`` for
+            the algorithm), None before the first sample and in terminal states.
+        eta_seconds: seconds left until 100% at that rate (or the producer's own estimate),
+            None until there is enough history, while the job is not advancing, and in
+            terminal states.
+        attempt: 1, plus one per ``reset`` report: a percent lower than the previous one is
+            only published with a higher attempt.
         heartbeat_timeout: the job's lease, in seconds: a queued or running job that gets no
             progress and no heartbeat for this long is ended ``failed`` by the store's lease
             reaper (see ``ExportStore.expire_leases``); None for a job without a lease.
@@ -272,13 +319,17 @@ class JobSnapshot:
     error: str | None = None
     result: Any = None
     heartbeat_timeout: float | None = None
+    rate: float | None = None
+    eta_seconds: float | None = None
+    attempt: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         """The snapshot as the JSON object clients see: camelCase keys, ISO-8601 UTC times.
 
         Keys: ``jobId``, ``status``, ``percent``, ``stage``, ``message``, ``seq``, ``createdAt``,
         ``updatedAt``, ``reportedAt`` (float seconds since the epoch, for latency), ``kind``,
-        ``error``, ``result``, ``heartbeatTimeoutS`` (the lease in seconds, or null).
+        ``error``, ``result``, ``heartbeatTimeoutS`` (the lease in seconds, or null), ``rate``
+        (percent per second, or null), ``etaSeconds`` (or null), ``attempt``.
         """
         return {
             "jobId": self.job_id,
@@ -294,6 +345,9 @@ class JobSnapshot:
             "error": self.error,
             "result": self.result,
             "heartbeatTimeoutS": self.heartbeat_timeout,
+            "rate": self.rate,
+            "etaSeconds": self.eta_seconds,
+            "attempt": self.attempt,
         }
 
     @functools.cached_property

@@ -13,6 +13,7 @@ from ._errors import InvalidUpdateError, JobNotFoundError
 from ._snapshot import (
     JobSnapshot,
     ProgressUpdate,
+    check_eta_seconds,
     check_job_id,
     check_json,
     check_kind,
@@ -61,6 +62,8 @@ class StoreStatistics:
         unavailable_errors: operations that failed with ``StoreUnavailableError``.
         resyncs: times the store re-read the jobs it has subscribers for after (re)connecting
             to its change feed (a Redis store; 0 for the in-memory store).
+        lower_percent_kept: progress updates with a lower percent than the job's and no
+            ``reset``: applied with the job's higher percent kept (the monotonic policy).
         leases_expired: jobs this store object ended ``failed`` because their lease expired
             (``expire_leases``); on Redis each expiry is counted by the one process that won it.
     """
@@ -77,6 +80,7 @@ class StoreStatistics:
     unavailable_errors: int = 0
     resyncs: int = 0
     leases_expired: int = 0
+    lower_percent_kept: int = 0
 
 
 def check_registration(
@@ -100,6 +104,19 @@ def check_registration(
         )
     check_progress(0.0, stage, message)
     return status
+
+
+def check_update(update: ProgressUpdate) -> None:
+    """The checks every store makes on each progress update before writing anything.
+
+    Raises:
+        InvalidUpdateError: a field is malformed (percent, stage, message, etaSeconds, reset).
+    """
+    check_progress(update.percent, update.stage, update.message)
+    if update.eta_seconds is not None:
+        check_eta_seconds(update.eta_seconds)
+    if type(update.reset) is not bool:
+        raise InvalidUpdateError("reset", f"must be true or false, not {update.reset!r}")
 
 
 def check_terminal_state(
@@ -128,7 +145,7 @@ def check_terminal_state(
     if result is not None:
         check_json("result", result)
     if last_progress is not None:
-        check_progress(last_progress.percent, last_progress.stage, last_progress.message)
+        check_update(last_progress)
     return status
 
 
@@ -142,6 +159,13 @@ class ExportStore(abc.ABC):
       progress or terminal states are ignored and counted (``ignored_terminal``).
     - A progress update older (by ``reported_at``) than the stored state is ignored and counted.
     - A progress update on a ``queued`` job moves it to ``running``.
+    - Percent never goes down within an attempt: an update with a lower percent is applied
+      (stage, message, time) but keeps the job's higher percent, and is counted
+      (``lower_percent_kept``). An update with ``reset`` starts a new attempt: its percent is
+      published even if lower, ``attempt`` grows by one and the rate is rebuilt.
+    - Percent is kept to ``PERCENT_DECIMALS`` decimals; running snapshots carry ``rate`` and
+      ``eta_seconds`` computed as ``_rate`` describes (a producer's ``eta_seconds`` wins);
+      terminal ones carry None for both.
     - Malformed values (percent outside 0-100, NaN or infinite, over-long text) are rejected with
       ``InvalidUpdateError`` before anything is written, so a bad update never half-applies.
     - A subscriber first gets the snapshot current when it subscribed, then every later change,
@@ -258,6 +282,18 @@ class ExportStore(abc.ABC):
 
         Returns:
             The terminal snapshots this call wrote (empty when none expired).
+        """
+
+    @abc.abstractmethod
+    async def delete(self, job_id: str) -> None:
+        """Remove a job from the store, whatever its state.
+
+        Its subscribers (in every process, on Redis) get ``JobGoneError`` in place of a next
+        snapshot, so its streams end with ``job-error``; the same happens when a job expires
+        (retention, or Redis's idle expiry) while it is followed.
+
+        Raises:
+            JobNotFoundError: the job is not registered.
         """
 
     @abc.abstractmethod

@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 
 import trio
 
+from ._errors import JobGoneError
 from ._snapshot import JobSnapshot
 
 
@@ -69,6 +70,7 @@ class Subscription(_ConflatingReceiver):
         self._lot = trio.lowlevel.ParkingLot()
         self._ended = False
         self._closed = False
+        self._gone: str | None = None
         self._on_close = on_close
 
     @property
@@ -86,12 +88,34 @@ class Subscription(_ConflatingReceiver):
         self._latest = snapshot
         self._lot.unpark_all()
 
+    def gone(self, reason: str) -> None:
+        """Say the job left the store (deleted or expired). Called by the store.
+
+        The subscriber gets the snapshot it has pending, if any, then ``JobGoneError`` once,
+        then ``trio.EndOfChannel``. Nothing for a job that has ended (its stream is over).
+        """
+        if self._closed or self._ended or self._gone is not None:
+            return
+        if self._pending is not None and self._pending.is_terminal:
+            return
+        self._gone = reason
+        self._lot.unpark_all()
+
+    @property
+    def has_news(self) -> bool:
+        """A snapshot, or the news that the job is gone, waits to be received."""
+        return not self._closed and (
+            self._pending is not None or (self._gone is not None and not self._ended)
+        )
+
     def receive_nowait(self) -> JobSnapshot:
         """Take the pending snapshot without waiting.
 
         Raises:
             trio.WouldBlock: no new snapshot since the last one received.
-            trio.EndOfChannel: the terminal snapshot was received already.
+            trio.EndOfChannel: the terminal snapshot (or ``JobGoneError``) was received
+                already.
+            JobGoneError: the job left the store (once; see ``gone``).
             trio.ClosedResourceError: the subscription was closed.
         """
         if self._closed:
@@ -100,6 +124,9 @@ class Subscription(_ConflatingReceiver):
         if snapshot is None:
             if self._ended:
                 raise trio.EndOfChannel
+            if self._gone is not None:
+                self._ended = True
+                raise JobGoneError(self.job_id, self._gone)
             raise trio.WouldBlock
         self._pending = None
         self.received += 1
@@ -114,6 +141,7 @@ class Subscription(_ConflatingReceiver):
 
         Raises:
             trio.EndOfChannel: the terminal snapshot was received already.
+            JobGoneError: the job left the store (deleted or expired).
             trio.ClosedResourceError: the subscription was closed.
         """
         return await self._wait_and_receive()
@@ -168,6 +196,8 @@ class MultiSubscription(_ConflatingReceiver):
         Raises:
             trio.WouldBlock: no job has a snapshot not yet received.
             trio.EndOfChannel: every job's terminal snapshot was received already.
+            JobGoneError: one of the jobs left the store (once for that job; its ``job_id``
+                says which).
         """
         subscriptions = self.subscriptions
         count = len(subscriptions)
@@ -175,7 +205,7 @@ class MultiSubscription(_ConflatingReceiver):
         for step in range(count):
             index = (start + step) % count
             subscription = subscriptions[index]
-            if subscription._pending is not None and not subscription._closed:
+            if subscription.has_news:
                 self._next = index + 1
                 return subscription.receive_nowait()
         if self.ended:
@@ -187,5 +217,6 @@ class MultiSubscription(_ConflatingReceiver):
 
         Raises:
             trio.EndOfChannel: every job's terminal snapshot was received already.
+            JobGoneError: one of the jobs left the store (once for that job).
         """
         return await self._wait_and_receive()

@@ -19,9 +19,9 @@ import trio
 
 from ._buffer import DEFAULT_FLUSH_INTERVAL
 from ._checks import check_seconds
-from ._errors import BufferClosedError, InvalidUpdateError
+from ._errors import SinkClosedError
 from ._sink import UpdateSink
-from ._snapshot import JobSnapshot, check_progress, wall_clock
+from ._snapshot import JobSnapshot, check_job_id, check_progress, wall_clock
 from ._status import JobStatus
 
 _Pending = tuple[float, str, str | None, float]
@@ -75,8 +75,12 @@ class ThreadReporter:
         self._crossings = 0
         self._handoffs = 0
 
-    def report(self, job_id: str, percent: float, stage: str, message: str | None = None) -> None:
+    def report_nowait(
+        self, job_id: str, percent: float, stage: str, message: str | None = None
+    ) -> None:
         """Report a job's progress from any thread. Never blocks on trio, never waits for I/O.
+
+        The same call as ``UpdateBuffer.report_nowait`` and the clients' ``report_nowait``.
 
         The report reaches the sink at most ``flush_interval`` seconds later (then the sink's
         own flush interval applies); a later report for the same job before then replaces it.
@@ -91,15 +95,14 @@ class ThreadReporter:
         Raises:
             InvalidUpdateError: a field is malformed (the message names it), raised in the
                 calling thread.
-            BufferClosedError: the reporter has been closed.
+            SinkClosedError: the reporter has been closed.
         """
         percent = check_progress(percent, stage, message)
-        if type(job_id) is not str or not job_id:
-            raise InvalidUpdateError("jobId", "must be a non-empty string")
+        check_job_id(job_id)
         entry = (percent, stage, message, wall_clock())
         with self._lock:
             if self._closed:
-                raise BufferClosedError(
+                raise SinkClosedError(
                     "the thread reporter is closed; report inside its async with block"
                 )
             self._reports += 1
@@ -112,6 +115,9 @@ class ThreadReporter:
             self._crossings += 1
         # The one crossing into trio until the next hand-over; thread-safe, never blocks.
         self._token.run_sync_soon(self._wake_up)
+
+    report = report_nowait
+    """Deprecated: the old name of ``report_nowait`` (kept for one release, CHANGELOG.md)."""
 
     def for_job(self, job_id: str) -> ThreadJobReporter:
         """A reporter bound to one job (what ``ReportingTqdm`` and worker functions take)."""
@@ -136,7 +142,7 @@ class ThreadReporter:
         Raises:
             RuntimeError: called from the trio thread (await ``sink.finish`` there instead).
             The errors of ``UpdateSink.finish``: ``UnknownStatusError``,
-            ``InvalidUpdateError``, ``JobNotFoundError``, ``BufferClosedError``.
+            ``InvalidUpdateError``, ``JobNotFoundError``, ``SinkClosedError``.
         """
         if trio.lowlevel.in_trio_run():
             raise RuntimeError(
@@ -209,8 +215,8 @@ class ThreadJobReporter:
         self._reporter = reporter
 
     def report(self, percent: float, stage: str, message: str | None = None) -> None:
-        """Report progress from any thread (see ``ThreadReporter.report``)."""
-        self._reporter.report(self.job_id, percent, stage, message)
+        """Report progress from any thread (see ``ThreadReporter.report_nowait``)."""
+        self._reporter.report_nowait(self.job_id, percent, stage, message)
 
     def finish(
         self, status: JobStatus | str, *, error: str | None = None, result: Any = None
@@ -228,7 +234,7 @@ async def open_thread_reporter(
     Open it inside the sink's block (``open_update_buffer``, ``open_update_sink``) and run the
     worker threads inside this one (``await trio.to_thread.run_sync(work, reporter)``).
     Leaving the block hands what the threads reported to the sink, so nothing is lost;
-    reports after that raise ``BufferClosedError``.
+    reports after that raise ``SinkClosedError``.
 
     Args:
         sink: where the reports go (an update buffer, or direct sync).

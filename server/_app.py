@@ -10,7 +10,7 @@ from typing import Any, cast
 from hypercorn.typing import ASGIFramework
 from progress_sync import (
     ExportStore,
-    InvalidUpdateError,
+    InvalidFieldError,
     JobRunner,
     UpdateSink,
     check_job_id,
@@ -134,9 +134,7 @@ def create_app(services: Services) -> QuartTrio:
                 ("heartbeat_timeout_s", "heartbeatTimeoutS"),
             ):
                 if name in data.model_fields_set:
-                    raise InvalidUpdateError(
-                        field_name, "only external jobs (without kind) take it"
-                    )
+                    raise InvalidFieldError(field_name, "only external jobs (without kind) take it")
             snapshot = await runner.submit(data.kind, data.params, job_id=job_id)
         return created_response(snapshot, auth)
 

@@ -6,7 +6,8 @@ import errno
 import importlib
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import fields
 from functools import partial
 from typing import Any, ClassVar
@@ -14,15 +15,12 @@ from typing import Any, ClassVar
 import click
 import trio
 from progress_sync import ProgressSyncError, StoreUnavailableError, SyncMode
+from progress_sync._extras import MissingExtraError, needs_extra
 from progress_sync.client import run_command
 from progress_sync.client._common import DEFAULT_CLIENT_FLUSH_INTERVAL
 from rich.console import Console
 
 from ._config import ServerConfig, Setting, envvar_name, option_name
-from ._demo import run_demo
-from ._gc import tune_garbage_collector
-from ._serve import bind_error, is_address_in_use, serve
-from ._workers import run_workers
 
 _LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -133,7 +131,7 @@ def _checked_config(**options: Any) -> ServerConfig:
 class _LazyGroup(click.Group):
     """A group whose heavier subcommands are imported only when they run or show their help.
 
-    ``progress-sync bench`` lives in the top-level ``bench`` package; importing it here at
+    ``progress-sync bench`` lives in ``progress_sync.bench``; importing it here at
     start-up would make every command pay for it (click's documented pattern, "Lazily
     Loading Subcommands": https://click.palletsprojects.com/en/stable/complex/).
     """
@@ -174,7 +172,11 @@ def serve_command(**options: object) -> None:
     workers and machines serve the same jobs.
     """
     config = _checked_config(**options)
-    try:
+    with _needs_server("serve"):
+        from ._gc import tune_garbage_collector
+        from ._serve import serve
+        from ._workers import run_workers
+    with _serving_errors(config):
         if config.workers > 1:
             root = logging.getLogger()
             code = run_workers(config, log_level=root.getEffectiveLevel(), log_format=_LOG_FORMAT)
@@ -183,6 +185,34 @@ def serve_command(**options: object) -> None:
         else:
             tune_garbage_collector()
             trio.run(serve, config)
+
+
+@contextmanager
+def _needs_server(command: str) -> Iterator[None]:
+    """Import the server stack in the block; without the ``server`` extra, say so in one line.
+
+    Raises:
+        click.ClickException: a library of the ``server`` extra is missing.
+    """
+    try:
+        with needs_extra("server", f"progress-sync {command}"):
+            yield
+    except MissingExtraError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@contextmanager
+def _serving_errors(config: ServerConfig) -> Iterator[None]:
+    """Turn the errors of starting a server (``serve`` and ``demo``) into one-line messages.
+
+    Raises:
+        click.ClickException: the store is unreachable, the address is in use, or it cannot
+            be bound (the message says what to change).
+    """
+    from ._serve import bind_error, is_address_in_use
+
+    try:
+        yield
     except StoreUnavailableError as exc:
         raise click.ClickException(str(exc)) from exc
     except OSError as exc:  # run_workers binds in this process, outside any nursery
@@ -192,12 +222,22 @@ def serve_command(**options: object) -> None:
     except BaseExceptionGroup as group:
         if is_address_in_use(group):
             raise click.ClickException(_in_use(config)) from None
+        store_down = group.subgroup(StoreUnavailableError)
+        if store_down is not None:
+            raise click.ClickException(str(_first_leaf(store_down))) from None
         error = bind_error(group)
         if error is None:
             raise
         raise click.ClickException(
             f"cannot listen on {config.host}:{config.port}: {error}; check --host"
         ) from None
+
+
+def _first_leaf(group: BaseExceptionGroup[StoreUnavailableError]) -> BaseException:
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
 
 
 def _in_use(config: ServerConfig) -> str:
@@ -222,11 +262,11 @@ def demo_command(linger: float, **options: object) -> None:
     if options.get("refuse_streams"):
         raise click.UsageError("the demo follows streams; --refuse-streams is for `serve` only")
     config = _checked_config(**options)
+    with _needs_server("demo"):
+        from ._demo_command import run_demo
     console = Console()
-    try:
+    with _serving_errors(config):
         code = trio.run(partial(run_demo, config, console=console, linger=linger))
-    except* StoreUnavailableError as group:
-        raise click.ClickException(str(group.exceptions[0])) from group
     sys.exit(code)
 
 

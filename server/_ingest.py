@@ -22,11 +22,13 @@ from typing import Any
 from msgspec import UNSET
 from progress_sync import (
     ExportStore,
+    InvalidFieldError,
     InvalidUpdateError,
     JobFinishedError,
     JobSnapshot,
     JobStatus,
     UpdateSink,
+    check_eta_seconds,
     check_job_id,
     check_progress,
     check_reported_at,
@@ -78,7 +80,7 @@ one from a clock running more than five minutes fast is refused rather than appl
 NDJSON_TYPES = frozenset({"application/x-ndjson", "application/jsonl", "application/x-jsonlines"})
 """Content types read as NDJSON (one JSON object per line); anything else is read as JSON."""
 
-_UPDATE_FIELDS = ("jobId", "percent", "stage", "message", "reportedAt")
+_UPDATE_FIELDS = ("jobId", "percent", "stage", "message", "reportedAt", "etaSeconds", "reset")
 _MISSING: Any = object()
 
 
@@ -111,19 +113,23 @@ class BatchOutcome:
         }
 
 
-def parse_update(
-    obj: object, *, now: float, job_id: str | None = None
-) -> tuple[str, float, str, str | None, float | None]:
+ParsedUpdate = tuple[str, float, str, str | None, float | None, float | None, bool]
+"""``(job_id, percent, stage, message, reported_at, eta_seconds, reset)``."""
+
+
+def parse_update(obj: object, *, now: float, job_id: str | None = None) -> ParsedUpdate:
     """Check one update object from a producer.
 
     Args:
-        obj: the decoded JSON: ``{"jobId", "percent", "stage"?, "message"?, "reportedAt"?}``.
+        obj: the decoded JSON: ``{"jobId", "percent", "stage"?, "message"?, "reportedAt"?,
+            "etaSeconds"?, "reset"?}``.
         now: the server's time, seconds since the Unix epoch (for the clock-skew check).
         job_id: the job id from the URL; then ``jobId`` may be left out of ``obj``.
 
     Returns:
-        ``(job_id, percent, stage, message, reported_at)``; ``stage`` defaults to ``""`` and
-        ``reported_at`` to None (the buffer stamps the receive time).
+        ``(job_id, percent, stage, message, reported_at, eta_seconds, reset)``; ``stage``
+        defaults to ``""``, ``reported_at`` to None (the buffer stamps the receive time),
+        ``eta_seconds`` to None and ``reset`` to False.
 
     Raises:
         InvalidUpdateError: naming the first field at fault and why.
@@ -159,7 +165,11 @@ def parse_update(
                 f"is {reported_at - now:.0f} s ahead of the server's clock (at most "
                 f"{MAX_CLOCK_SKEW:g} s allowed); fix the producer's clock or leave reportedAt out",
             )
-    return job_id, percent, stage, message, reported_at
+    eta_seconds = check_eta_seconds(obj.get("etaSeconds"))
+    reset = obj.get("reset", False)
+    if type(reset) is not bool:
+        raise InvalidUpdateError("reset", f"must be true or false, not {_json_type(reset)}")
+    return job_id, percent, stage, message, reported_at, eta_seconds, reset
 
 
 def _json_type(value: object) -> str:
@@ -213,7 +223,7 @@ class Ingest:
             JobNotFoundError: the job is not registered (404).
             JobFinishedError: the job has ended (409).
             ApiError: 409 when the server runs the job.
-            BufferClosedError: the sink is closed (503).
+            SinkClosedError: the sink is closed (503).
             StoreUnavailableError: the store cannot be reached (503).
         """
         check_job_id(job_id)
@@ -227,20 +237,26 @@ class Ingest:
             and (body.job_id is UNSET or body.job_id == job_id)
             and (body.reported_at is None or body.reported_at <= now + MAX_CLOCK_SKEW)
         ):
-            percent, stage, message, reported_at = (
+            percent, stage, message, reported_at, eta, reset = (
                 body.percent,
                 body.stage,
                 body.message,
                 body.reported_at,
+                body.eta_seconds,
+                body.reset,
             )
         else:  # refused: say why
             obj = json_body(data, allow_empty=False)
-            _, percent, stage, message, reported_at = parse_update(obj, now=now, job_id=job_id)
+            _, percent, stage, message, reported_at, eta, reset = parse_update(
+                obj, now=now, job_id=job_id
+            )
         snapshot = await self.store.get(job_id)
         _check_external(snapshot)
         if snapshot.is_terminal:
             raise JobFinishedError(job_id, snapshot.status.value)
-        self.sink.report_nowait(job_id, percent, stage, message, reported_at=reported_at)
+        self.sink.report_nowait(
+            job_id, percent, stage, message, reported_at=reported_at, eta_seconds=eta, reset=reset
+        )
 
     async def report_batch(self, data: bytes, *, ndjson: bool) -> dict[str, Any]:
         """``POST /api/progress`` (and a WebSocket frame, ``ndjson=False``): hand a batch's
@@ -252,7 +268,7 @@ class Ingest:
         Raises:
             InvalidUpdateError: a JSON body that is not valid JSON or not an array (400).
             ApiError: 413 when the batch holds more than ``max_batch_updates`` updates.
-            BufferClosedError: the sink is closed (503).
+            SinkClosedError: the sink is closed (503).
             StoreUnavailableError: the store cannot be reached (503).
         """
         now = time.time()
@@ -310,6 +326,8 @@ class Ingest:
                     update.stage,
                     update.message,
                     reported_at=update.reported_at,
+                    eta_seconds=update.eta_seconds,
+                    reset=update.reset,
                 )
                 accepted += 1
         outcome.accepted = accepted
@@ -342,11 +360,11 @@ def _explain_batch(
     updates: list[body_schema.BatchUpdateBody] = []
     numbers: list[int] = []
     for number, item in read_batch(data, ndjson, max_updates):
-        if isinstance(item, InvalidUpdateError):
+        if isinstance(item, InvalidFieldError):
             outcome.errors.append({"line": number, "field": item.field, "reason": item.reason})
             continue
         try:
-            job_id, percent, stage, message, reported_at = parse_update(item, now=now)
+            job_id, percent, stage, message, reported_at, eta, reset = parse_update(item, now=now)
         except InvalidUpdateError as exc:
             outcome.errors.append({"line": number, "field": exc.field, "reason": exc.reason})
             continue
@@ -357,6 +375,8 @@ def _explain_batch(
                 stage=stage,
                 message=message,
                 reported_at=reported_at,
+                eta_seconds=eta,
+                reset=reset,
             )
         )
         numbers.append(number)
@@ -637,7 +657,7 @@ def read_batch(data: bytes, ndjson: bool, max_updates: int) -> list[tuple[int, o
                 continue
             try:
                 lines.append((number, decode_json(raw)))
-            except InvalidUpdateError as exc:
+            except InvalidFieldError as exc:
                 lines.append((number, exc))
             if len(lines) > max_updates:
                 break
@@ -646,7 +666,7 @@ def read_batch(data: bytes, ndjson: bool, max_updates: int) -> list[tuple[int, o
             raise InvalidUpdateError("body", "is empty; send a JSON array of updates")
         try:
             items = decode_json(data)
-        except InvalidUpdateError as exc:
+        except InvalidFieldError as exc:
             raise InvalidUpdateError(
                 "body",
                 f"{exc.reason}; send a JSON array, or NDJSON with "

@@ -27,10 +27,12 @@ Percent = Annotated[float, msgspec.Meta(ge=0, le=100)]
 Stage = Annotated[str, msgspec.Meta(max_length=MAX_STAGE_LENGTH)]
 Message = Annotated[str, msgspec.Meta(max_length=MAX_MESSAGE_LENGTH)]
 ReportedAt = Annotated[float, msgspec.Meta(ge=0)]
+EtaSeconds = Annotated[float, msgspec.Meta(ge=0, lt=1e9)]
 
 
 class ProgressBody(msgspec.Struct, forbid_unknown_fields=True, rename="camel", kw_only=True):
-    """One progress update: ``{"percent", "stage"?, "message"?, "reportedAt"?, "jobId"?}``.
+    """One progress update: ``{"percent", "stage"?, "message"?, "reportedAt"?, "etaSeconds"?,
+    "reset"?, "jobId"?}``.
 
     Attributes:
         percent: progress in percent, 0-100 (a JSON number; ``true`` or ``"5"`` are refused).
@@ -38,6 +40,8 @@ class ProgressBody(msgspec.Struct, forbid_unknown_fields=True, rename="camel", k
         message: optional free text, at most ``MAX_MESSAGE_LENGTH`` characters.
         reported_at: when the producer made the report, seconds since the Unix epoch; None
             for the server's receive time.
+        eta_seconds: the producer's own estimate of the seconds left, or None.
+        reset: the job starts over (a new attempt): a lower percent is published.
         job_id: the job (``UNSET`` when the URL names it).
     """
 
@@ -45,6 +49,8 @@ class ProgressBody(msgspec.Struct, forbid_unknown_fields=True, rename="camel", k
     stage: Stage = ""
     message: Message | None = None
     reported_at: ReportedAt | None = None
+    eta_seconds: EtaSeconds | None = None
+    reset: bool = False
     job_id: JobId | msgspec.UnsetType = msgspec.UNSET
 
 

@@ -148,6 +148,16 @@ class _PipelineCollector(Collector):
                 "Snapshots offered to subscribers by the store.",
                 store_stats.notifications,
             ),
+            (
+                "lower_percent_kept",
+                "Progress reports with a lower percent and no reset: the higher percent was kept.",
+                store_stats.lower_percent_kept,
+            ),
+            (
+                "leases_expired",
+                "Jobs this process ended failed because their lease expired.",
+                store_stats.leases_expired,
+            ),
         )
         for name, documentation, value in counters:
             yield CounterMetricFamily(f"progress_sync_{name}", documentation, value=value)

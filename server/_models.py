@@ -21,6 +21,8 @@ from progress_sync import (
 from progress_sync._contract import ERRORS
 from pydantic.alias_generators import to_camel
 
+from ._pace import MAX_MIN_INTERVAL_MS
+
 JobStatusName = Literal["queued", "running", "completed", "failed", "cancelled"]
 """A job's state, as the JSON bodies and the events carry it (``progress_sync.JobStatus``)."""
 
@@ -150,6 +152,13 @@ class ProgressRequest(_ApiModel):
     reported_at: float | None = pydantic.Field(default=None, ge=0)
     """When the producer made the report, seconds since the Unix epoch; the server's
     receive time by default. At most 300 s ahead of the server's clock."""
+    eta_seconds: float | None = pydantic.Field(default=None, ge=0, lt=1e9)
+    """The producer's own estimate of the seconds left; it wins over the server's
+    ``etaSeconds`` (computed from the job's rate) in the snapshot."""
+    reset: bool = False
+    """The job starts over (a new attempt): its percent may go down. Without it a lower
+    percent than the job's is not published (the higher one is kept, and counted); with it
+    the snapshot's ``attempt`` grows by one."""
 
 
 class BatchUpdate(ProgressRequest):
@@ -273,6 +282,11 @@ class StreamQuery(_QueryModel):
     """The last event id the client has, for a first connection that cannot send the
     ``Last-Event-ID`` header (EventSource cannot set headers); the header wins when both are
     sent. A malformed, unknown or stale id gets the current snapshot."""
+    min_interval_ms: int = pydantic.Field(default=0, ge=0, le=MAX_MIN_INTERVAL_MS)
+    """At most one ``job-progress`` event per job per this many milliseconds for this
+    subscriber (0-60000, default 0: every change). A change that comes sooner is held and
+    replaced by any later one, so the subscriber always gets the job's latest state; terminal
+    events and ``job-error`` are never delayed."""
 
 
 class MultiStreamQuery(StreamQuery):
@@ -339,6 +353,17 @@ class JobSnapshot(_ApiModel):
     """The result of a completed job (any JSON value), else null."""
     heartbeat_timeout_s: float | None = None
     """The job's lease in seconds (``heartbeatTimeoutS`` at registration), or null."""
+    rate: float | None = None
+    """Running jobs: the smoothed speed in percent per second (an EWMA with a 10 s time
+    constant over samples of at least 1 s of producer time; pauses left out), to 4
+    decimals; null before the first sample and in terminal states."""
+    eta_seconds: float | None = None
+    """Running jobs: seconds left until 100% at ``rate`` (to 0.1 s), or the producer's own
+    ``etaSeconds``; null until 2 s of advancing history, while the job is not advancing, and
+    in terminal states."""
+    attempt: int = pydantic.Field(default=1, ge=1)
+    """1, plus one per progress report sent with ``reset``: percent never goes down within
+    an attempt; a lower percent is published only with a higher attempt."""
 
 
 class JobListResponse(_ApiModel):
@@ -377,6 +402,8 @@ class StoreHealth(_ApiModel):
     """Times the store re-read its subscribed jobs after (re)connecting."""
     leases_expired: int = 0
     """Jobs this server process ended ``failed`` because their lease expired."""
+    lower_percent_kept: int = 0
+    """Progress updates with a lower percent and no ``reset``: the higher percent was kept."""
 
 
 class SinkHealth(_ApiModel):
@@ -419,12 +446,14 @@ class HealthResponse(_ApiModel):
 
 
 class JobErrorEvent(_ApiModel):
-    """The data of a ``job-error`` event: the job was not registered in time (``id: 0``)."""
+    """The data of a ``job-error`` event (``id: 0`` for the job): the job was not registered
+    in time, was not found (multi-job stream), or left the store while followed (deleted, or
+    expired): nothing more will come of it."""
 
     job_id: str
     """The job's id."""
     error: str
-    """``job not registered``."""
+    """``job not registered``, ``job not found`` or ``job gone``."""
     detail: str
     """What is wrong and what to do."""
 

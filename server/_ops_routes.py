@@ -79,6 +79,7 @@ def install_ops_routes(app: QuartTrio, services: Services) -> None:
                 "unavailableErrors": store_stats.unavailable_errors,
                 "resyncs": store_stats.resyncs,
                 "leasesExpired": store_stats.leases_expired,
+                "lowerPercentKept": store_stats.lower_percent_kept,
             },
             "sink": {
                 "reportsReceived": sink_stats.reports_received,

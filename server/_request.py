@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from progress_sync import InvalidUpdateError
+from progress_sync import InvalidFieldError
 from quart_trio.wrappers import TrioRequest
 
 
@@ -17,23 +17,23 @@ def decode_json(data: bytes | str, *, field: str = "body") -> Any:
         field: the field to name in the error.
 
     Raises:
-        InvalidUpdateError: the text is not UTF-8, not JSON, or nested too deeply; the reason
+        InvalidFieldError: the text is not UTF-8, not JSON, or nested too deeply; the reason
             says which (with ``json``'s line and column).
     """
     try:
         return json.loads(data)
     except UnicodeDecodeError as exc:
-        raise InvalidUpdateError(
+        raise InvalidFieldError(
             field, f"is not UTF-8 text ({exc.reason} at byte {exc.start})"
         ) from None
     except RecursionError:
-        raise InvalidUpdateError(field, "is JSON nested too deeply") from None
+        raise InvalidFieldError(field, "is JSON nested too deeply") from None
     except ValueError as exc:
-        raise InvalidUpdateError(field, f"is not valid JSON: {exc}") from None
+        raise InvalidFieldError(field, f"is not valid JSON: {exc}") from None
 
 
 class ApiRequest(TrioRequest):
-    """Quart-Trio's request, whose ``get_json`` raises ``InvalidUpdateError`` (a 400 naming the
+    """Quart-Trio's request, whose ``get_json`` raises ``InvalidFieldError`` (a 400 naming the
     body and the reason) for any malformed body, where Quart gives a bare 400, or a 500 for
     text that is not UTF-8 or nested too deeply."""
 
@@ -45,7 +45,7 @@ class ApiRequest(TrioRequest):
         data = await self.get_data(cache=cache, as_text=False)
         try:
             result = decode_json(data)
-        except InvalidUpdateError:
+        except InvalidFieldError:
             if not silent:
                 raise
             result = None

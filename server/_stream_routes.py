@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from progress_sync import (
     JOB_ID_PATTERN,
-    InvalidUpdateError,
+    InvalidFieldError,
     JobNotFoundError,
     StoreUnavailableError,
     check_job_id,
@@ -47,19 +47,19 @@ def parse_job_ids(raw: str, limit: int) -> list[str]:
     """Split the ``jobIds`` parameter (``a,b,c``) into job ids, duplicates dropped.
 
     Raises:
-        InvalidUpdateError: naming ``jobIds`` when an id is malformed or there are more than
+        InvalidFieldError: naming ``jobIds`` when an id is malformed or there are more than
             ``limit`` of them.
     """
     job_ids = list(dict.fromkeys(part.strip() for part in raw.split(",")))
     for position, job_id in enumerate(job_ids, start=1):
         if JOB_ID_PATTERN.fullmatch(job_id) is None:
-            raise InvalidUpdateError(
+            raise InvalidFieldError(
                 "jobIds",
                 f"id {position} ({job_id[:40]!r}) must be 1-128 letters, digits, '.', '_', ':' "
                 "or '-', starting with a letter or digit; separate ids with commas",
             )
     if len(job_ids) > limit:
-        raise InvalidUpdateError(
+        raise InvalidFieldError(
             "jobIds", f"at most {limit} jobs per stream, got {len(job_ids)}; open another stream"
         )
     return job_ids
@@ -125,6 +125,8 @@ def install_stream_routes(app: QuartTrio, services: Services) -> None:
         the server shuts down first. Each event's ``id`` is the job's ``seq``; reconnect with
         it in ``Last-Event-ID`` (or ``?lastEventId=``) to skip what you have. 204 when that id
         is the job's terminal event; 503 with ``Retry-After`` when the server is full.
+        ``minIntervalMs`` paces the events for this subscriber (at most one per interval,
+        always the latest state; terminal events and ``job-error`` never wait).
         """
         check_job_id(job_id)
         header = request.headers.get("Last-Event-ID")
@@ -132,7 +134,11 @@ def install_stream_routes(app: QuartTrio, services: Services) -> None:
         if seen is not None and await has_seen_end(job_id, seen):
             return no_content()
         admit()
-        return await sse_response(job_event_stream(context, job_id, last_seen=seen))
+        return await sse_response(
+            job_event_stream(
+                context, job_id, last_seen=seen, min_interval=query_args.min_interval_ms / 1000
+            )
+        )
 
     @app.get(quart_rule(MULTI_STREAM_PATH))
     @tag(["streams"])
@@ -148,7 +154,8 @@ def install_stream_routes(app: QuartTrio, services: Services) -> None:
         The events of each job as on its own stream (every event's data carries ``jobId``);
         each ``id`` lists the seq the client has of every job in ``jobIds`` order
         (``5,0,12``). Jobs not registered get one ``job-error`` each. Ends when every job
-        has ended; 204 on a reconnect that has seen every job end.
+        has ended; 204 on a reconnect that has seen every job end. ``minIntervalMs``: at
+        most one event per job per interval for this subscriber, always the latest.
         """
         job_ids = parse_job_ids(query_args.job_ids, config.max_stream_jobs)
         header = request.headers.get("Last-Event-ID")
@@ -156,7 +163,11 @@ def install_stream_routes(app: QuartTrio, services: Services) -> None:
         if seen is not None and await _all_seen_end(job_ids, seen):
             return no_content()
         admit()
-        return await sse_response(multi_job_event_stream(context, job_ids, last_seen=seen))
+        return await sse_response(
+            multi_job_event_stream(
+                context, job_ids, last_seen=seen, min_interval=query_args.min_interval_ms / 1000
+            )
+        )
 
     async def _all_seen_end(job_ids: Sequence[str], seen: Sequence[int]) -> bool:
         for job_id, seq in zip(job_ids, seen, strict=True):

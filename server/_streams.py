@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import AsyncExitStack
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from contextlib import AsyncExitStack, aclosing
 from dataclasses import dataclass
 
 import trio
 from progress_sync import (
     ExportStore,
+    JobGoneError,
     JobNotFoundError,
     JobSnapshot,
     MultiSubscription,
@@ -34,6 +35,7 @@ from progress_sync import (
 
 from ._hub import StreamHandle, StreamHub, spread_retry_ms
 from ._metrics import Metrics
+from ._pace import Pacer
 from ._resume import format_seq_vector
 from ._sse import (
     HEARTBEAT,
@@ -80,6 +82,16 @@ def _goodbye(ctx: StreamContext, detail: dict[str, object]) -> bytes:
     return reconnect_event(retry_ms, {"reason": "server shutting down", **detail})
 
 
+def _gone(ctx: StreamContext, exc: JobGoneError, event_id: str) -> bytes:
+    ctx.metrics.job_error_sent.inc()
+    return _job_error(
+        exc.job_id,
+        "job gone",
+        f"job {exc.job_id!r} is no longer in the store ({exc.reason}); nothing more will come",
+        event_id,
+    )
+
+
 def _registration_timed_out(ctx: StreamContext, job_id: str) -> bytes:
     ctx.metrics.job_error_sent.inc()
     # id 0: "nothing of this job seen"; a reconnect with it gets 204 while the job is still
@@ -108,6 +120,117 @@ def _last_words_single(ctx: StreamContext, subscription: Subscription) -> bytes:
     return b"".join(chunks)
 
 
+async def _follow_job(
+    ctx: StreamContext,
+    handle: StreamHandle,
+    subscription: Subscription,
+    last_seen: int | None,
+    opened_at: float,
+    pacer: Pacer,
+) -> AsyncGenerator[bytes | int, None]:
+    """Steps 3-4 of ``job_event_stream`` over an open subscription: the chunks to send, and
+    after each snapshot event the seq it carried (an ``int``, not sent)."""
+    item = await _next_item(subscription, handle, None)
+    while True:
+        if isinstance(item, JobGoneError):
+            # id 0, as for a job never registered: a reconnect gets 204.
+            yield _gone(ctx, item, "0")
+            return
+        if item is not None:
+            if item.seq != last_seen and pacer.admit(item, trio.current_time()):
+                yield snapshot_event(item)
+                ctx.metrics.snapshot_sent(item, since=opened_at)
+                last_seen = item.seq
+                yield last_seen
+            if item.is_terminal:
+                return
+        wait = pacer.wait(trio.current_time(), ctx.heartbeat_interval)
+        item = await _next_item(subscription, handle, wait)
+        if item is not None:
+            continue
+        due = pacer.due(trio.current_time())
+        for snapshot in due:  # a held state whose interval has passed
+            yield snapshot_event(snapshot)
+            ctx.metrics.snapshot_sent(snapshot, since=opened_at)
+            last_seen = snapshot.seq
+            yield last_seen
+        if due:
+            continue
+        if handle.stopping:
+            yield _last_words_single(ctx, subscription)
+            return
+        yield HEARTBEAT
+        ctx.metrics.heartbeats.inc()
+
+
+async def _follow_jobs(
+    ctx: StreamContext,
+    handle: StreamHandle,
+    multi: MultiSubscription,
+    seen: list[int],
+    position: dict[str, int],
+    opened_at: float,
+    pacer: Pacer,
+) -> AsyncGenerator[bytes, None]:
+    """The body of ``multi_job_event_stream`` over open subscriptions; updates ``seen``."""
+    while True:
+        try:
+            wait = pacer.wait(trio.current_time(), ctx.heartbeat_interval)
+            item = await _next_item(multi, handle, wait)
+        except trio.EndOfChannel:
+            return
+        if isinstance(item, JobGoneError):
+            pacer.drop(item.job_id)
+            seen[position[item.job_id]] = 0
+            yield _gone(ctx, item, format_seq_vector(seen))
+            continue
+        if item is None:
+            due = pacer.due(trio.current_time())
+            if not due and handle.stopping:
+                yield _last_words_multi(ctx, multi, seen, position)
+                return
+            if not due:
+                yield HEARTBEAT
+                ctx.metrics.heartbeats.inc()
+            for snapshot in due:
+                seen[position[snapshot.job_id]] = snapshot.seq
+                yield snapshot_event(snapshot, format_seq_vector(seen))
+                ctx.metrics.snapshot_sent(snapshot, since=opened_at)
+            continue
+        index = position[item.job_id]
+        if item.seq == seen[index]:
+            continue  # the client has this one (it resumed with it)
+        if not pacer.admit(item, trio.current_time()):
+            continue  # held: sent when its interval has passed, unless a newer one comes
+        seen[index] = item.seq
+        yield snapshot_event(item, format_seq_vector(seen))
+        ctx.metrics.snapshot_sent(item, since=opened_at)
+
+
+async def _next_item(
+    receiver: Subscription | MultiSubscription, handle: StreamHandle, wait: float | None
+) -> JobSnapshot | JobGoneError | None:
+    """The next snapshot, or the ``JobGoneError`` of a job that left the store, or None when
+    ``wait`` seconds passed (or the server is stopping) first; ``wait`` None waits as long
+    as it takes.
+
+    Raises:
+        trio.EndOfChannel: every job followed has ended.
+    """
+    try:
+        try:
+            return receiver.receive_nowait()
+        except trio.WouldBlock:
+            pass
+        if wait is None:
+            return await receiver.receive()
+        with handle.wait_scope(wait):
+            return await receiver.receive()
+        return None
+    except JobGoneError as exc:
+        return exc
+
+
 async def _wait_for_store(ctx: StreamContext, handle: StreamHandle) -> None:
     """Wait before looking at an unavailable store again (cut short by a shutdown)."""
     with handle.wait_scope(min(ctx.heartbeat_interval, STORE_RETRY_INTERVAL)):
@@ -115,14 +238,16 @@ async def _wait_for_store(ctx: StreamContext, handle: StreamHandle) -> None:
 
 
 async def job_event_stream(
-    ctx: StreamContext, job_id: str, *, last_seen: int | None = None
+    ctx: StreamContext, job_id: str, *, last_seen: int | None = None, min_interval: float = 0.0
 ) -> AsyncIterator[bytes]:
     """Yield the SSE chunks of one job's stream, from ``retry:`` to its last event.
 
     1. ``retry:`` at once, so the status line and headers reach the client at once (Hypercorn
        sends them with the first body chunk).
     2. Wait for the job to be registered, with heartbeats; if it is not registered within
-       ``registration_timeout`` seconds, send ``job-error`` (id ``0``) and end.
+       ``registration_timeout`` seconds, send ``job-error`` (id ``0``) and end. If the job
+       leaves the store while followed (deleted, or expired; on any server process), send
+       ``job-error`` (``error: "job gone"``, id ``0``) and end.
     3. The current snapshot, unless its ``seq`` is ``last_seen`` (the client has it), then
        each change, conflated (a slow client gets the latest state, never a backlog), as
        ``job-progress`` events with ``id`` = seq.
@@ -140,6 +265,9 @@ async def job_event_stream(
         ctx: what the server's streams share.
         job_id: the job to follow.
         last_seen: the ``seq`` the client has already (from ``Last-Event-ID``), or None.
+        min_interval: seconds between two ``job-progress`` events (``minIntervalMs``; see
+            ``Pacer``); 0 sends every change. Terminal events and ``job-error`` are never
+            held.
     """
     opened_at = time.time()
     metrics = ctx.metrics
@@ -171,25 +299,16 @@ async def job_event_stream(
                     metrics.heartbeats.inc()
 
                 async with store.subscribe(job_id) as subscription:
-                    snapshot: JobSnapshot | None = await subscription.receive()
-                    while True:
-                        if snapshot is not None:
-                            if snapshot.seq != last_seen:
-                                yield snapshot_event(snapshot)
-                                metrics.snapshot_sent(snapshot, since=opened_at)
-                                last_seen = snapshot.seq
-                            if snapshot.is_terminal:
-                                return
-                        snapshot = None
-                        with handle.wait_scope(ctx.heartbeat_interval):
-                            snapshot = await subscription.receive()
-                        if snapshot is not None:
-                            continue
-                        if handle.stopping:
-                            yield _last_words_single(ctx, subscription)
-                            return
-                        yield HEARTBEAT
-                        metrics.heartbeats.inc()
+                    follow = _follow_job(
+                        ctx, handle, subscription, last_seen, opened_at, Pacer(min_interval)
+                    )
+                    async with aclosing(follow):
+                        async for chunk in follow:
+                            if isinstance(chunk, int):
+                                last_seen = chunk  # sent: a resync after an outage skips it
+                            else:
+                                yield chunk
+                    return
             except StoreUnavailableError:
                 pass
             # The store (Redis) cannot be reached: keep the stream open and look again.
@@ -226,14 +345,19 @@ def _last_words_multi(
 
 
 async def multi_job_event_stream(
-    ctx: StreamContext, job_ids: Sequence[str], *, last_seen: Sequence[int] | None = None
+    ctx: StreamContext,
+    job_ids: Sequence[str],
+    *,
+    last_seen: Sequence[int] | None = None,
+    min_interval: float = 0.0,
 ) -> AsyncIterator[bytes]:
     """Yield the SSE chunks of one stream that follows several jobs.
 
     Each job's events are those of ``job_event_stream`` (its data carries ``jobId``); the
     ``id`` of every event lists the seq the client now has of each job, in ``job_ids`` order
     (``5,0,12``), so one ``Last-Event-ID`` resumes them all. Jobs not registered when the
-    stream opens get one ``job-error`` event each (seq ``0``) instead of a wait. The stream
+    stream opens get one ``job-error`` event each (seq ``0``) instead of a wait, and so does a
+    job that leaves the store while followed (``error: "job gone"``). The stream
     ends when every job has sent its terminal event; at shutdown it sends what is pending,
     then ``reconnect`` with a spread ``retry:``. While the store cannot be reached it sends
     heartbeats and subscribes again, as ``job_event_stream`` does.
@@ -242,6 +366,8 @@ async def multi_job_event_stream(
         ctx: what the server's streams share.
         job_ids: the jobs, without duplicates.
         last_seen: the seqs the client has already (from ``Last-Event-ID``), or None.
+        min_interval: seconds between two ``job-progress`` events of one job; see
+            ``job_event_stream``.
     """
     opened_at = time.time()
     metrics = ctx.metrics
@@ -276,29 +402,13 @@ async def multi_job_event_stream(
                     if not subscriptions:
                         return
                     multi = MultiSubscription(subscriptions)
-                    while True:
-                        try:
-                            snapshot = multi.receive_nowait()
-                        except trio.EndOfChannel:
-                            return
-                        except trio.WouldBlock:
-                            snapshot = None
-                            with handle.wait_scope(ctx.heartbeat_interval):
-                                snapshot = await multi.receive()
-                            if snapshot is None:
-                                if handle.stopping:
-                                    yield _last_words_multi(ctx, multi, seen, position)
-                                    return
-                                yield HEARTBEAT
-                                metrics.heartbeats.inc()
-                                continue
-                        assert snapshot is not None  # mypy loses the narrowing through the try
-                        index = position[snapshot.job_id]
-                        if snapshot.seq == seen[index]:
-                            continue  # the client has this one (it resumed with it)
-                        seen[index] = snapshot.seq
-                        yield snapshot_event(snapshot, format_seq_vector(seen))
-                        metrics.snapshot_sent(snapshot, since=opened_at)
+                    follow = _follow_jobs(
+                        ctx, handle, multi, seen, position, opened_at, Pacer(min_interval)
+                    )
+                    async with aclosing(follow):
+                        async for chunk in follow:
+                            yield chunk
+                    return
             except StoreUnavailableError:
                 pass
             # The store (Redis) cannot be reached: keep the stream open and look again.

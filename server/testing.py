@@ -37,6 +37,7 @@ from progress_sync import (
     WaitTimeoutError,
 )
 from progress_sync._contract import JOB_STREAM_PATH
+from progress_sync._nursery import open_owned_nursery
 from progress_sync.testing import (
     DEFAULT_TEST_FLUSH_INTERVAL,
     DEFAULT_WAIT_TIMEOUT,
@@ -137,6 +138,12 @@ class StreamEvent:
         """``payload["percent"]``, or None when the event carries no percent."""
         value = self.payload.get("percent") if isinstance(self.payload, dict) else None
         return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+    @property
+    def attempt(self) -> int | None:
+        """``payload["attempt"]`` (1 plus one per ``reset`` report), or None."""
+        value = self.payload.get("attempt") if isinstance(self.payload, dict) else None
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
 
     @property
     def status(self) -> str | None:
@@ -379,15 +386,8 @@ async def _task_nursery() -> AsyncIterator[trio.Nursery]:
     in an ExceptionGroup, and ``pytest.raises`` around the block would not see it. Errors of
     the background tasks still come out in a group.
     """
-    failure: BaseException | None = None
-    async with trio.open_nursery() as nursery:
-        try:
-            yield nursery
-        except BaseException as exc:  # raised again below, once the tasks have stopped
-            failure = exc
-            nursery.cancel_scope.cancel()
-    if failure is not None:
-        raise failure
+    async with open_owned_nursery() as nursery:
+        yield nursery
 
 
 async def collect_events(

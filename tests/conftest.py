@@ -96,3 +96,10 @@ async def redis_prefix(redis_url: str) -> AsyncIterator[str]:
     finally:
         with trio.CancelScope(shield=True):
             await delete_prefix(redis_url, prefix)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that takes the ``redis_url`` fixture is marked ``redis`` (others say so by hand)."""
+    for item in items:
+        if "redis_url" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.redis)

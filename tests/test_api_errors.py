@@ -8,6 +8,7 @@ import pytest
 from conftest import start_server, with_config
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("body", "field", "detail"),
     [
@@ -81,6 +82,7 @@ async def test_unknown_routes_and_methods_get_json(running_server):
         assert "POST" in wrong.headers["allow"]
 
 
+@pytest.mark.slow
 async def test_healthz_and_openapi(running_server):
     async with running_server.client() as client:
         health = (await client.get("/healthz")).json()
@@ -90,6 +92,7 @@ async def test_healthz_and_openapi(running_server):
         assert "/api/jobs" in spec["paths"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("body", "reason"),
     [
@@ -124,6 +127,7 @@ async def test_response_bodies_keep_jobid_first(running_server):
         assert snapshot.text.startswith('{"jobId":')
 
 
+@pytest.mark.slow
 async def test_a_full_job_queue_gets_503_with_retry_after(nursery, server_config):
     config = with_config(server_config, max_concurrent_jobs=1, max_queued_jobs=1)
     server = await start_server(nursery, config)
@@ -138,6 +142,7 @@ async def test_a_full_job_queue_gets_503_with_retry_after(nursery, server_config
     assert server.store.statistics().jobs == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("path", "body", "field"),
     [

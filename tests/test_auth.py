@@ -60,6 +60,7 @@ def assert_no_secret(response) -> None:
 # --- producer token --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("method", "path", "body"),
     [

@@ -97,6 +97,7 @@ def test_missing_bench_dependencies_say_how_to_install_them():
         require(("psutil", "no_such_module_xyz"))
 
 
+@pytest.mark.slow
 def test_progress_sync_lists_bench_without_importing_it_at_start_up():
     result = CliRunner().invoke(main, ["--help"])
     assert result.exit_code == 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 
+import pytest
 from click.testing import CliRunner
 from progress_sync.bench import bench_command
 from progress_sync.bench._run import REFERENCE_MISSING, reference_available
@@ -25,6 +26,7 @@ TINY = [
 ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_quick_bench_writes_json_markdown_and_plot_with_sane_figures(tmp_path):
     result = CliRunner().invoke(
         bench_command, [*TINY, "--output-dir", str(tmp_path), "--tag", "smoke"]
@@ -53,7 +55,7 @@ def test_quick_bench_writes_json_markdown_and_plot_with_sane_figures(tmp_path):
         assert run["producer_us_per_report"] > 0
         assert run["store_writes"] > 0
         assert run["events"] > 0
-        assert run["cpu_s"] >= 0
+        assert run["cpu_s"] > 0  # the side that did the work spent CPU on it
         assert run["latency"]["count"] > 0
         assert 0 <= run["latency"]["p50"] <= run["latency"]["p99"] <= run["latency"]["max"]
         assert run["staleness"]["count"] > 0

@@ -13,11 +13,11 @@ import pytest
 import trio
 from progress_sync import (
     BatchResult,
-    BufferClosedError,
     InvalidUpdateError,
     JobStatus,
     MemoryStore,
     ProgressUpdate,
+    SinkClosedError,
     UnknownStatusError,
     open_update_buffer,
 )
@@ -264,8 +264,10 @@ async def test_report_rejects_bad_input_with_a_clear_error(autojump_clock, store
             buffer.report_nowait("a", 1.0, "x" * 201)
         with pytest.raises(InvalidUpdateError, match="message: must be at most 2000 characters"):
             buffer.report_nowait("a", 1.0, "x", "m" * 2001)
-        with pytest.raises(InvalidUpdateError, match="jobId: must be a non-empty string"):
-            buffer.report_nowait("", 1.0, "x")
+        # one job-id rule everywhere (check_job_id), here as at registration and over HTTP
+        for bad_id in ("", "bad id!", "-starts-with-a-dash", "x" * 129):
+            with pytest.raises(InvalidUpdateError, match="jobId: must be 1-128 letters"):
+                buffer.report_nowait(bad_id, 1.0, "x")
         buffer.report_nowait("a", 50, "int percent is fine")
         assert buffer.statistics().reports_received == 1
 
@@ -285,9 +287,9 @@ async def test_finish_rejects_non_terminal_and_unknown_statuses(autojump_clock, 
 async def test_reporting_after_the_block_raises_buffer_closed(autojump_clock, store):
     async with open_update_buffer(store) as buffer:
         pass
-    with pytest.raises(BufferClosedError, match="report inside its async with block"):
+    with pytest.raises(SinkClosedError, match="report inside its async with block"):
         buffer.report_nowait("a", 1.0, "x")
-    with pytest.raises(BufferClosedError, match="finish jobs inside its async with block"):
+    with pytest.raises(SinkClosedError, match="finish jobs inside its async with block"):
         await buffer.finish("a", "completed")
 
 

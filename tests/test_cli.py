@@ -9,12 +9,14 @@ import subprocess
 import sys
 
 import httpx
+import pytest
 import trio
 
 COMMAND = [sys.executable, "-m", "progress_sync"]
 ENV = {**os.environ, "COLUMNS": "200", "PYTHONUNBUFFERED": "1"}
 
 
+@pytest.mark.slow
 async def test_demo_runs_jobs_to_their_ends_and_exits_0():
     result = await trio.run_process(
         [*COMMAND, "demo", "--port", "0"],
@@ -31,6 +33,7 @@ async def test_demo_runs_jobs_to_their_ends_and_exits_0():
     assert "simulated failure at 60.0%" in out
 
 
+@pytest.mark.slow
 async def test_serve_streams_and_shuts_down_cleanly_on_sigterm():
     process = await trio.lowlevel.open_process(
         [*COMMAND, "serve", "--port", "0", "--flush-interval", "0.1"],
@@ -71,7 +74,8 @@ async def test_serve_streams_and_shuts_down_cleanly_on_sigterm():
     assert "server stopped; buffer flushed" in text
 
 
-async def test_serve_refuses_a_port_in_use():
+@pytest.mark.slow
+async def test_serve_refuses_a_port_in_use_in_one_line():
     with trio.socket.socket() as sock:
         await sock.bind(("127.0.0.1", 0))
         sock.listen()
@@ -79,8 +83,10 @@ async def test_serve_refuses_a_port_in_use():
         result = await trio.run_process(
             [*COMMAND, "serve", "--port", str(port)], capture_stderr=True, env=ENV, check=False
         )
+    stderr = result.stderr.decode()
     assert result.returncode == 1
-    assert f"127.0.0.1:{port} is in use; pick another --port" in result.stderr.decode()
+    assert f"127.0.0.1:{port} is in use; pick another --port" in stderr
+    assert "Traceback" not in stderr
 
 
 async def _read_until(stream, needle: bytes, seen: bytes = b"") -> bytes:
@@ -91,6 +97,7 @@ async def _read_until(stream, needle: bytes, seen: bytes = b"") -> bytes:
     return seen
 
 
+@pytest.mark.slow
 async def test_ctrl_c_stops_the_demo_cleanly_with_its_summary():
     process = await trio.lowlevel.open_process(
         [*COMMAND, "demo", "--port", "0", "--linger", "60"], stdout=subprocess.PIPE, env=ENV
@@ -113,6 +120,7 @@ async def test_ctrl_c_stops_the_demo_cleanly_with_its_summary():
     assert returncode == 0
 
 
+@pytest.mark.slow
 async def test_demo_refuses_refuse_streams():
     result = await trio.run_process(
         [*COMMAND, "demo", "--refuse-streams"], capture_stderr=True, env=ENV, check=False

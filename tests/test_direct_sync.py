@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import trio
 from progress_sync import (
-    BufferClosedError,
     InvalidUpdateError,
     JobStatus,
+    SinkClosedError,
     SyncMode,
     open_direct_sync,
     open_update_sink,
@@ -44,9 +44,9 @@ async def test_direct_sync_errors(store):
             sync.report_nowait(None, 1.0, "x")  # type: ignore[arg-type]
         with pytest.raises(InvalidUpdateError, match="finish takes completed, failed or cancelled"):
             await sync.finish("a", "queued")
-    with pytest.raises(BufferClosedError, match="direct sync is closed"):
+    with pytest.raises(SinkClosedError, match="direct sync is closed"):
         sync.report_nowait("a", 1.0, "x")
-    with pytest.raises(BufferClosedError, match="direct sync is closed"):
+    with pytest.raises(SinkClosedError, match="direct sync is closed"):
         await sync.finish("a", "completed")
 
 

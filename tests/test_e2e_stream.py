@@ -3,6 +3,7 @@ through the test kit (``running_server`` is the kit's ``progress_server``)."""
 
 from __future__ import annotations
 
+import pytest
 from conftest import RunningServer
 from progress_sync.server.testing import (
     TERMINAL_EVENTS,
@@ -23,6 +24,7 @@ async def collect(server: RunningServer, job_id: str) -> list[tuple[str, str, di
         return [(event.event, event.id or "", event.payload) async for event in stream]
 
 
+@pytest.mark.slow
 async def test_demo_job_streams_increasing_progress_then_completed(running_server):
     async with running_server.client() as client:
         response = await client.post(
@@ -59,6 +61,7 @@ async def test_failing_job_streams_job_failed_with_its_message(running_server):
     assert all(n == "job-progress" for n, _, _ in events[:-1])
 
 
+@pytest.mark.slow
 async def test_unknown_job_stream_ends_with_job_error_after_registration_timeout(running_server):
     events = await collect(running_server, "no-such-job")
     assert [name for name, _, _ in events] == ["job-error"]

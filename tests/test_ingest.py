@@ -73,6 +73,7 @@ async def test_registering_an_existing_id_is_a_409(running_server):
     assert "registered already" in response.json()["detail"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("body", "field", "detail"),
     [
@@ -135,6 +136,7 @@ async def test_an_update_for_an_unknown_job_is_a_404(running_server):
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("body", "field", "detail"),
     [
@@ -199,6 +201,7 @@ async def test_a_job_the_server_runs_takes_no_progress_or_finish_over_http(runni
 # --- batches ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_a_json_array_batch_updates_many_jobs(running_server):
     for n in range(3):
         await register(running_server, jobId=f"b{n}")
@@ -214,6 +217,7 @@ async def test_a_json_array_batch_updates_many_jobs(running_server):
     assert (await wait_until(running_server.store, "b2", lambda s: s.percent == 30)).stage == "s"
 
 
+@pytest.mark.slow
 async def test_ndjson_with_malformed_lines_among_good_ones_applies_the_good_ones(running_server):
     await register(running_server, jobId="nd1")
     await register(running_server, jobId="nd2")
@@ -391,6 +395,7 @@ async def test_fail_keeps_the_latest_progress_and_the_error(running_server):
     assert no_error.json()["field"] == "error"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("path", "body", "field", "detail"),
     [

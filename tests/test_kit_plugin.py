@@ -25,10 +25,10 @@ from progress_sync.testing import assert_stream_well_formed, collect_snapshots
 
 
 async def export(buffer, job_id):
-    for percent in (10, 50, 40):  # the bug: progress goes back
+    for percent in (10, 50, 90):
         buffer.report_nowait(job_id, percent=percent, stage="render")
         await trio.sleep(1)
-    await buffer.finish(job_id, "completed")
+    # the bug: the job never ends
 
 
 async def test_buggy_export(progress_store, progress_buffer, nursery, autojump_clock):
@@ -61,22 +61,24 @@ def test_the_plugin_is_registered_as_a_pytest11_entry_point():
     assert entry_point.dist.name == "progress-sync"
 
 
+@pytest.mark.slow
 def test_the_readme_examples_pass_with_the_installed_plugin(pytester: pytest.Pytester):
     write_examples(pytester)
     pytester.makepyfile(test_buggy=BUGGY_USER_TESTS)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=4, failed=2, warnings=0)
-    result.stdout.re_match_lines([r"plugins: .*progress-sync-0\.1\.0"])
+    version = re.escape(importlib.metadata.version("progress-sync"))
+    result.stdout.re_match_lines([rf"plugins: .*progress-sync-{version}"])
     result.stdout.fnmatch_lines(
         [
-            "*AssertionError: percent decreased: record 2 (seq 3, percent 50.0) then "
-            "record 3 (seq 4, percent 40.0)",
+            "*WaitTimeoutError: job 'job' did not reach a terminal state within *",
             "*progress_server runs a real server on real sockets, and the autojump clock "
             "would jump virtual time*",
         ]
     )
 
 
+@pytest.mark.slow
 def test_with_autoload_disabled_the_plugin_is_named_with_p(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ):
@@ -93,6 +95,7 @@ def test_without_the_plugin_the_fixtures_are_missing(pytester: pytest.Pytester):
     result.stdout.fnmatch_lines(["*fixture 'progress_client' not found*"])
 
 
+@pytest.mark.slow
 def test_the_pipeline_half_does_not_import_the_server():
     code = (
         "import sys, progress_sync.testing\n"
@@ -130,6 +133,7 @@ async def test_a_server_fixture_loads_it(progress_client):
 """
 
 
+@pytest.mark.slow
 def test_the_plugin_imports_the_server_stack_only_for_server_fixtures(pytester: pytest.Pytester):
     pytester.makepyfile(test_pipeline_only=PIPELINE_ONLY_TEST)
     pytester.makepyprojecttoml(TRIO_MODE)

@@ -280,6 +280,7 @@ async def test_progress_client_runs_your_job_kinds(
 # --- on a real server, on the real clock ---
 
 
+@pytest.mark.slow
 async def test_progress_server_streams_over_real_http(progress_server, progress_server_url):
     assert progress_server_url == progress_server.base_url
     assert progress_server_url.startswith("http://127.0.0.1:")
@@ -312,6 +313,7 @@ async def test_a_stream_left_early_over_real_http_closes_cleanly(progress_server
         assert response.status_code == 202
 
 
+@pytest.mark.slow
 async def test_a_frozen_client_over_real_http_reads_once_thawed(progress_server):
     async with progress_server.client() as client:
         created = await client.post(
@@ -326,6 +328,7 @@ async def test_a_frozen_client_over_real_http_reads_once_thawed(progress_server)
     assert assert_stream_well_formed(events).seq == final.seq
 
 
+@pytest.mark.slow
 async def test_two_servers_over_one_store_and_a_clean_stop(nursery):
     store = MemoryStore()
     first = await start_progress_server(nursery, store=store)
@@ -346,6 +349,7 @@ async def test_two_servers_over_one_store_and_a_clean_stop(nursery):
             await client.get("/healthz")
 
 
+@pytest.mark.slow
 async def test_two_servers_over_the_redis_store_their_config_names(
     nursery, server_config, redis_url, redis_prefix
 ):

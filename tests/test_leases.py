@@ -86,6 +86,7 @@ async def test_a_job_that_ended_is_never_failed_by_its_lease(
     assert (await store.get("done")).status is JobStatus.COMPLETED
 
 
+@pytest.mark.slow
 async def test_on_redis_several_reapers_end_each_expired_job_exactly_once(
     redis_url: str, redis_prefix: str
 ):
@@ -134,6 +135,7 @@ async def test_on_redis_several_reapers_end_each_expired_job_exactly_once(
         assert (await three.get("kept")).status is JobStatus.RUNNING
 
 
+@pytest.mark.slow
 async def test_on_redis_progress_and_heartbeats_keep_a_lease_alive(
     redis_url: str, redis_prefix: str
 ):
@@ -149,6 +151,7 @@ async def test_on_redis_progress_and_heartbeats_keep_a_lease_alive(
         assert (await store.get("alive")).status is JobStatus.RUNNING
 
 
+@pytest.mark.slow
 async def test_two_server_processes_on_redis_fail_a_silent_job_once(
     redis_url: str, redis_prefix: str
 ):
@@ -207,6 +210,7 @@ async def test_the_http_api_takes_a_lease_and_heartbeats(running_server):
         assert (await http.get("/api/jobs/l1")).json()["status"] == "completed"
 
 
+@pytest.mark.slow
 async def test_the_client_heartbeats_an_idle_job_and_a_killed_producer_fails(running_server):
     async with open_progress_client(running_server.base_url, flush_interval=0.05) as client:
         job = await client.register("idle", heartbeat_timeout=0.6)
@@ -220,7 +224,7 @@ async def test_the_client_heartbeats_an_idle_job_and_a_killed_producer_fails(run
         "from progress_sync.client import ProgressClient\n"
         f"c = ProgressClient({running_server.base_url!r}, flush_interval=0.05)\n"
         "c.register('killed', heartbeat_timeout=1.0)\n"
-        "c.report('killed', 42.0, 'render')\n"
+        "c.report_nowait('killed', 42.0, 'render')\n"
         "time.sleep(0.3)\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n"
     )

@@ -75,6 +75,7 @@ def operations(document: dict[str, Any]) -> dict[str, tuple[str, str, dict[str, 
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("settings", SETTINGS.values(), ids=SETTINGS.keys())
 async def test_the_document_is_valid_openapi(autojump_clock, settings):
     document, _ = await fetch_document(**settings)
@@ -166,7 +167,12 @@ async def test_path_parameters_are_named_and_checked_as_in_the_api(autojump_cloc
                 assert parameter["schema"]["pattern"] == f"^{JOB_ID_PATTERN.pattern}$"
     stream = document["paths"]["/api/jobs/{jobId}/progress/stream"]["get"]
     assert "text/event-stream" in stream["responses"]["200"]["content"]
-    assert {p["name"] for p in stream["parameters"]} == {"jobId", "Last-Event-ID", "lastEventId"}
+    assert {p["name"] for p in stream["parameters"]} == {
+        "jobId",
+        "Last-Event-ID",
+        "lastEventId",
+        "minIntervalMs",
+    }
     multi = document["paths"]["/api/progress/stream"]["get"]
     assert next(p for p in multi["parameters"] if p["name"] == "jobIds")["required"] is True
     batch = document["paths"]["/api/progress"]["post"]["requestBody"]["content"]
@@ -244,6 +250,7 @@ def test_the_not_blank_pattern_is_pythons_whitespace():
         assert (pattern.search(chr(code)) is None) == chr(code).isspace(), hex(code)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("body", "valid"),
     [

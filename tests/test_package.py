@@ -49,6 +49,7 @@ SERVER_STACK = ("quart", "hypercorn", "quart_schema", "prometheus_client", "core
 """What a producer-only install must not need (the ``server`` and ``redis`` extras)."""
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "statement",
     [
@@ -73,6 +74,7 @@ def test_redis_names_are_loaded_on_first_use():
         _ = progress_sync.NoSuchName
 
 
+@pytest.mark.slow
 def test_python_dash_m_progress_sync_is_the_command():
     done = subprocess.run(
         [sys.executable, "-m", "progress_sync", "--help"], capture_output=True, text=True
@@ -80,3 +82,53 @@ def test_python_dash_m_progress_sync_is_the_command():
     assert done.returncode == 0, done.stderr
     assert "serve" in done.stdout
     assert "demo" in done.stdout
+
+
+def run_without(modules: tuple[str, ...], code: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter where importing ``modules`` fails, as it does in an
+    install without the extra that brings them."""
+    block = "".join(f"sys.modules[{name!r}] = None; " for name in modules)
+    return subprocess.run(
+        [sys.executable, "-c", f"import sys; {block}\n{code}"], capture_output=True, text=True
+    )
+
+
+def test_the_redis_store_without_its_extra_says_which_to_install():
+    done = run_without(("coredis",), "import progress_sync; progress_sync.RedisStore")
+    assert done.returncode == 1
+    assert (
+        "MissingExtraError: the Redis store needs the 'redis' extra (import of coredis halted; "
+        "None in sys.modules): pip install 'progress-sync[redis]'"
+    ) in done.stderr
+
+
+def test_the_client_without_its_extra_says_which_to_install():
+    done = run_without(("httpx",), "import progress_sync.client")
+    assert "pip install 'progress-sync[client]'" in done.stderr
+
+
+def test_serve_without_the_server_extra_says_which_to_install():
+    code = "from progress_sync.__main__ import main; sys.argv = ['progress-sync', 'serve']; main()"
+    done = run_without(("quart", "hypercorn"), code)
+    assert done.returncode == 1
+    assert done.stderr.startswith("Error: progress-sync serve needs the 'server' extra")
+    assert "pip install 'progress-sync[server]'" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_the_command_without_the_client_extra_says_which_to_install():
+    code = "from progress_sync.__main__ import main; sys.argv = ['progress-sync', '--help']; main()"
+    done = run_without(("click",), code)
+    assert done.returncode == 1
+    assert done.stderr.startswith("Error: the progress-sync command needs the 'client' extra")
+
+
+def test_deprecated_names_are_the_new_ones_for_one_release():
+    # CHANGELOG.md, "Deprecated": the old names still work, as the very same objects.
+    from progress_sync import ThreadReporter
+    from progress_sync.client import ProgressClient
+
+    assert progress_sync.BufferClosedError is progress_sync.SinkClosedError
+    assert ProgressClient.report is ProgressClient.report_nowait
+    assert ThreadReporter.report is ThreadReporter.report_nowait
+    assert issubclass(progress_sync.InvalidUpdateError, progress_sync.InvalidFieldError)

@@ -176,7 +176,7 @@ async def test_the_sync_client_uses_the_websocket_and_its_token(nursery, server_
 
     def produce() -> tuple[str, int]:
         with ProgressClient(server.base_url, token=TOKEN, flush_interval=0.05) as client:
-            client.report("sc", 60, "sync")
+            client.report_nowait("sc", 60, "sync")
             client.flush()
             return client.statistics().path, client.statistics().updates_accepted
 
@@ -278,7 +278,7 @@ async def test_behind_a_proxy_without_upgrade_the_client_falls_back_to_post(
 
     def produce() -> tuple[str, int]:
         with ProgressClient(proxy_url, flush_interval=0.05) as client:
-            client.report("px", 70)
+            client.report_nowait("px", 70)
             client.flush()
             return client.statistics().path, client.statistics().updates_accepted
 

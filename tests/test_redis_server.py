@@ -26,6 +26,8 @@ from httpx_sse import aconnect_sse
 from progress_sync.server import ServerConfig, serve
 from progress_sync.server._cli import main
 
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
+
 TERMINAL_EVENTS = {"job-completed", "job-failed", "job-cancelled"}
 SERVE = [sys.executable, "-c", "from progress_sync.server._cli import main; main()", "serve"]
 _URL_LINE = re.compile(rb"(?:Running on|serving on) (http://127\.0\.0\.1:\d+)")
@@ -127,7 +129,10 @@ async def test_a_job_created_on_one_server_process_is_streamed_and_polled_from_a
                 early.extend(await follow(b.base_url, "made-on-a"))
 
             nursery.start_soon(follow_early)  # opened on B before the job exists
-            await trio.sleep(0.3)
+            async with b.client() as probe:
+                with trio.fail_after(10):
+                    while (await probe.get("/healthz")).json()["openStreams"] < 1:  # noqa: ASYNC110
+                        await trio.sleep(0.02)
             async with a.client() as client:
                 created = await client.post(
                     "/api/jobs",
@@ -252,7 +257,10 @@ def test_server_config_checks_the_store_settings():
 
 
 async def test_a_stream_survives_redis_stopping_and_restarting_in_the_middle_of_a_job(
-    tmp_path: Path, nursery: trio.Nursery, server_config: ServerConfig
+    tmp_path: Path,
+    nursery: trio.Nursery,
+    server_config: ServerConfig,
+    caplog: pytest.LogCaptureFixture,
 ):
     """Stop a PRIVATE Redis while a job runs and a client follows it: the job keeps reporting,
     /healthz says degraded and polls get 503, the stream keeps its heartbeats; when Redis is
@@ -302,7 +310,12 @@ async def test_a_stream_survives_redis_stopping_and_restarting_in_the_middle_of_
                     assert polled.status_code == 503
                     assert polled.headers["retry-after"] == "1"
                     assert polled.json()["error"] == "store unavailable"
-                    await trio.sleep(2.5)  # the job ends while Redis is away
+                    # The job ends while Redis is away: its runner tries to write the terminal
+                    # state and is told the store is unavailable.
+                    retrying = f"retrying terminal state of job {job_id}"
+                    with trio.fail_after(10):
+                        while not any(retrying in r.getMessage() for r in caplog.records):  # noqa: ASYNC110
+                            await trio.sleep(0.05)
                     await redis.start()
                     outage.append(trio.current_time())
                     with trio.fail_after(30):

@@ -25,6 +25,8 @@ from progress_sync import (
     open_redis_store,
 )
 
+pytestmark = pytest.mark.redis
+
 
 def update(job_id: str, percent: float, stage: str = "work") -> ProgressUpdate:
     return ProgressUpdate(job_id, percent, stage, None, time.time())
@@ -57,6 +59,7 @@ async def test_a_job_written_by_one_store_is_read_and_streamed_by_another(pair):
     assert (await b.list_jobs())[1] == 1
 
 
+@pytest.mark.slow
 async def test_wait_registered_wakes_when_another_store_registers_the_job(pair):
     a, b = pair
     async with trio.open_nursery() as nursery:
@@ -66,13 +69,16 @@ async def test_wait_registered_wakes_when_another_store_registers_the_job(pair):
             found.append(await b.wait_registered("late", timeout=10))
 
         nursery.start_soon(wait)
-        await trio.sleep(0.1)
+        with trio.fail_after(5):  # b is waiting for the job (not finding it registered)
+            while "late" not in b._registration_waiters:  # noqa: ASYNC110
+                await trio.sleep(0.01)
         started = trio.current_time()
         await a.register("late")
     assert found[0].job_id == "late"
     assert trio.current_time() - started < 2
 
 
+@pytest.mark.slow
 async def test_one_pubsub_connection_per_store_however_many_subscribers(pair, redis_url):
     a, b = pair
     for number in range(30):
@@ -166,6 +172,7 @@ async def test_the_password_is_not_shown_in_messages():
     assert "user:***@127.0.0.1" in str(caught.value)
 
 
+@pytest.mark.slow
 async def test_redis_going_away_and_coming_back(tmp_path: Path):
     """Stop a PRIVATE Redis in the middle of a job: operations fail with
     StoreUnavailableError and are counted, the store reports itself unavailable, and when Redis

@@ -82,6 +82,7 @@ def progress_of(snapshots: list[JobSnapshot]) -> list[float]:
     return [s.percent for s in snapshots if s.status.value == "running"]
 
 
+@pytest.mark.slow
 async def test_a_python_tqdm_loop_is_followed_live(running_server, tmp_path):
     command = script(
         tmp_path,
@@ -109,6 +110,7 @@ async def test_a_python_tqdm_loop_is_followed_live(running_server, tmp_path):
     assert final.result == {"exitCode": 0}
 
 
+@pytest.mark.slow
 async def test_plain_percentages_on_stdout_are_followed(running_server, tmp_path):
     command = script(
         tmp_path,
@@ -130,6 +132,7 @@ async def test_plain_percentages_on_stdout_are_followed(running_server, tmp_path
     assert snapshots[-1].status.value == "completed"
 
 
+@pytest.mark.slow
 async def test_a_command_exiting_nonzero_fails_the_job_with_its_stderr_tail(
     running_server, tmp_path
 ):
@@ -155,12 +158,14 @@ async def test_a_command_exiting_nonzero_fails_the_job_with_its_stderr_tail(
     assert final.percent == 30.0  # where it stopped
 
 
+@pytest.mark.slow
 async def test_a_command_killed_by_a_signal_fails_the_job(running_server):
     result, snapshots = await run(running_server, "killed-run", ["sh", "-c", "kill -9 $$"])
     assert result.returncode == 128 + 9
     assert snapshots[-1].error == "killed by signal SIGKILL"
 
 
+@pytest.mark.slow
 async def test_a_command_that_cannot_be_found_fails_the_job(running_server):
     result, snapshots = await run(running_server, "nowhere", ["no-such-program-xyz", "--help"])
     assert result.returncode == 127
@@ -168,6 +173,8 @@ async def test_a_command_that_cannot_be_found_fails_the_job(running_server):
     assert "could not start no-such-program-xyz" in snapshots[-1].error
 
 
+@pytest.mark.slow
+@pytest.mark.ffmpeg
 async def test_ffmpeg_encoding_a_clip_with_t_is_followed(running_server, tmp_path):
     ffmpeg = require_ffmpeg()
     command = [
@@ -185,6 +192,8 @@ async def test_ffmpeg_encoding_a_clip_with_t_is_followed(running_server, tmp_pat
     assert (tmp_path / "a.mp4").stat().st_size > 0
 
 
+@pytest.mark.slow
+@pytest.mark.ffmpeg
 async def test_ffmpeg_progress_uses_its_duration_line_without_t(running_server, tmp_path):
     ffmpeg = require_ffmpeg()
     clip = tmp_path / "clip.mp4"
@@ -204,6 +213,8 @@ async def test_ffmpeg_progress_uses_its_duration_line_without_t(running_server, 
     assert snapshots[-1].status.value == "completed"
 
 
+@pytest.mark.slow
+@pytest.mark.ffmpeg
 async def test_ffmpeg_failing_fails_the_job_with_ffmpegs_message(running_server, tmp_path):
     ffmpeg = require_ffmpeg()
     command = [ffmpeg, "-nostdin", "-hide_banner", "-i", str(tmp_path / "missing.mp4"), "x.mp4"]
@@ -213,6 +224,7 @@ async def test_ffmpeg_failing_fails_the_job_with_ffmpegs_message(running_server,
     assert "No such file or directory" in snapshots[-1].error
 
 
+@pytest.mark.slow
 async def test_ctrl_c_cancels_the_job(running_server, tmp_path):
     command = script(
         tmp_path,
@@ -253,6 +265,7 @@ async def test_ctrl_c_cancels_the_job(running_server, tmp_path):
     assert 0 < final.percent < 100
 
 
+@pytest.mark.slow
 async def test_a_refused_token_stops_before_running_the_command(nursery, server_config, tmp_path):
     server = await start_server(nursery, with_config(server_config, producer_token="t" * 24))
     marker = tmp_path / "ran"
@@ -279,6 +292,7 @@ async def test_a_refused_token_stops_before_running_the_command(nursery, server_
     server.stop.set()
 
 
+@pytest.mark.slow
 async def test_run_needs_a_command_and_a_server():
     result = await trio.run_process(
         [*PROGRESS_SYNC, "run", "--server", "http://127.0.0.1:1"],

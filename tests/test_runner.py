@@ -20,7 +20,7 @@ from progress_sync import (
     open_job_runner,
     open_update_buffer,
 )
-from progress_sync._demo import demo_stage
+from progress_sync._demo_job import demo_stage
 from trio.testing import wait_all_tasks_blocked
 
 
@@ -59,7 +59,9 @@ async def test_a_failing_job_ends_failed_with_its_message(autojump_clock, store)
         final = await _wait_terminal(store, job.job_id)
     assert final.status is JobStatus.FAILED
     assert final.error == "simulated failure at 50.0% during visuals"
-    assert final.percent == 45.0  # where it stopped
+    # The failed state carries the job's last report, the one the error talks about.
+    assert (final.percent, final.stage) == (50.0, "visuals")
+    assert final.message == "frame 25 of 50"
 
 
 async def test_a_crashing_job_never_takes_down_the_runner_or_other_jobs(autojump_clock, store):

@@ -85,6 +85,7 @@ def progress_sync_command() -> list[str]:
     return [sys.executable, "-c", "from progress_sync.server._cli import main; main()"]
 
 
+@pytest.mark.slow
 async def test_sigterm_drains_streams_and_exits_within_the_drain_timeout():
     drain_timeout = 3.0
     command = [

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from _asgi import parse_sse
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -19,6 +20,7 @@ from progress_sync.server._sse import EVENT_FOR_STATUS
 any_text = st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x10FFFF))
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(
     stage=st.text(max_size=MAX_STAGE_LENGTH),
@@ -43,6 +45,7 @@ def test_a_snapshot_event_is_one_event_whatever_the_text(stage, message, status,
         assert data["error"] == message
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(data=st.text(), event=st.text(), event_id=st.text())
 def test_format_event_keeps_data_lines_and_strips_breaks_from_event_and_id(data, event, event_id):

@@ -41,7 +41,7 @@ class WallClock:
         return self.now
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
 def kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -143,6 +143,7 @@ async def test_a_job_twice_in_one_batch_is_applied_in_order(store: ExportStore):
     assert (snapshot.seq, snapshot.percent) == (3, 40.0)
 
 
+@pytest.mark.slow
 async def test_a_batch_writes_many_jobs_and_reports_unknown_ones(store: ExportStore):
     for number in range(5):
         await store.register(f"job-{number}")
@@ -192,6 +193,7 @@ async def test_a_cancelled_job_keeps_its_reason_and_a_completed_one_none(store: 
     assert (await store.get("job-1")).error == "user asked"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("percent", "reason"),
     [
@@ -227,13 +229,113 @@ async def test_over_long_text_is_rejected(store: ExportStore):
 async def test_text_round_trips_unchanged(store: ExportStore):
     await store.register("job-1")
     stage, message = 'ünïcödé ✓ "quoted" \\ /', "line 1\nline 2\r\n\ttab {json} [1]"
-    await store.apply_progress([update("job-1", 33.333333333333336, stage, message)])
+    await store.apply_progress([update("job-1", 33.3, stage, message)])
     snapshot = await store.get("job-1")
-    assert (snapshot.stage, snapshot.message, snapshot.percent) == (
-        stage,
-        message,
-        33.333333333333336,
-    )
+    assert (snapshot.stage, snapshot.message, snapshot.percent) == (stage, message, 33.3)
+
+
+# -- clean numbers, monotonic percent, rate and time left -------------------------------------
+
+
+async def test_percent_is_rounded_to_hundredths_everywhere(store: ExportStore):
+    await store.register("job-1")
+    await store.apply_progress([update("job-1", 13.469999999999999)])
+    assert (await store.get("job-1")).percent == 13.47
+    assert '"percent":13.47,' in (await store.get("job-1")).json_text
+    await store.apply_progress([update("job-1", 33.333333333333336)])
+    assert (await store.get("job-1")).percent == 33.33
+    last = ProgressUpdate("job-1", 66.66666666666667, "end", None, time.time() + 1)
+    failed = await store.finish("job-1", JobStatus.FAILED, error="x", last_progress=last)
+    assert failed.percent == 66.67
+
+
+async def test_a_lower_percent_keeps_the_higher_one_unless_the_report_resets(
+    store: ExportStore,
+):
+    await store.register("job-1")
+    at = time.time()
+    seen = []
+    for n, percent in enumerate((20.0, 80.0, 40.0)):
+        await store.apply_progress([update("job-1", percent, f"step {n}", at=at + n)])
+        seen.append(await store.get("job-1"))
+    assert [s.percent for s in seen] == [20.0, 80.0, 80.0]
+    assert seen[-1].stage == "step 2"  # the rest of the report is applied
+    assert [s.attempt for s in seen] == [1, 1, 1]
+    assert store.statistics().lower_percent_kept == 1
+    retry = ProgressUpdate("job-1", 5.0, "retry", None, at + 3, reset=True)
+    await store.apply_progress([retry])
+    restarted = await store.get("job-1")
+    assert (restarted.percent, restarted.attempt, restarted.stage) == (5.0, 2, "retry")
+    assert restarted.rate is None  # the rate starts over with the new attempt
+    assert restarted.to_dict()["attempt"] == 2
+    await store.apply_progress([update("job-1", 3.0, at=at + 4)])
+    assert (await store.get("job-1")).percent == 5.0
+    # The pending report folded into a terminal state follows the same rule.
+    lower = ProgressUpdate("job-1", 1.0, "end", None, at + 5)
+    failed = await store.finish("job-1", JobStatus.FAILED, error="x", last_progress=lower)
+    assert (failed.percent, failed.stage, failed.attempt) == (5.0, "end", 2)
+
+
+async def test_rate_and_eta_converge_on_a_steady_job(store: ExportStore):
+    await store.register("job-1", status=JobStatus.RUNNING)
+    at = time.time()
+    snapshots = []
+    for step in range(0, 41):  # 2 %/s, one report every 0.5 s, for 20 s
+        await store.apply_progress([update("job-1", step * 1.0, at=at + step * 0.5)])
+        snapshots.append(await store.get("job-1"))
+    assert snapshots[1].rate is None  # not enough history yet
+    assert snapshots[1].eta_seconds is None
+    assert snapshots[3].eta_seconds is None  # 2 s of history is needed
+    assert snapshots[4].eta_seconds == 48.0  # (100 - 4) / 2
+    last = snapshots[-1]
+    assert last.rate == 2.0
+    assert last.eta_seconds == 30.0  # (100 - 40) / 2
+    data = last.to_dict()
+    assert (data["rate"], data["etaSeconds"]) == (2.0, 30.0)
+    done = await store.finish("job-1", JobStatus.COMPLETED)
+    assert (done.rate, done.eta_seconds) == (None, None)
+
+
+async def test_eta_does_not_swing_when_a_job_pauses_and_resumes(store: ExportStore):
+    await store.register("job-1", status=JobStatus.RUNNING)
+    at, percent, t = time.time(), 0.0, 0.0
+    etas: list[float | None] = []
+
+    async def run(seconds: float, speed: float) -> None:
+        nonlocal percent, t
+        for _ in range(int(seconds * 2)):
+            t += 0.5
+            percent += speed * 0.5
+            await store.apply_progress([update("job-1", percent, at=at + t)])
+            etas.append((await store.get("job-1")).eta_seconds)
+
+    await run(10, 1.0)  # 1 %/s
+    before = etas[-1]
+    assert before is not None
+    assert 89.0 <= before <= 91.0
+    await run(20, 0.0)  # paused: no ETA rather than a growing one
+    assert etas[-1] is None
+    await run(3, 1.0)  # resumed at the same speed: the ETA picks up where it was
+    after = [eta for eta in etas[-6:] if eta is not None]
+    assert len(after) == 6  # at once, no wait for new history
+    # Within 10% of the truth (the pause began inside a sample), never above the ETA before
+    # the pause: an EWMA over wall time would have shown several times that on resuming.
+    assert all(abs(eta - (100 - percent)) < 0.1 * (100 - percent) for eta in after), etas
+    assert max(eta for eta in etas[20:] if eta is not None) <= before + 5
+
+
+async def test_a_producers_eta_wins(store: ExportStore):
+    await store.register("job-1", status=JobStatus.RUNNING)
+    own = ProgressUpdate("job-1", 10.0, "w", None, time.time(), eta_seconds=123.4)
+    await store.apply_progress([own])
+    snapshot = await store.get("job-1")
+    assert snapshot.eta_seconds == 123.4
+    await store.apply_progress([update("job-1", 11.0)])
+    assert (await store.get("job-1")).eta_seconds is None  # the next report has none
+    with pytest.raises(InvalidUpdateError, match="etaSeconds"):
+        await store.apply_progress([ProgressUpdate("job-1", 1, "w", None, 1.0, -1.0)])
+    with pytest.raises(InvalidUpdateError, match="reset"):
+        await store.apply_progress([ProgressUpdate("job-1", 1, "w", None, 1.0, None, 1)])  # type: ignore[arg-type]
 
 
 # -- terminal states -------------------------------------------------------------------------
@@ -376,6 +478,7 @@ async def test_a_subscriber_gets_the_current_snapshot_then_every_change_then_end
     assert store.statistics().notifications >= 2
 
 
+@pytest.mark.slow
 async def test_a_slow_subscriber_gets_the_latest_state_and_the_terminal_one(store: ExportStore):
     await store.register("job-1")
     async with store.subscribe("job-1") as subscription:
@@ -461,6 +564,7 @@ async def test_many_subscribers_of_one_job_all_get_the_terminal_state(store: Exp
 # -- waiting for registration ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_wait_registered_returns_once_the_job_is_registered(
     store: ExportStore, clock: trio.testing.MockClock | None
 ):
@@ -478,6 +582,7 @@ async def test_wait_registered_returns_once_the_job_is_registered(
     assert (await store.wait_registered("late", timeout=0)).stage == "hello"
 
 
+@pytest.mark.slow
 async def test_wait_registered_times_out(
     store: ExportStore, clock: trio.testing.MockClock | None, kind: str
 ):

@@ -50,6 +50,7 @@ async def test_a_frozen_client_is_dropped_after_the_send_timeout(autojump_clock,
         assert dropped._value.get() == 1
 
 
+@pytest.mark.slow
 async def test_a_frozen_client_delays_no_one_and_holds_one_snapshot(autojump_clock, nursery):
     async with open_virtual_server(send_timeout=30.0, flush_interval=0.1) as server:
         await server.store.register("job-1")

@@ -13,10 +13,10 @@ import time
 import pytest
 import trio
 from progress_sync import (
-    BufferClosedError,
     InvalidUpdateError,
     JobStatus,
     MemoryStore,
+    SinkClosedError,
     open_thread_reporter,
     open_update_buffer,
     wall_clock,
@@ -45,7 +45,7 @@ async def test_reports_cross_into_trio_at_most_once_per_flush_interval(autojump_
         assert reporter.flush_interval == 0.5
         started = trio.current_time()
         for i in range(1, 1001):  # 1,000 reports over 5 s of virtual time
-            reporter.report("j", i / 10, "work")
+            reporter.report_nowait("j", i / 10, "work")
             await trio.sleep(0.005)
         elapsed = trio.current_time() - started
         stats = reporter.statistics()
@@ -63,12 +63,12 @@ async def test_a_lone_report_is_handed_over_at_once_not_after_an_interval(autoju
         open_update_buffer(store, flush_interval=0.5) as buffer,
         open_thread_reporter(buffer) as reporter,
     ):
-        reporter.report("j", 10.0, "a")
+        reporter.report_nowait("j", 10.0, "a")
         await trio.testing.wait_all_tasks_blocked()
         assert buffer.statistics().pending == 1
         assert reporter.statistics().handoffs == 1
         # The next report within the interval waits for the next hand-over.
-        reporter.report("j", 20.0, "a")
+        reporter.report_nowait("j", 20.0, "a")
         await trio.testing.wait_all_tasks_blocked()
         assert reporter.statistics().pending == 1
         await trio.sleep(0.5)
@@ -86,7 +86,7 @@ async def test_reports_keep_the_time_they_were_made():
         open_thread_reporter(buffer) as reporter,
     ):
         before = wall_clock()
-        reporter.report("j", 5.0, "x")
+        reporter.report_nowait("j", 5.0, "x")
         after = wall_clock()
         await reporter.flush()
         await buffer.flush()
@@ -94,6 +94,7 @@ async def test_reports_keep_the_time_they_were_made():
     assert before <= snapshot.reported_at <= after
 
 
+@pytest.mark.slow
 async def test_worker_thread_at_10khz_reaches_the_store_with_its_last_report():
     """A real thread reports 10,000 times at 10 kHz; the store ends at its last report."""
     store = MemoryStore()
@@ -177,9 +178,9 @@ async def test_bad_reports_raise_in_the_reporting_thread():
 
         def bad() -> None:
             for call in (
-                lambda: reporter.report("j", 101.0, "x"),
-                lambda: reporter.report("j", 1.0, 7),  # type: ignore[arg-type]
-                lambda: reporter.report("", 1.0, "x"),
+                lambda: reporter.report_nowait("j", 101.0, "x"),
+                lambda: reporter.report_nowait("j", 1.0, 7),  # type: ignore[arg-type]
+                lambda: reporter.report_nowait("", 1.0, "x"),
             ):
                 try:
                     call()
@@ -196,11 +197,11 @@ async def test_reports_after_the_block_raise_and_nothing_reported_inside_is_lost
     await store.register("j", status=JobStatus.RUNNING)
     async with open_update_buffer(store, flush_interval=60.0) as buffer:
         async with open_thread_reporter(buffer, flush_interval=60.0) as reporter:
-            reporter.report("j", 1.0, "x")
+            reporter.report_nowait("j", 1.0, "x")
             await trio.testing.wait_all_tasks_blocked()
-            reporter.report("j", 42.0, "x")  # waits in the thread-side dict
-        with pytest.raises(BufferClosedError, match="thread reporter is closed"):
-            reporter.report("j", 50.0, "x")
+            reporter.report_nowait("j", 42.0, "x")  # waits in the thread-side dict
+        with pytest.raises(SinkClosedError, match="thread reporter is closed"):
+            reporter.report_nowait("j", 50.0, "x")
     assert (await store.get("j")).percent == 42.0
 
 

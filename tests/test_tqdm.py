@@ -17,6 +17,7 @@ from progress_sync import (
 from test_threads import wait_for_percent
 
 
+@pytest.mark.slow
 async def test_a_tqdm_loop_in_a_worker_thread_reports_to_its_job():
     store = MemoryStore()
     await store.register("tq", status=JobStatus.RUNNING)

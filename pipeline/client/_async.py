@@ -19,10 +19,10 @@ from .._contract import (
     path,
 )
 from .._errors import (
-    BufferClosedError,
     JobFinishedError,
     JobNotFoundError,
     ServerUnavailableError,
+    SinkClosedError,
 )
 from .._snapshot import check_heartbeat_timeout
 from ._common import (
@@ -124,10 +124,10 @@ class AsyncProgressClient:
 
         Raises:
             InvalidUpdateError: a field is malformed (the message names it).
-            BufferClosedError: the client is closed.
+            SinkClosedError: the client is closed.
         """
         if self._closed:
-            raise BufferClosedError(
+            raise SinkClosedError(
                 "the progress client is closed; report inside its async with block"
             )
         self._pending.put(job_id, percent, stage, message)

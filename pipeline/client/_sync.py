@@ -18,7 +18,12 @@ from .._contract import (
     PROGRESS_PATH,
     path,
 )
-from .._errors import JobFinishedError, JobNotFoundError, ServerUnavailableError
+from .._errors import (
+    JobFinishedError,
+    JobNotFoundError,
+    ServerUnavailableError,
+    SinkClosedError,
+)
 from .._snapshot import check_heartbeat_timeout
 from ._common import (
     DEFAULT_CLIENT_FLUSH_INTERVAL,
@@ -53,7 +58,7 @@ class ProgressClient:
             job = client.register(stage="resize")
             for i, item in enumerate(items):
                 resize(item)
-                client.report(job.job_id, 100 * (i + 1) / len(items), "resize")
+                client.report_nowait(job.job_id, 100 * (i + 1) / len(items), "resize")
             client.complete(job.job_id, result={"count": len(items)})
 
     Args:
@@ -186,20 +191,26 @@ class ProgressClient:
         self._leases.renewed([job_id], time.monotonic())
         return answer
 
-    def report(
+    def report_nowait(
         self, job_id: str, percent: float, stage: str = "", message: str | None = None
     ) -> None:
         """Report a job's progress; returns at once (sent with the next batch).
 
-        Thread-safe. A later report for the same job before the next batch replaces it.
+        The same call as ``AsyncProgressClient.report_nowait`` and
+        ``UpdateBuffer.report_nowait``: it never waits. Thread-safe. A later report for the
+        same job before the next batch replaces it.
 
         Raises:
             InvalidUpdateError: a field is malformed (the message names it).
-            RuntimeError: the client is closed, or its flush thread failed (the cause is
+            SinkClosedError: the client is closed (a ``RuntimeError``, as before).
+            RuntimeError: its flush thread failed (the cause is
                 attached, an ``AuthenticationError`` for a wrong token, say).
         """
         self._check_usable()
         self._pending.put(job_id, percent, stage, message)
+
+    report = report_nowait
+    """Deprecated: the old name of ``report_nowait`` (kept for one release, CHANGELOG.md)."""
 
     def for_job(self, job_id: str) -> ClientJob:
         """The client bound to one job: ``report(percent, stage, message)`` for ReportingTqdm."""
@@ -332,7 +343,7 @@ class ProgressClient:
 
     def _check_usable(self) -> None:
         if self._closed:
-            raise RuntimeError("the progress client is closed; use it inside its with block")
+            raise SinkClosedError("the progress client is closed; use it inside its with block")
         self._raise_failure()
 
     def _raise_failure(self) -> None:
@@ -355,7 +366,7 @@ class ClientJob:
 
     def report(self, percent: float, stage: str = "", message: str | None = None) -> None:
         """Report progress (see ``ProgressClient.report``)."""
-        self._client.report(self.job_id, percent, stage, message)
+        self._client.report_nowait(self.job_id, percent, stage, message)
 
     def complete(self, result: Any = None) -> dict[str, Any]:
         """End the job ``completed`` (see ``ProgressClient.complete``)."""

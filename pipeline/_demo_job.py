@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,6 +21,11 @@ DEMO_STAGES: tuple[tuple[str, float], ...] = (
     ("mux", 10.0),
 )
 """The demo's stages and their weights in percent of the whole job (they add up to 100)."""
+
+
+DEMO_FPS = 25
+"""Frames per second of the demo's simulated video: its message counts frames done
+(``frame 312 of 1250``), a number of its own rather than a second percent."""
 
 
 class DemoJobError(RuntimeError):
@@ -81,14 +87,18 @@ async def run_demo(reporter: JobReporter, params: DemoParams) -> dict[str, Any]:
     """
     total = max(1, round(params.duration_s * params.updates_per_s))
     interval = params.duration_s / total
+    frames = max(1, round(params.duration_s * DEMO_FPS))
     started = trio.current_time()
     for step in range(1, total + 1):
         await trio.sleep_until(started + step * interval)
         percent = step * 100.0 / total
-        stage, within = demo_stage(percent)
+        stage, _ = demo_stage(percent)
+        frame = min(frames, math.floor(frames * step / total))
+        # Reported before failing, as a real job reports where it is before it breaks: the
+        # failed state then shows this report (the terminal write folds the pending report).
+        reporter.report(percent, stage, f"frame {frame} of {frames}")
         if params.fail_at_percent is not None and percent >= params.fail_at_percent:
             raise DemoJobError(f"simulated failure at {percent:.1f}% during {stage}")
-        reporter.report(percent, stage, f"{stage} {within:.0f}%")
     return {"output": f"{reporter.job_id}.mp4", "durationS": params.duration_s, "updates": total}
 
 
