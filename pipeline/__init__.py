@@ -21,8 +21,8 @@ The data path of one progress report, and the module of each step::
     subscriber  store.subscribe(job_id) → Subscription: the latest          _subscription
                   snapshot, conflated (MultiSubscription for several jobs)
        ↓
-    SSE         the server's stream loop writes each snapshot as an event   server/_streams,
-                  (``event: job-progress``, ``id: <seq>``, ``data: {...}``)   server/_sse
+    SSE         the server's stream loop writes each snapshot as an event   server/sse/_loop,
+                  (``event: job-progress``, ``id: <seq>``, ``data: {...}``)   server/sse/_framing
 
 Around it: the wire contract shared with the clients (paths, error codes) in ``_contract``,
 the errors in ``_errors``, jobs the server runs in ``_runner``, leases of external jobs in

@@ -99,3 +99,17 @@ def rate_lua_arguments() -> list[str]:
     """The constants the Redis apply script takes: tau, min sample (the history rule and the
     rounding are applied in Python when the snapshot is decoded)."""
     return [repr(RATE_TAU_S), repr(RATE_MIN_SAMPLE_S)]
+
+
+def format_time_left(eta_seconds: float | None) -> str | None:
+    """``etaSeconds`` in words, as the page, ``progress-sync demo`` and ``run`` show it:
+    ``about 40 s left``, ``about 3 min left``, ``about 2 h left``; None for None."""
+    if eta_seconds is None or not eta_seconds >= 0:
+        return None
+    if eta_seconds < 1:
+        return "less than a second left"
+    if eta_seconds < 90:
+        return f"about {round(eta_seconds)} s left"
+    if eta_seconds < 90 * 60:
+        return f"about {round(eta_seconds / 60)} min left"
+    return f"about {round(eta_seconds / 3600)} h left"

@@ -392,3 +392,10 @@ local out = {}
 for i = 2, #ARGV do out[#out + 1] = redis.call('HGETALL', ARGV[1] .. 'job:' .. ARGV[i]) end
 return out
 """
+
+EXISTING = """
+-- ARGV: prefix, ids...: 1 for each job held, 0 for each job not held.
+local out = {}
+for i = 2, #ARGV do out[#out + 1] = redis.call('EXISTS', ARGV[1] .. 'job:' .. ARGV[i]) end
+return out
+"""

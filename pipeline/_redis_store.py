@@ -210,6 +210,7 @@ class RedisStore(ExportStore):
         self._snapshots = client.register_script(scripts.SNAPSHOTS)
         self._heartbeat = client.register_script(scripts.HEARTBEAT)
         self._delete = client.register_script(scripts.DELETE)
+        self._existing = client.register_script(scripts.EXISTING)
         self._expire_leases = client.register_script(scripts.EXPIRE_LEASES)
         self._local: dict[str, _LocalJob] = {}
         self._registration_waiters: dict[str, set[trio.Event]] = {}
@@ -531,10 +532,10 @@ class RedisStore(ExportStore):
         job_ids = list(self._local)
         for start in range(0, len(job_ids), _RESYNC_CHUNK):
             chunk = job_ids[start : start + _RESYNC_CHUNK]
-            for job_id, flat in zip(
-                chunk, await self._read(chunk, "checking followed jobs"), strict=True
-            ):
-                if not flat:
+            with self._boundary("checking followed jobs"):
+                held: list[int] = await self._existing(args=[self.prefix, *chunk])
+            for job_id, exists in zip(chunk, held, strict=True):
+                if not exists:
                     self._deliver_gone(job_id, "expired from the store")
 
     async def _watch_followed(self) -> None:

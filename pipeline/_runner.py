@@ -52,18 +52,33 @@ class JobReporter:
         self.job_id = job_id
         self._report_nowait = sink.report_nowait
 
-    def report(self, percent: float, stage: str, message: str | None = None) -> None:
+    def report(
+        self,
+        percent: float,
+        stage: str,
+        message: str | None = None,
+        *,
+        eta_seconds: float | None = None,
+        reset: bool = False,
+    ) -> None:
         """Report progress without blocking (see ``UpdateBuffer.report_nowait``).
 
         Args:
             percent: progress in percent, a finite number from 0 to 100.
             stage: what the job is doing now.
             message: optional free text.
+            eta_seconds: the job's own estimate of the seconds left (wins over the store's).
+            reset: the job starts over: a lower percent is published with a new ``attempt``.
 
         Raises:
             InvalidUpdateError: a field is malformed.
         """
-        self._report_nowait(self.job_id, percent, stage, message)
+        if eta_seconds is None and not reset:
+            self._report_nowait(self.job_id, percent, stage, message)
+        else:
+            self._report_nowait(
+                self.job_id, percent, stage, message, eta_seconds=eta_seconds, reset=reset
+            )
 
 
 JobFunction = Callable[[JobReporter, Any], Awaitable[Any]]

@@ -11,22 +11,22 @@ from typing import Any as _Any
 from ._config import ServerConfig as ServerConfig
 
 if _TYPE_CHECKING:
-    from ._app import Services as Services
     from ._app import create_app as create_app
-    from ._serve import open_services as open_services
     from ._serve import serve as serve
     from ._serve import serve_services as serve_services
-    from ._sse import format_event as format_event
-    from ._sse import snapshot_event as snapshot_event
+    from ._services import Services as Services
+    from ._services import open_services as open_services
+    from .sse._framing import format_event as format_event
+    from .sse._framing import snapshot_event as snapshot_event
 
 _LAZY_MODULES = {
-    "Services": "_app",
+    "Services": "_services",
     "create_app": "_app",
-    "open_services": "_serve",
+    "open_services": "_services",
     "serve": "_serve",
     "serve_services": "_serve",
-    "format_event": "_sse",
-    "snapshot_event": "_sse",
+    "format_event": "sse._framing",
+    "snapshot_event": "sse._framing",
 }
 """Names imported on first use, and their modules."""
 

@@ -44,10 +44,18 @@ DEFAULT_GRACEFUL_TIMEOUT = 5.0
 """Seconds a shutdown may take to drain: open streams get their last events, then are cut."""
 DEFAULT_SEND_TIMEOUT = 10.0
 """Seconds one write to a client may wait for the client to take data before it is dropped."""
+DEFAULT_KEEP_ALIVE_TIMEOUT = 5.0
+"""Seconds an idle connection (no request under way) stays open; Hypercorn's own default.
+
+It also bounds the wait for a connection's first complete request head: Hypercorn's keep-alive
+timer runs from the accept until a whole head has arrived."""
 DEFAULT_SHUTDOWN_RETRY_SPREAD_MS = 5000
 """Width, in milliseconds, of the window over which clients come back after a shutdown."""
 DEFAULT_MAX_SUBSCRIBERS = 10_000
 """Open SSE streams per server process; more get 503 with ``Retry-After``."""
+CONNECTION_HEADROOM = 1024
+"""Connections beyond ``max_subscribers`` the server accepts by default (``max_connections``):
+polls, ingest and page loads beside the streams."""
 DEFAULT_MAX_STREAM_JOBS = 100
 """Most ``jobIds`` one multi-job stream may follow."""
 DEFAULT_SUBSCRIBE_TOKEN_TTL = 86400.0
@@ -108,7 +116,9 @@ class Setting:
             return check_seconds(
                 name, value, minimum=self.minimum, include_minimum=self.include_minimum
             )
-        if kind == "int" and self.minimum is not None:
+        if kind == "int | None" and value is None:
+            return None
+        if kind in ("int", "int | None") and self.minimum is not None:
             return check_whole(name, value, minimum=int(self.minimum), maximum=self.maximum)
         return value
 
@@ -140,12 +150,19 @@ class ServerConfig:
             the last connection is cut (default 5).
         send_timeout: seconds a write to a client may wait for the client to take data before
             the client is dropped (default 10).
+        keep_alive_timeout: seconds an idle connection stays open between requests, and the
+            most a new connection may take to send its first complete request head (default
+            5, Hypercorn's default).
         shutdown_retry_spread_ms: at shutdown, each stream still open gets a ``retry:`` drawn
             from ``retry_ms`` to ``retry_ms + shutdown_retry_spread_ms`` milliseconds (default
             5000), so clients do not all come back at once.
         max_subscribers: open SSE streams per server process; more get 503 (default 10000).
             A multi-job stream counts once.
         max_stream_jobs: most ``jobIds`` in one multi-job stream (default 100).
+        max_connections: the most connections open at once per server process; while that
+            many are open, new ones wait in the kernel's listen backlog. None (default):
+            ``max_subscribers + CONNECTION_HEADROOM``; see ``connection_limit``. The server
+            raises its soft file-descriptor limit to hold them at start-up.
         cors_origins: origins (``https://app.example.com``) allowed to use the API from a
             browser, or ``("*",)`` for any; none by default.
         producer_token: the bearer token producer endpoints (create, ingest, finish, cancel)
@@ -286,6 +303,15 @@ class ServerConfig:
         envvar=True,
         minimum=0,
     )
+    keep_alive_timeout: float = _setting(
+        DEFAULT_KEEP_ALIVE_TIMEOUT,
+        help="Seconds an idle connection stays open, and a new one may take to send its "
+        "first request head.",
+        doc="seconds an idle connection stays open between requests, and the most a new "
+        "connection may take to send its first complete request head (Hypercorn's default)",
+        envvar=True,
+        minimum=0,
+    )
     graceful_timeout: float = _setting(
         DEFAULT_GRACEFUL_TIMEOUT,
         help="Drain timeout: seconds from SIGTERM until the last connection is cut.",
@@ -310,6 +336,16 @@ class ServerConfig:
         DEFAULT_MAX_STREAM_JOBS,
         help="Most jobIds in one multi-job stream.",
         doc="most `jobIds` in one multi-job stream",
+        envvar=True,
+        minimum=1,
+    )
+    max_connections: int | None = _setting(
+        None,
+        help="Connections open at once per server process (more wait in the listen "
+        "backlog). Default: --max-subscribers + 1024.",
+        doc="connections open at once per server process; more wait in the listen backlog. "
+        "The soft file-descriptor limit is raised to hold them at start-up",
+        default_text="`max-subscribers` + 1024",
         envvar=True,
         minimum=1,
     )
@@ -358,6 +394,14 @@ class ServerConfig:
                 "the streams and polls of the others; use a Redis store "
                 "(--store redis://127.0.0.1:6379/0) or one worker"
             )
+
+    @property
+    def connection_limit(self) -> int:
+        """The most connections open at once: ``max_connections``, or by default
+        ``max_subscribers + CONNECTION_HEADROOM``."""
+        if self.max_connections is not None:
+            return self.max_connections
+        return self.max_subscribers + CONNECTION_HEADROOM
 
     @property
     def subscribe_tokens(self) -> bool:

@@ -11,6 +11,7 @@ import httpx
 import trio
 from httpx_sse import aconnect_sse
 from progress_sync._contract import JOB_STREAM_PATH, JOBS_PATH, path
+from progress_sync._rate import format_time_left
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Table
@@ -39,6 +40,10 @@ DEMO_JOBS: tuple[DemoJobSpec, ...] = (
 """The demo's jobs; one of them fails on purpose at 60%."""
 
 
+TIME_LEFT_LINE_INTERVAL = 2.0
+"""Seconds between two ``label: 42.0% · about 3 s left`` lines per job."""
+
+
 @dataclass
 class _Outcome:
     spec: DemoJobSpec
@@ -52,6 +57,7 @@ async def _follow(
     client: httpx.AsyncClient, outcome: _Outcome, progress: Progress, task: TaskID
 ) -> None:
     url = path(JOB_STREAM_PATH, jobId=outcome.job_id)
+    next_line = trio.current_time()
     async with aconnect_sse(client, "GET", url) as source:
         source.response.raise_for_status()
         async for event in source.aiter_sse():
@@ -64,7 +70,21 @@ async def _follow(
                 return
             status = data["status"]
             stage = data["stage"] or status
-            progress.update(task, completed=data["percent"], stage=f"{stage} ({status})")
+            left = format_time_left(data.get("etaSeconds")) if status == "running" else None
+            progress.update(
+                task,
+                completed=data["percent"],
+                stage=f"{stage} ({status})",
+                left=left or "",
+                message=data.get("message") or "",
+            )
+            if left is not None and trio.current_time() >= next_line:
+                # Also as a line of its own, so a log (not a terminal) shows it too.
+                next_line = trio.current_time() + TIME_LEFT_LINE_INTERVAL
+                progress.console.print(
+                    f"  {outcome.spec.label}: {data['percent']:.1f}% · {left} · "
+                    f"{data.get('message') or ''}"
+                )
             if event.event in ("job-completed", "job-failed", "job-cancelled"):
                 outcome.terminal = data["status"]
                 outcome.detail = data.get("error") or json.dumps(data.get("result"))
@@ -144,12 +164,16 @@ async def _run_jobs(
             TextColumn("{task.description:<15}"),
             BarColumn(),
             TextColumn("{task.percentage:>5.1f}%"),
-            TextColumn("{task.fields[stage]}"),
+            TextColumn("{task.fields[stage]:<20}"),
+            TextColumn("{task.fields[left]:<18}"),
+            TextColumn("{task.fields[message]}"),
         )
         with Progress(*columns, console=console) as progress:
             async with trio.open_nursery() as followers:
                 for outcome in outcomes:
-                    task = progress.add_task(outcome.spec.label, total=100, stage="")
+                    task = progress.add_task(
+                        outcome.spec.label, total=100, stage="", left="", message=""
+                    )
                     followers.start_soon(_follow, client, outcome, progress, task)
     if linger > 0:
         console.print(f"serving for {linger:g} s more on {base_url}; Ctrl-C stops")

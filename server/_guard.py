@@ -9,8 +9,10 @@ attribute updates per write, no task, no new scope). If a write takes longer, th
 cancelled: the stream generator is closed (its subscriptions leave the store), the app
 returns, and Hypercorn closes the connection because the response never ended.
 
-Under HTTP/2 the wait for a client's flow-control window is cancellable, so the deadline
-acts at once. Under HTTP/1.1 Hypercorn's trio worker shields the socket write itself from
+Under HTTP/2 a write also waits while Hypercorn holds more than 32 KiB of the stream's
+data for a client's flow-control window (``H2SendWindow``: Hypercorn itself lets such writes
+return at once), and that wait is cancellable, so the deadline acts at once. Under HTTP/1.1
+Hypercorn's trio worker shields the socket write itself from
 cancellation, so the kernel has to give up on the socket first: ``serve`` sets
 ``TCP_USER_TIMEOUT`` to the same ``send_timeout`` on the listening socket (Linux), which makes
 the kernel abort a connection whose peer has taken no data for that long (zero-window probes
@@ -27,8 +29,9 @@ from typing import Any, cast
 import trio
 from hypercorn.typing import ASGIFramework, ASGIReceiveCallable, ASGISendCallable, Scope
 
-from ._hub import StreamHub
 from ._metrics import Metrics
+from ._seam import H2SendWindow
+from .sse._admission import StreamHub
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +52,7 @@ class ConnectionGuard:
         self.app = app
         self.send_timeout = send_timeout
         self.hub = hub
-        self._dropped = metrics.clients_dropped.labels(reason="send_timeout")
+        self.metrics = metrics
 
     async def __call__(
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
@@ -60,12 +63,16 @@ class ConnectionGuard:
         timeout = self.send_timeout
         current_time = trio.current_time
 
+        h2_window = H2SendWindow.of(send) if scope.get("http_version") == "2" else None
+
         with trio.CancelScope() as request_scope:
 
             async def send_with_timeout(message: Any) -> None:
                 request_scope.deadline = current_time() + timeout
                 try:
                     await send(message)
+                    if h2_window is not None:
+                        await h2_window.wait_drained()
                 finally:
                     request_scope.deadline = math.inf
 
@@ -75,8 +82,9 @@ class ConnectionGuard:
                 # the hub marks the scope it admitted with a key of its own
                 self.hub.release(cast("MutableMapping[str, Any]", scope))
         if request_scope.cancelled_caught:
-            self._dropped.inc()
-            client = scope.get("client") or ("?", 0)
+            client = scope.get("client")
+            self.metrics.client_dropped(tuple(client) if client else None, "send_timeout")  # type: ignore[arg-type]
+            client = client or ("?", 0)
             logger.info(
                 "dropped client %s:%s of %s: a write did not finish within %g s",
                 client[0],

@@ -62,11 +62,9 @@ from ._models import (
     CompleteJobRequest,
     CreateJobRequest,
     FailJobRequest,
+    JobSnapshotBody,
     ProgressRequest,
     SubscribeTokenResponse,
-)
-from ._models import (
-    JobSnapshot as JobSnapshotBody,
 )
 from ._openapi import error_responses
 from ._request import decode_json

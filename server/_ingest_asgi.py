@@ -23,10 +23,10 @@ from progress_sync._contract import REQUEST_TOO_LARGE
 from ._auth import Auth
 from ._config import ServerConfig
 from ._errors import ApiError, answer_for
-from ._hub import StreamHub
 from ._ingest import NDJSON_TYPES, Ingest
 from ._ingest_body import encode
 from ._ingest_ws import serve_producer_socket
+from .sse._admission import StreamHub
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ A body they refuse is explained by ``progress_sync.server._ingest.parse_update``
 per-field checks (the pipeline's ``check_progress``, ``check_job_id``, ``check_reported_at``)
 name the field at fault and the reason; the decoders are the fast path for bodies that pass.
 The OpenAPI document's schemas of these bodies (``_models.ProgressRequest``, ``BatchUpdate``)
-are checked against ``msgspec.json.schema`` of these Structs by tests/test_openapi.py.
+are checked against ``msgspec.json.schema`` of these Structs by tests/server/test_openapi.py.
 """
 
 from __future__ import annotations

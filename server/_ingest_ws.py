@@ -34,8 +34,8 @@ from ._ingest_body import encode
 if TYPE_CHECKING:
     from ._auth import Auth
     from ._config import ServerConfig
-    from ._hub import StreamHub
     from ._ingest import Ingest
+    from .sse._admission import StreamHub
 
 logger = logging.getLogger(__name__)
 

@@ -12,14 +12,14 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from progress_sync import ExportStore, JobSnapshot, JobStatus, UpdateSink, wall_clock
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ._sse import EVENT_FOR_STATUS, JOB_ERROR_EVENT, RECONNECT_EVENT
+from .sse._framing import EVENT_FOR_STATUS, JOB_ERROR_EVENT, RECONNECT_EVENT
 
 if TYPE_CHECKING:
-    from ._hub import StreamHub
+    from .sse._admission import StreamHub
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 30.0)
 """Seconds: report-to-send latency is about one flush interval (0.5 s by default)."""
@@ -40,7 +40,11 @@ class Metrics:
         report_to_send: seconds from a report (the snapshot's ``reportedAt``, the producer's
             timestamp) until its event was written to a client.
         flush_duration: seconds each buffer flush's store write took.
-        clients_dropped: clients dropped by the server, by ``reason`` (``send_timeout``).
+        clients_dropped: clients dropped by the server, by ``reason``: ``send_timeout`` (a
+            write waited longer than ``send_timeout``), ``tcp_user_timeout`` (the kernel
+            aborted the connection: the client took no data for ``send_timeout``). Each
+            connection counts once, whichever saw it first.
+        open_connections: connections accepted and not yet closed.
     """
 
     def __init__(self) -> None:
@@ -78,6 +82,13 @@ class Metrics:
             ["reason"],
             registry=registry,
         )
+        self.open_connections = Gauge(
+            "progress_sync_open_connections",
+            "Connections accepted and not yet closed.",
+            registry=registry,
+        )
+        self._open_peers: set[tuple[str, int]] = set()
+        self._dropped_peers: set[tuple[str, int]] = set()
         # Children bound once: the stream's hot path does no label lookup.
         self._sent_by_status = {
             status: self.events_sent.labels(event=name) for status, name in EVENT_FOR_STATUS.items()
@@ -92,6 +103,31 @@ class Metrics:
     def watch(self, store: ExportStore, sink: UpdateSink, hub: StreamHub) -> None:
         """Read the pipeline's counters from ``store``, ``sink`` and ``hub`` at each scrape."""
         self._collector.sources = (store, sink, hub)
+
+    def connection_opened(self, peer: tuple[str, int] | None) -> None:
+        """Count a connection accepted from ``peer`` (host, port)."""
+        self.open_connections.inc()
+        if peer is not None:
+            self._open_peers.add(peer)
+
+    def connection_closed(self, peer: tuple[str, int] | None) -> None:
+        """Count the connection from ``peer`` closed."""
+        self.open_connections.dec()
+        if peer is not None:
+            self._open_peers.discard(peer)
+            self._dropped_peers.discard(peer)
+
+    def client_dropped(self, peer: tuple[str, int] | None, reason: str) -> None:
+        """Count the client at ``peer`` (host, port) dropped for ``reason``, once per connection.
+
+        A client that stops reading is seen both by the app's send timeout and by the kernel's
+        ``TCP_USER_TIMEOUT`` abort; it is counted under whichever came first.
+        """
+        if peer is not None and peer in self._open_peers:
+            if peer in self._dropped_peers:
+                return
+            self._dropped_peers.add(peer)
+        self.clients_dropped.labels(reason=reason).inc()
 
     def snapshot_sent(self, snapshot: JobSnapshot, *, since: float = 0.0) -> None:
         """Count one snapshot event written to a client, and its report-to-send latency.

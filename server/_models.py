@@ -21,7 +21,7 @@ from progress_sync import (
 from progress_sync._contract import ERRORS
 from pydantic.alias_generators import to_camel
 
-from ._pace import MAX_MIN_INTERVAL_MS
+from .sse._pace import MAX_MIN_INTERVAL_MS
 
 JobStatusName = Literal["queued", "running", "completed", "failed", "cancelled"]
 """A job's state, as the JSON bodies and the events carry it (``progress_sync.JobStatus``)."""
@@ -322,9 +322,13 @@ class ListJobsQuery(_QueryModel):
     """The most jobs in the page, 1-1000."""
 
 
-class JobSnapshot(_ApiModel):
+class JobSnapshotBody(_ApiModel):
     """A job's snapshot: ``GET /api/jobs/{jobId}``, and the data of every stream event that
     carries the job's state."""
+
+    # The OpenAPI component keeps the name clients know (the class is named apart from the
+    # pipeline's JobSnapshot, the value this documents).
+    model_config = pydantic.ConfigDict(title="JobSnapshot")
 
     job_id: str
     """The job's id."""
@@ -369,7 +373,7 @@ class JobSnapshot(_ApiModel):
 class JobListResponse(_ApiModel):
     """A page of jobs, newest first."""
 
-    jobs: list[JobSnapshot]
+    jobs: list[JobSnapshotBody]
     """The snapshots of the page."""
     total: int
     """How many jobs match in all."""

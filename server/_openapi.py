@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -54,11 +55,11 @@ from ._models import (
     CompleteJobRequest,
     ErrorResponse,
     JobErrorEvent,
-    JobSnapshot,
+    JobSnapshotBody,
     ReconnectEvent,
     _commonmark,
 )
-from ._sse import EVENT_FOR_STATUS, JOB_ERROR_EVENT, RECONNECT_EVENT
+from .sse._framing import EVENT_FOR_STATUS, JOB_ERROR_EVENT, RECONNECT_EVENT
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -383,12 +384,22 @@ class ApiOpenAPIProvider(OpenAPIProvider):
         """The whole document; the event data models are added to its components."""
         document = super().schema()
         schemas = document["components"]["schemas"]
-        for model in (JobSnapshot, JobErrorEvent, ReconnectEvent):
+        for model in (JobSnapshotBody, JobErrorEvent, ReconnectEvent):
             schema = self._schema(model, "serialization")
             schemas.update(schema.pop("$defs", {}))
             schemas[model.__name__] = schema
         if "CreateJobRequest" in schemas:
             schemas["CreateJobRequest"]["properties"]["kind"]["enum"] = [*self._job_kinds, None]
+        # Components are named by their title where the class is named apart from what it
+        # documents (JobSnapshotBody documents the JobSnapshot clients know).
+        for model in (JobSnapshotBody,):
+            title = model.model_config.get("title") or model.__name__
+            if model.__name__ != title and model.__name__ in schemas:
+                schemas[title] = schemas.pop(model.__name__)
+                text = json.dumps(document).replace(
+                    f'"#/components/schemas/{model.__name__}"', f'"#/components/schemas/{title}"'
+                )
+                document = json.loads(text)
         return document
 
     def build_paths(self, rule: Rule) -> tuple[dict[str, Any], dict[str, Any]]:

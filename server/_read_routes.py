@@ -20,14 +20,13 @@ from quart_schema import (
 )
 
 from ._auth import document_auth
-from ._models import JobListResponse, ListJobsQuery
-from ._models import JobSnapshot as JobSnapshotBody
+from ._models import JobListResponse, JobSnapshotBody, ListJobsQuery
 from ._openapi import IfNoneMatchHeader, NotModified, SnapshotHeaders, error_responses
 
 if TYPE_CHECKING:
     from quart_trio import QuartTrio
 
-    from ._app import Services
+    from ._services import Services
 
 
 def snapshot_etag(snapshot: JobSnapshot) -> str:
@@ -62,8 +61,8 @@ def install_read_routes(app: QuartTrio, services: Services) -> None:
         etag = snapshot_etag(snapshot)
         headers = {"Cache-Control": "no-cache"}
         if request.if_none_match.contains_weak(etag):
-            # The type the 200 would have had, not Quart's default text/html.
-            response = Response(b"", 304, headers, mimetype="application/json")
+            # Sent without Content-Type and Content-Length (see server/_seam.py).
+            response = Response(b"", 304, headers)
         else:
             response = Response(snapshot.json_text, 200, headers, mimetype="application/json")
         response.set_etag(etag)

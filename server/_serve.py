@@ -21,86 +21,21 @@ import errno
 import logging
 import signal
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import Awaitable, Callable
 
 import hypercorn.config
-import hypercorn.trio.run
-import hypercorn.utils
 import trio
 from progress_sync import (
-    DEMO_KIND,
     ExportStore,
-    open_export_store,
-    open_job_runner,
-    open_lease_reaper,
-    open_update_sink,
 )
 
-from ._app import Services, create_app
+from ._app import create_app
 from ._config import ServerConfig
-from ._hub import StreamHub
-from ._metrics import Metrics
+from ._connections import raise_fd_limit
+from ._seam import serve_hypercorn
+from ._services import Services, open_services
 
 logger = logging.getLogger(__name__)
-
-
-@asynccontextmanager
-async def open_services(
-    config: ServerConfig, store: ExportStore | None = None
-) -> AsyncIterator[Services]:
-    """Open the update sink and the job runner over ``store``.
-
-    By default the store ``config.store`` names is opened too (a new ``MemoryStore`` for
-    ``memory``, a ``RedisStore`` for a Redis URL) and closed on exit.
-
-    On exit the runner cancels its jobs (each is written ``cancelled``), then the sink flushes
-    what is buffered, so no report made before the exit is lost.
-
-    Raises:
-        StoreUnavailableError: the configured Redis could not be reached.
-    """
-    async with AsyncExitStack() as stack:
-        if store is None:
-            store = await stack.enter_async_context(
-                open_export_store(
-                    config.store, retention=config.job_retention, prefix=config.store_prefix
-                )
-            )
-        async with _open_pipeline(config, store) as services:
-            yield services
-
-
-@asynccontextmanager
-async def _open_pipeline(config: ServerConfig, store: ExportStore) -> AsyncIterator[Services]:
-    metrics = Metrics()
-    streams = StreamHub()
-    async with (
-        open_update_sink(
-            store,
-            config.sync_mode,
-            flush_interval=config.flush_interval,
-            capacity=config.buffer_capacity,
-            on_flush=metrics.flush_duration.observe,
-        ) as sink,
-        open_job_runner(
-            store,
-            sink,
-            kinds={"demo": DEMO_KIND},
-            max_concurrent=config.max_concurrent_jobs,
-            max_queued=config.max_queued_jobs,
-        ) as runner,
-        open_lease_reaper(store),
-    ):
-        metrics.watch(store, sink, streams)
-        yield Services(
-            config=config,
-            store=store,
-            sink=sink,
-            runner=runner,
-            streams=streams,
-            metrics=metrics,
-        )
 
 
 def bind_error(group: BaseExceptionGroup) -> OSError | None:
@@ -206,9 +141,11 @@ async def serve_services(
     Like ``serve``, for callers (tests, embedding code) that open the services themselves.
 
     Raises:
-        OSError: the address could not be bound (port in use, say).
+        OSError: the address could not be bound (port in use, say), or the file-descriptor
+            limit is too low for ``config.connection_limit`` connections.
     """
     config = services.config
+    raise_fd_limit(config.connection_limit)
     settings = hypercorn_config(config)
     if sockets is None:
         sockets = listening_sockets(config, settings)
@@ -217,21 +154,28 @@ async def serve_services(
     app = create_app(services)
     trigger = shutdown_trigger or wait_for_shutdown_signal
     stop_accepting = trio.Event()
+    stopped_accepting = trio.Event()
 
     async def drain_when_triggered() -> None:
         await trigger()
         stop_accepting.set()
+        # Streams end only once Hypercorn knows it is stopping: an HTTP/2 connection whose last
+        # stream ends then gets its GOAWAY (Hypercorn sends it only while terminating).
+        await stopped_accepting.wait()
         await drain(services)
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(drain_when_triggered)
-        # hypercorn.trio.serve without its check that ``workers`` is 1: each worker process
-        # serves on the sockets its parent shares (as hypercorn.run does for its workers).
-        await hypercorn.trio.run.worker_serve(
-            hypercorn.utils.wrap_app(app, settings.wsgi_max_body_size, None),
+        # Hypercorn's worker loop with a connection limit; each worker process serves on the
+        # sockets its parent shares (as hypercorn.run does for its workers).
+        await serve_hypercorn(
+            app,
             settings,
             sockets=sockets,
             shutdown_trigger=stop_accepting.wait,
+            stopped_accepting=stopped_accepting,
+            max_connections=config.connection_limit,
+            metrics=services.metrics,
             task_status=task_status,
         )
         if not stop_accepting.is_set():
@@ -278,10 +222,13 @@ def hypercorn_config(config: ServerConfig) -> hypercorn.config.Config:
     settings = hypercorn.config.Config()
     settings.bind = [f"{config.host}:{config.port}"]
     settings.graceful_timeout = config.graceful_timeout
+    settings.keep_alive_timeout = config.keep_alive_timeout
     settings.accesslog = None
-    # Hypercorn's default listen backlog (100) overflows when hundreds of browsers reconnect
-    # at once (after a deploy, say); the kernel caps it at net.core.somaxconn.
-    settings.backlog = 1024
+    # Hypercorn's default listen backlog (100) overflows when thousands of browsers reconnect
+    # at once (after a deploy, say): the kernel drops their SYNs and resets some of them
+    # (bench/_storm.py). As deep as the connection limit; the kernel caps it at
+    # net.core.somaxconn.
+    settings.backlog = max(1024, config.connection_limit)
     # Hypercorn's own errorlog would add a second stderr handler; log through ours instead.
     settings.errorlog = logging.getLogger("hypercorn.error")
     settings.workers = config.workers

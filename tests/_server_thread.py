@@ -1,7 +1,7 @@
 """A real server on a loopback port, run by ``trio.run`` in a thread of its own.
 
 For tests that are plain sync functions (the browser tests: Playwright's sync API runs its own
-event loop and must not block trio's), where the ``running_server`` fixture, which needs the
+event loop and must not block trio's), where the ``progress_server`` fixture, which needs the
 test's trio nursery, cannot be used.
 """
 

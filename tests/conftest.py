@@ -7,24 +7,34 @@ clock (the autojump clock would jump while sockets are pending).
 The kit's plugin is active through its ``pytest11`` entry point: the suite runs against the
 installed package (``pip install -e '.[dev]'``), never against files found from the checkout's
 root, so a packaging mistake fails it. The helper modules beside this file (``_redis``,
-``_external``, ...) are importable because pytest puts this folder on ``sys.path``.
+``_external``, ``_server_process``, ``_server_thread``) are importable because pytest puts this
+folder on ``sys.path``; a test module imports helpers, never another test module.
+
+Layout: one folder per package under test, test files named by subject::
+
+    core/     the pipeline: buffer, direct sync, stores (one contract for both), runner,
+              threads, tqdm, statuses, terminal states, multi-subscriptions
+    client/   the progress clients, the output parsers, `progress-sync run`, the socket path
+    server/   HTTP API, errors and the contract, auth, settings and CLI, streams (protocol,
+              lifecycle, pacing, outages), ingest, leases, OpenAPI, web page, Redis servers
+    kit/      the test kit (progress_sync.testing, progress_sync.server.testing)
+    bench/    the benchmark's plumbing (its figures are measured, never asserted)
+    package/  the installed package: public names, extras, the wheel
+
+Markers (pyproject.toml): ``redis``, ``browser``, ``ffmpeg``, ``slow``; ``-m "not slow"`` is the
+fast subset.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import replace
 
 import pytest
 import trio
 from progress_sync import MemoryStore
 from progress_sync.server import ServerConfig
-from progress_sync.server.testing import ProgressServer, start_progress_server
 
 pytest_plugins = ["pytester"]
-
-RunningServer = ProgressServer
-"""The type of ``running_server`` (older tests import it from here)."""
 
 
 @pytest.fixture
@@ -34,8 +44,9 @@ def store() -> MemoryStore:
 
 
 @pytest.fixture
-def server_config() -> ServerConfig:
-    """Settings for a test server: ephemeral loopback port, short timeouts."""
+def progress_server_config() -> ServerConfig:
+    """This suite's settings for the kit's server and client (``progress_server``,
+    ``progress_client``): ephemeral loopback port, short timeouts."""
     return ServerConfig(
         host="127.0.0.1",
         port=0,
@@ -46,35 +57,6 @@ def server_config() -> ServerConfig:
         # Tests freeze clients for a while and thaw them; the default (10 s) would drop them.
         send_timeout=60.0,
     )
-
-
-@pytest.fixture
-def progress_server_config(server_config: ServerConfig) -> ServerConfig:
-    """The kit's server and client use this suite's ``server_config`` (override either)."""
-    return server_config
-
-
-@pytest.fixture
-def running_server(progress_server: ProgressServer) -> ProgressServer:
-    """A real Hypercorn server on 127.0.0.1 (ephemeral port): the kit's ``progress_server``.
-
-    ``base_url``, ``store``, ``client()``, ``stop`` (a ``trio.Event``) and ``stopped``.
-    """
-    return progress_server
-
-
-def with_config(config: ServerConfig, **changes: object) -> ServerConfig:
-    """A copy of ``config`` with ``changes`` applied."""
-    return replace(config, **changes)  # type: ignore[arg-type]
-
-
-async def start_server(nursery: trio.Nursery, config: ServerConfig) -> RunningServer:
-    """Start a real server with ``config`` in ``nursery`` (the kit's ``start_progress_server``).
-
-    For tests that need settings the ``running_server`` fixture does not have (tokens, say);
-    stop it with ``progress_sync.server.stop.set()``.
-    """
-    return await start_progress_server(nursery, config)
 
 
 @pytest.fixture

@@ -118,9 +118,20 @@ class AsyncProgressClient:
         return answer
 
     def report_nowait(
-        self, job_id: str, percent: float, stage: str = "", message: str | None = None
+        self,
+        job_id: str,
+        percent: float,
+        stage: str = "",
+        message: str | None = None,
+        *,
+        eta_seconds: float | None = None,
+        reset: bool = False,
     ) -> None:
         """Report a job's progress; returns at once (sent with the next batch).
+
+        ``eta_seconds`` is the producer's own estimate of the seconds left (it wins over the
+        server's); ``reset=True`` says the job starts over, so a lower percent is published
+        with a new ``attempt`` (without it the server keeps the higher percent).
 
         Raises:
             InvalidUpdateError: a field is malformed (the message names it).
@@ -130,7 +141,7 @@ class AsyncProgressClient:
             raise SinkClosedError(
                 "the progress client is closed; report inside its async with block"
             )
-        self._pending.put(job_id, percent, stage, message)
+        self._pending.put(job_id, percent, stage, message, eta_seconds, reset)
 
     def for_job(self, job_id: str) -> AsyncClientJob:
         """The client bound to one job: ``report(percent, stage, message)`` for ReportingTqdm."""

@@ -11,8 +11,8 @@ import httpx
 
 from .._checks import check_seconds
 from .._contract import error_for_answer
-from .._errors import ServerUnavailableError
-from .._snapshot import check_job_id, check_progress, wall_clock
+from .._errors import InvalidUpdateError, ServerUnavailableError
+from .._snapshot import check_eta_seconds, check_job_id, check_progress, wall_clock
 
 logger = logging.getLogger("progress_sync.client")
 
@@ -102,23 +102,40 @@ class PendingReports:
         self.reports = 0
         self.coalesced = 0
 
-    def put(self, job_id: str, percent: float, stage: str, message: str | None) -> None:
-        """Check a report and keep it as its job's latest.
+    def put(
+        self,
+        job_id: str,
+        percent: float,
+        stage: str,
+        message: str | None,
+        eta_seconds: float | None = None,
+        reset: bool = False,
+    ) -> None:
+        """Check a report and keep it as its job's latest (a ``reset`` it replaces is kept).
 
         Raises:
             InvalidUpdateError: a field is malformed (the message names it).
         """
         percent = check_progress(percent, stage, message)
         check_job_id(job_id)
+        eta_seconds = check_eta_seconds(eta_seconds)
+        if type(reset) is not bool:
+            raise InvalidUpdateError("reset", f"must be true or false, not {reset!r}")
         line: dict[str, Any] = {"jobId": job_id, "percent": percent, "stage": stage}
         if message is not None:
             line["message"] = message
+        if eta_seconds is not None:
+            line["etaSeconds"] = eta_seconds
         if self._send_reported_at:
             line["reportedAt"] = wall_clock()
         with self._lock:
             self.reports += 1
-            if job_id in self._lines:
+            replaced = self._lines.get(job_id)
+            if replaced is not None:
                 self.coalesced += 1
+                reset = reset or replaced.get("reset", False)
+            if reset:
+                line["reset"] = True
             self._lines[job_id] = line
 
     def take_all(self) -> list[dict[str, Any]]:

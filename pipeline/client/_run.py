@@ -14,8 +14,10 @@ from typing import BinaryIO
 import trio
 
 from .._errors import JobFinishedError, JobNotFoundError
+from .._rate import RateState, format_time_left
+from .._snapshot import wall_clock
 from ._async import AsyncProgressClient, open_progress_client
-from ._common import DEFAULT_CLIENT_FLUSH_INTERVAL
+from ._common import DEFAULT_CLIENT_FLUSH_INTERVAL, DEFAULT_HEARTBEAT_TIMEOUT
 from ._parsers import OutputProgressParser, ParsedProgress
 
 INTERRUPT_GRACE = 2.0
@@ -77,6 +79,7 @@ async def run_command(
     job_id: str | None = None,
     stage: str | None = None,
     flush_interval: float = DEFAULT_CLIENT_FLUSH_INTERVAL,
+    heartbeat_timeout: float | None = DEFAULT_HEARTBEAT_TIMEOUT,
     quiet: bool = False,
     stdout: BinaryIO | None = None,
     stderr: BinaryIO | None = None,
@@ -97,6 +100,9 @@ async def run_command(
         job_id: the job id to register; the server picks one by default.
         stage: the stage reported when the output names none; the program's name by default.
         flush_interval: seconds between batches of progress (default 0.5).
+        heartbeat_timeout: the job's lease in seconds (default 60; None for none): while
+            this runs the client heartbeats the job, and if this process is killed the server
+            ends the job ``failed`` once the lease runs out.
         quiet: do not print the job's id and outcome on stderr.
         stdout: where the command's stdout goes (ours by default).
         stderr: where its stderr goes (ours by default).
@@ -123,7 +129,11 @@ async def run_command(
 
     async with open_progress_client(server, token=token, flush_interval=flush_interval) as client:
         job = await client.register(
-            job_id, status="running", stage=default_stage, message=shlex.join(argv)[:2000]
+            job_id,
+            status="running",
+            stage=default_stage,
+            message=shlex.join(argv)[:2000],
+            heartbeat_timeout=heartbeat_timeout,
         )
         notice(f"job {job.job_id}: {server.rstrip('/')}{job.stream_url}")
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -149,6 +159,7 @@ async def run_command(
                 signals,
                 out,
                 err,
+                _TimeLeft(notice),
             )
             if interrupted is not None:
                 name = signal.Signals(interrupted).name
@@ -173,6 +184,30 @@ def _piped(stream: trio.abc.ReceiveStream | None) -> trio.abc.ReceiveStream:
     return stream
 
 
+TIME_LEFT_INTERVAL = 5.0
+"""Seconds between two ``progress-sync: 42.0% · about 3 min left`` lines on stderr."""
+
+
+class _TimeLeft:
+    """The command's time left, by the store's own algorithm (``RateState``) over the progress
+    found in its output, told through ``notice`` at most every ``TIME_LEFT_INTERVAL`` s."""
+
+    def __init__(self, notice: Notice) -> None:
+        self._notice = notice
+        self._state = RateState()
+        self._next = trio.current_time()
+
+    def update(self, percent: float) -> None:
+        self._state = self._state.advance(percent, wall_clock())
+        now = trio.current_time()
+        if now < self._next:
+            return
+        left = format_time_left(self._state.published(percent)[1])
+        if left is not None:
+            self._next = now + TIME_LEFT_INTERVAL
+            self._notice(f"{percent:.1f}% · {left}")
+
+
 async def _supervise(  # noqa: C901  # the nested tasks share the process and its signals
     process: trio.Process,
     client: AsyncProgressClient,
@@ -182,6 +217,7 @@ async def _supervise(  # noqa: C901  # the nested tasks share the process and it
     signals: AsyncIterator[int],
     out: BinaryIO,
     err: BinaryIO,
+    time_left: _TimeLeft,
 ) -> tuple[int | None, int, str]:
     """Copy the output, report progress, stop the command on a signal; wait for it to end."""
     interrupted: int | None = None
@@ -193,6 +229,7 @@ async def _supervise(  # noqa: C901  # the nested tasks share the process and it
     def report(found: ParsedProgress | None) -> None:
         if found is not None:
             client.report_nowait(job_id, found.percent, found.stage or default_stage, found.message)
+            time_left.update(found.percent)
 
     async def pump(stream: trio.abc.ReceiveStream, output: _Output) -> None:
         while received := await stream.receive_some(65536):

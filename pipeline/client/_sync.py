@@ -192,13 +192,23 @@ class ProgressClient:
         return answer
 
     def report_nowait(
-        self, job_id: str, percent: float, stage: str = "", message: str | None = None
+        self,
+        job_id: str,
+        percent: float,
+        stage: str = "",
+        message: str | None = None,
+        *,
+        eta_seconds: float | None = None,
+        reset: bool = False,
     ) -> None:
         """Report a job's progress; returns at once (sent with the next batch).
 
         The same call as ``AsyncProgressClient.report_nowait`` and
         ``UpdateBuffer.report_nowait``: it never waits. Thread-safe. A later report for the
-        same job before the next batch replaces it.
+        same job before the next batch replaces it. ``eta_seconds`` is the producer's own
+        estimate of the seconds left (it wins over the server's); ``reset=True`` says the job
+        starts over, so a lower percent is published with a new ``attempt`` (without it the
+        server keeps the higher percent).
 
         Raises:
             InvalidUpdateError: a field is malformed (the message names it).
@@ -207,7 +217,7 @@ class ProgressClient:
                 attached, an ``AuthenticationError`` for a wrong token, say).
         """
         self._check_usable()
-        self._pending.put(job_id, percent, stage, message)
+        self._pending.put(job_id, percent, stage, message, eta_seconds, reset)
 
     report = report_nowait
     """Deprecated: the old name of ``report_nowait`` (kept for one release, CHANGELOG.md)."""

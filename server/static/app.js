@@ -18,6 +18,7 @@ const options = readOptions(new URLSearchParams(window.location.search));
 const streams = new MultiJobStreams({
   maxStreams: options.maxStreams,
   maxJobsPerStream: readMaxStreamJobs(document),
+  minIntervalMs: options.manyJobsMinIntervalMs,
 });
 
 const form = document.getElementById("start-form");
@@ -160,6 +161,7 @@ function addJob(snapshot, details) {
       percent: part("percent"),
       stage: part("stage"),
       elapsed: part("elapsed"),
+      eta: part("eta"),
       message: part("message"),
       error: part("error"),
       cancel,
@@ -213,6 +215,19 @@ async function loadExistingJobs() {
 
 function onSnapshot(view, snapshot) {
   const before = view.snapshot.status;
+  const previous = view.snapshot;
+  // The server's policy, kept here too (a poll and a stream may cross): percent never goes
+  // down within an attempt; a lower percent is shown only with a higher `attempt` (a reset).
+  if (
+    Number(snapshot.percent) < Number(previous.percent) &&
+    (snapshot.attempt ?? 1) <= (previous.attempt ?? 1) &&
+    !TERMINAL_STATUSES.has(previous.status)
+  ) {
+    snapshot = { ...snapshot, percent: previous.percent };
+  }
+  if ((snapshot.attempt ?? 1) > (previous.attempt ?? 1) && previous.attempt !== undefined) {
+    announce(`${view.label} started over (attempt ${snapshot.attempt})`);
+  }
   view.snapshot = snapshot;
   const skew = Date.now() - Date.parse(snapshot.updatedAt);
   if (Number.isFinite(skew)) clockOffsetMs = clockOffsetMs === null ? skew : Math.min(clockOffsetMs, skew);
@@ -267,12 +282,36 @@ function formatPercent(percent) {
   return `${Number.isInteger(rounded) ? rounded : rounded.toFixed(1)}%`;
 }
 
+/** "about 3 min left" from a snapshot's etaSeconds (null: nothing to say). */
+function formatTimeLeft(etaSeconds) {
+  if (typeof etaSeconds !== "number" || !Number.isFinite(etaSeconds) || etaSeconds < 0) {
+    return null;
+  }
+  if (etaSeconds < 1) return "less than a second left";
+  if (etaSeconds < 90) return `about ${Math.round(etaSeconds)} s left`;
+  if (etaSeconds < 90 * 60) return `about ${Math.round(etaSeconds / 60)} min left`;
+  return `about ${Math.round(etaSeconds / 3600)} h left`;
+}
+
+function renderTimeLeft(view) {
+  const { snapshot, parts } = view;
+  const left = snapshot.status === "running" ? formatTimeLeft(snapshot.etaSeconds) : null;
+  parts.eta.textContent = left ?? "–";
+  parts.eta.title =
+    left !== null && typeof snapshot.rate === "number"
+      ? `at ${snapshot.rate.toFixed(2)} % per second (smoothed)`
+      : snapshot.status === "running"
+        ? "not enough history yet, or the job is not advancing"
+        : "";
+}
+
 function render(view) {
   const { snapshot, parts, element } = view;
   const percent = Math.min(100, Math.max(0, Number(snapshot.percent) || 0));
   const text = formatPercent(percent);
   element.dataset.status = snapshot.status;
-  parts.status.textContent = snapshot.status;
+  const attempt = snapshot.attempt ?? 1;
+  parts.status.textContent = attempt > 1 ? `${snapshot.status} · attempt ${attempt}` : snapshot.status;
   parts.fill.style.width = `${percent}%`;
   parts.bar.setAttribute("aria-valuenow", String(Math.round(percent * 10) / 10));
   parts.bar.setAttribute("aria-valuetext", `${text}, ${snapshot.stage || snapshot.status}`);
@@ -293,6 +332,7 @@ function render(view) {
     if (hadFocus) element.focus();
   }
   renderElapsed(view);
+  renderTimeLeft(view);
 }
 
 function renderTransport(view, transport, why) {

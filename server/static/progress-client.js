@@ -58,6 +58,10 @@ export const DEFAULTS = Object.freeze({
    * per stream. Browsers allow 6 HTTP/1.1 connections per origin, so this leaves room for polls
    * and for starting and cancelling jobs; jobs beyond what the streams carry are polled. */
   maxStreams: 4,
+  /** A stream that carries more than one job asks the server for at most one event per job
+   * per this many milliseconds (the streams' `minIntervalMs`; always the latest state, and
+   * terminal events never wait). 0 asks for every change. */
+  manyJobsMinIntervalMs: 500,
 });
 
 /** Longest wait between two polls while the server cannot be reached (milliseconds). */
@@ -82,10 +86,11 @@ export function jobUrl(jobId) {
 
 /** The multi-job stream of `jobIds`; `seqs` (in the same order) are what the client has of
  * each job, sent as `lastEventId` so that the server skips what the client has. */
-export function multiStreamUrl(jobIds, seqs = []) {
+export function multiStreamUrl(jobIds, seqs = [], minIntervalMs = 0) {
   const ids = jobIds.map(encodeURIComponent).join(",");
   const resume = seqs.some((seq) => seq > 0) ? `&lastEventId=${seqs.join(",")}` : "";
-  return `/api/progress/stream?jobIds=${ids}${resume}`;
+  const pace = jobIds.length > 1 && minIntervalMs > 0 ? `&minIntervalMs=${minIntervalMs}` : "";
+  return `/api/progress/stream?jobIds=${ids}${resume}${pace}`;
 }
 
 /** Read the server's most jobIds per stream from the page's
@@ -107,6 +112,7 @@ function parseJson(text) {
 /** One EventSource for many jobs (the multi-job stream), split over several when needed. */
 export class MultiJobStreams {
   #maxStreams;
+  #minIntervalMs;
   #maxJobsPerStream;
   #debounceMs;
   /** jobId -> {jobId, handlers, seq (the latest the stream brought, 0: none), group} */
@@ -122,12 +128,15 @@ export class MultiJobStreams {
    * @param {number} init.maxStreams EventSources open at once
    * @param {number} init.maxJobsPerStream the server's most jobIds per stream
    * @param {number} init.debounceMs changes to the set of jobs gathered into one reopen
+   * @param {number} init.minIntervalMs `minIntervalMs` of streams that carry several jobs
    */
   constructor({
     maxStreams = DEFAULTS.maxStreams,
     maxJobsPerStream = DEFAULT_MAX_STREAM_JOBS,
     debounceMs = REOPEN_DEBOUNCE_MS,
+    minIntervalMs = DEFAULTS.manyJobsMinIntervalMs,
   } = {}) {
+    this.#minIntervalMs = minIntervalMs;
     this.#maxStreams = maxStreams;
     this.#maxJobsPerStream = maxJobsPerStream;
     this.#debounceMs = debounceMs;
@@ -221,7 +230,7 @@ export class MultiJobStreams {
       return;
     }
     const seqs = group.jobIds.map((jobId) => this.#entries.get(jobId).seq);
-    const source = new EventSource(multiStreamUrl(group.jobIds, seqs));
+    const source = new EventSource(multiStreamUrl(group.jobIds, seqs, this.#minIntervalMs));
     group.source = source;
     group.goodbye = null;
     const current = () => group.source === source;
