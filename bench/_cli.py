@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from ._workload import Level, Plan, StreamWorkload, default_plan, grid, quick_plan
+from ._workload import PRODUCERS, Level, Plan, StreamWorkload, default_plan, grid, quick_plan
 
 NEEDED = ("psutil", "matplotlib", "h11")
 """Modules the bench needs beyond the server's own dependencies."""
@@ -35,6 +35,7 @@ def build_plan(
     store: str | None = None,
     workers: int = 1,
     scale_out: bool = False,
+    producers: tuple[str, ...] = (),
 ) -> Plan:
     """The plan for these command-line options (see ``bench_command``).
 
@@ -60,7 +61,10 @@ def build_plan(
                 flush_interval=flush_interval or 0.5,
             )
         )
-        inprocess = http = custom
+        inprocess = custom
+        http = tuple(
+            dataclasses.replace(w, producer=p) for w in custom for p in producers or ("post",)
+        )
     else:
         changes: dict[str, float] = {}
         if duration is not None:
@@ -70,6 +74,8 @@ def build_plan(
         # mypy checks **changes against every field of Workload; changes holds two floats
         inprocess = tuple(dataclasses.replace(w, **changes) for w in inprocess)  # type: ignore[arg-type]
         http = tuple(dataclasses.replace(w, **changes) for w in http)  # type: ignore[arg-type]
+        if producers:
+            http = tuple(w for w in http if w.producer in producers)
     if stream is not None:
         wanted = connections or stream.connections
         stream = StreamWorkload(
@@ -154,6 +160,16 @@ def _command_line(ctx: click.Context) -> str:
     help="Subscribers per job (repeatable).",
 )
 @click.option(
+    "--producer",
+    "producers",
+    multiple=True,
+    type=click.Choice(PRODUCERS),
+    help="HTTP level: how producers send batches, post (POST /api/progress) or ws (the "
+    "persistent connection, GET /api/progress/ws); repeatable. With --jobs/--rate/"
+    "--subscribers: post unless given; otherwise the default grid's runs of these paths (its "
+    "target scenario runs with both).",
+)
+@click.option(
     "--duration",
     type=click.FloatRange(min=0, min_open=True),
     help="Seconds each run reports for (the measured window).",
@@ -231,6 +247,7 @@ def bench_command(
     store: str | None,
     workers: int,
     scale_out: bool,
+    producers: tuple[str, ...],
     task_workers: int | None,
     output_dir: Path,
     tag: str | None,
@@ -275,6 +292,7 @@ def bench_command(
         store=store,
         workers=workers,
         scale_out=scale_out,
+        producers=producers,
     )
     import trio
     from rich.console import Console

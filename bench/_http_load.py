@@ -21,6 +21,7 @@ import httpx
 import trio
 from httpx_sse import aconnect_sse
 from progress_sync import wall_clock
+from websockets.trio.client import connect as connect_websocket
 
 from ._processes import ServerProcess
 from ._recorder import PeakRss, Recorder, View, cpu_seconds, sample_while_running
@@ -123,6 +124,7 @@ async def _produce(
     job_indexes: list[int],
     schedule: _Schedule,
     recorder: Recorder,
+    producer: str = "post",
 ) -> None:
     # Each tick builds the reports due since the last one (at most ``cap`` per job): their
     # ``reportedAt`` are spread evenly since the previous tick, as if an agent in the job's
@@ -131,7 +133,10 @@ async def _produce(
     send, receive = trio.open_memory_channel[tuple[str, list[int]]](0)
     async with trio.open_nursery() as posters:
         for _ in range(POSTS_IN_FLIGHT):
-            posters.start_soon(_post, client, receive.clone(), recorder)
+            if producer == "ws":
+                posters.start_soon(_send_frames, str(client.base_url), receive.clone(), recorder)
+            else:
+                posters.start_soon(_post, client, receive.clone(), recorder)
         receive.close()
         async with send:
             sent = 0
@@ -185,6 +190,28 @@ async def _post(
                     f"POST /api/progress answered {response.status_code} {response.text[:200]!r}"
                 )
             recorder.reports += int(response.json()["accepted"])
+
+
+async def _send_frames(
+    base_url: str,
+    batches: trio.MemoryReceiveChannel[tuple[str, list[int]]],
+    recorder: Recorder,
+) -> None:
+    """The ``ws`` producer: each batch is a frame of one persistent connection
+    (``GET /api/progress/ws``), sent once the previous one is answered."""
+    url = base_url.rstrip("/").replace("http://", "ws://", 1) + "/api/progress/ws"
+    async with (
+        batches,
+        connect_websocket(url, compression=None, proxy=None, max_size=None) as socket,
+    ):
+        async for content, _ in batches:
+            started = time.perf_counter()
+            await socket.send(content)
+            answer = json.loads(await socket.recv())
+            recorder.producer_seconds += time.perf_counter() - started
+            if "accepted" not in answer:
+                raise IngestUnavailableError(f"a frame of {url} was refused: {answer}")
+            recorder.reports += int(answer["accepted"])
 
 
 async def _follow(
@@ -349,6 +376,7 @@ async def _measure(
                 list(range(workload.jobs))[t::tasks],
                 schedule,
                 recorder,
+                workload.producer,
             )
         if progress is not None:
             producers.start_soon(_show_progress, progress, schedule)

@@ -235,8 +235,13 @@ def plot(report: BenchReport, path: Path) -> bool:
     styles = ["-", "--", ":", "-."]
     markers = ["o", "s", "^", "D", "v", "P"]
     for column, level in enumerate(levels):
-        # One worker only: the points of a system are medians over like runs.
-        runs = [r for r in report.runs if r.level is level and r.ok and r.workers == 1]
+        # One worker and POST producers only: the points of a system are medians over like
+        # runs (the ws producer runs are in the tables).
+        runs = [
+            r
+            for r in report.runs
+            if r.level is level and r.ok and r.workers == 1 and r.workload.producer == "post"
+        ]
         shapes = sorted({(r.workload.jobs, r.workload.subscribers) for r in runs})
         for system in System:
             for k, (jobs, subs) in enumerate(shapes):

@@ -126,8 +126,11 @@ class RunResult:
 
     @property
     def system_label(self) -> str:
-        """``batched``, or ``batched · redis · 2 workers`` off the defaults."""
+        """``batched``, or ``batched · ws · redis · 2 workers`` off the defaults (``ws``:
+        the producers used the persistent connection)."""
         parts = [self.system.value]
+        if self.workload.producer != "post":
+            parts.append(self.workload.producer)
         if self.store != "memory":
             parts.append(self.store)
         if self.workers > 1:

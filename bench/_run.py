@@ -171,7 +171,13 @@ def _steps(plan: Plan, http_systems: list[System]) -> list[_Step]:  # noqa: C901
                 counts = _ordered([1, plan.scale_out_workers], i + r)
                 runs = [(System.BATCHED, n) for n in counts]
             else:
-                runs = [(s, plan.workers) for s in _ordered(http_systems, i + r)]
+                # sse-starlette has no persistent producer connection: ws runs are ours only
+                systems = [
+                    s
+                    for s in http_systems
+                    if workload.producer == "post" or s is not System.SSE_STARLETTE
+                ]
+                runs = [(s, plan.workers) for s in _ordered(systems, i + r)]
             for system, workers in runs:
                 ours = system is not System.SSE_STARLETTE
 

@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 
 from ._results import IngestResult, RunResult, StreamResult, Target, median_by
-from ._workload import TARGET_WORKLOAD, Level, System, Workload
+from ._workload import PRODUCERS, TARGET_WORKLOAD, Level, System, Workload
 
 CPU_RATIO_DIRECT = 10.0
 """Batched must use at least this many times less server CPU per report than direct."""
@@ -27,9 +27,12 @@ STREAM_RATIO = 0.9
 """Our stream path must deliver this share of the raw-ASGI broadcaster's events/CPU-s."""
 
 
-def _target_workload(runs: Sequence[RunResult]) -> Workload | None:
-    """The HTTP workload closest to the issue's 100 jobs x 100 Hz x 2 subscribers."""
-    candidates = {r.workload for r in runs if r.level is Level.HTTP}
+def _target_workload(runs: Sequence[RunResult], producer: str = "post") -> Workload | None:
+    """The HTTP workload closest to the issue's 100 jobs x 100 Hz x 2 subscribers, whose
+    producers use ``producer``."""
+    candidates = {
+        r.workload for r in runs if r.level is Level.HTTP and r.workload.producer == producer
+    }
     if not candidates:
         return None
     t = TARGET_WORKLOAD
@@ -57,6 +60,62 @@ def _check(name: str, goal: str, value: float, ok: bool, detail: str) -> Target:
     )
 
 
+def _http_targets(runs: Sequence[RunResult], workload: Workload) -> list[Target]:
+    """The targets of the HTTP level on ``workload`` (direct, batched, the reference)."""
+    targets: list[Target] = []
+    batched = median_by(runs, Level.HTTP, System.BATCHED, workload)
+    direct = median_by(runs, Level.HTTP, System.DIRECT, workload)
+    reference = median_by(runs, Level.HTTP, System.SSE_STARLETTE, workload)
+    where = f"over HTTP, {workload.label}"
+    if batched is not None and direct is not None:
+        cpu = _ratio(direct.cpu_s_per_1k_reports, batched.cpu_s_per_1k_reports)
+        targets.append(
+            _check(
+                f"server CPU per report, direct / batched ({where})",
+                f">= {CPU_RATIO_DIRECT:g}x",
+                cpu,
+                cpu >= CPU_RATIO_DIRECT,
+                f"{direct.cpu_s_per_1k_reports:.4f} / {batched.cpu_s_per_1k_reports:.4f} "
+                "CPU-s per 1,000 reports",
+            )
+        )
+        writes = _ratio(direct.store_writes_per_s, batched.store_writes_per_s)
+        targets.append(
+            _check(
+                f"store writes per second, direct / batched ({where})",
+                f">= {STORE_WRITES_RATIO:g}x",
+                writes,
+                writes >= STORE_WRITES_RATIO,
+                f"{direct.store_writes_per_s:,.1f} / {batched.store_writes_per_s:,.1f} writes/s",
+            )
+        )
+    if batched is not None and reference is not None:
+        cpu = _ratio(reference.cpu_s_per_1k_reports, batched.cpu_s_per_1k_reports)
+        targets.append(
+            _check(
+                f"server CPU per report, sse-starlette / batched ({where})",
+                f">= {CPU_RATIO_REFERENCE:g}x",
+                cpu,
+                cpu >= CPU_RATIO_REFERENCE,
+                f"{reference.cpu_s_per_1k_reports:.4f} / "
+                f"{batched.cpu_s_per_1k_reports:.4f} CPU-s per 1,000 reports",
+            )
+        )
+    if batched is not None:
+        bound = workload.flush_interval * 1000 + LATENCY_SLACK_MS
+        p99 = batched.latency.p99
+        targets.append(
+            _check(
+                f"batched p99 report-to-client latency ({where})",
+                f"<= flush interval + {LATENCY_SLACK_MS:g} ms = {bound:g} ms",
+                p99,
+                p99 <= bound,
+                f"p99 {p99:.1f} ms (p50 {batched.latency.p50:.1f}, max {batched.latency.max:.1f})",
+            )
+        )
+    return targets
+
+
 def evaluate(
     runs: Sequence[RunResult],
     ingest: IngestResult | None,
@@ -64,60 +123,10 @@ def evaluate(
 ) -> tuple[Target, ...]:
     """Check each of the issue's targets against this run's figures (NaN: not measured)."""
     targets: list[Target] = []
-    workload = _target_workload(runs)
-    if workload is not None:
-        batched = median_by(runs, Level.HTTP, System.BATCHED, workload)
-        direct = median_by(runs, Level.HTTP, System.DIRECT, workload)
-        reference = median_by(runs, Level.HTTP, System.SSE_STARLETTE, workload)
-        where = f"over HTTP, {workload.label}"
-        if batched is not None and direct is not None:
-            cpu = _ratio(direct.cpu_s_per_1k_reports, batched.cpu_s_per_1k_reports)
-            targets.append(
-                _check(
-                    f"server CPU per report, direct / batched ({where})",
-                    f">= {CPU_RATIO_DIRECT:g}x",
-                    cpu,
-                    cpu >= CPU_RATIO_DIRECT,
-                    f"{direct.cpu_s_per_1k_reports:.4f} / {batched.cpu_s_per_1k_reports:.4f} "
-                    "CPU-s per 1,000 reports",
-                )
-            )
-            writes = _ratio(direct.store_writes_per_s, batched.store_writes_per_s)
-            targets.append(
-                _check(
-                    f"store writes per second, direct / batched ({where})",
-                    f">= {STORE_WRITES_RATIO:g}x",
-                    writes,
-                    writes >= STORE_WRITES_RATIO,
-                    f"{direct.store_writes_per_s:,.1f} / {batched.store_writes_per_s:,.1f} "
-                    "writes/s",
-                )
-            )
-        if batched is not None and reference is not None:
-            cpu = _ratio(reference.cpu_s_per_1k_reports, batched.cpu_s_per_1k_reports)
-            targets.append(
-                _check(
-                    f"server CPU per report, sse-starlette / batched ({where})",
-                    f">= {CPU_RATIO_REFERENCE:g}x",
-                    cpu,
-                    cpu >= CPU_RATIO_REFERENCE,
-                    f"{reference.cpu_s_per_1k_reports:.4f} / "
-                    f"{batched.cpu_s_per_1k_reports:.4f} CPU-s per 1,000 reports",
-                )
-            )
-        if batched is not None:
-            bound = workload.flush_interval * 1000 + LATENCY_SLACK_MS
-            p99 = batched.latency.p99
-            targets.append(
-                _check(
-                    f"batched p99 report-to-client latency ({where})",
-                    f"<= flush interval + {LATENCY_SLACK_MS:g} ms = {bound:g} ms",
-                    p99,
-                    p99 <= bound,
-                    f"p99 {p99:.1f} ms (p50 {batched.latency.p50:.1f}, "
-                    f"max {batched.latency.max:.1f})",
-                )
-            )
+    for producer in PRODUCERS:
+        workload = _target_workload(runs, producer)
+        if workload is not None:
+            targets.extend(_http_targets(runs, workload))
     if ingest is not None:
         targets.append(
             _check(

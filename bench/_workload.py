@@ -45,6 +45,9 @@ class Workload:
         subscribers: subscribers per job (SSE clients over HTTP).
         duration: seconds the producers report for (the measured window).
         flush_interval: the update buffer's flush interval in seconds (batched mode).
+        producer: how the HTTP level's producers send their batches: ``post`` (one
+            ``POST /api/progress`` each) or ``ws`` (frames of the persistent connection,
+            ``GET /api/progress/ws``: the progress client's default path).
 
     Raises:
         ValueError: a knob is out of range; the message names it.
@@ -55,8 +58,13 @@ class Workload:
     subscribers: int = 2
     duration: float = 5.0
     flush_interval: float = 0.5
+    producer: str = "post"
 
     def __post_init__(self) -> None:
+        if self.producer not in PRODUCERS:
+            raise ValueError(
+                f"producer must be one of {', '.join(PRODUCERS)}, not {self.producer!r}"
+            )
         for name in ("jobs", "subscribers"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -81,8 +89,13 @@ class Workload:
 
     @property
     def label(self) -> str:
-        """``"100 jobs x 100 Hz x 2 subs"``."""
-        return f"{self.jobs} jobs x {self.rate:g} Hz x {self.subscribers} subs"
+        """``"100 jobs x 100 Hz x 2 subs"`` (``... · ws`` for the WebSocket producers)."""
+        label = f"{self.jobs} jobs x {self.rate:g} Hz x {self.subscribers} subs"
+        return label if self.producer == "post" else f"{label} · {self.producer}"
+
+
+PRODUCERS = ("post", "ws")
+"""The HTTP level's producer paths (``Workload.producer``)."""
 
 
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -243,6 +256,8 @@ def default_plan() -> Plan:
         *grid((100,), (10, 30, 100), (2,), duration=8.0, flush_interval=0.5),
         Workload(jobs=10, rate=1000, subscribers=2, duration=8.0),
         Workload(jobs=100, rate=100, subscribers=10, duration=8.0),
+        # the target scenario again, its producers on the persistent connection
+        Workload(jobs=100, rate=100, subscribers=2, duration=8.0, producer="ws"),
     ]
     return Plan(inprocess=tuple(inprocess), http=tuple(http), stream=StreamWorkload())
 
@@ -254,7 +269,10 @@ def quick_plan() -> Plan:
             Workload(jobs=100, rate=100, subscribers=2, duration=1.5),
             Workload(jobs=10, rate=1000, subscribers=1, duration=1.5),
         ),
-        http=(Workload(jobs=100, rate=100, subscribers=2, duration=2.5),),
+        http=(
+            Workload(jobs=100, rate=100, subscribers=2, duration=2.5),
+            Workload(jobs=100, rate=100, subscribers=2, duration=2.5, producer="ws"),
+        ),
         stream=StreamWorkload(connections=400, jobs=4, duration=2.0),
         ingest_rounds=5,
     )

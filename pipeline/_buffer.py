@@ -64,6 +64,7 @@ _MAX_CHECKED_IDS = 65536
 
 _make_update = ProgressUpdate._make
 _monotonic = time.monotonic
+_INF = math.inf
 
 
 def _checked_report(
@@ -183,8 +184,9 @@ class UpdateBuffer:
             InvalidUpdateError: a field is malformed (the message names it).
             SinkClosedError: the buffer has been closed.
         """
-        # The common case (a float percent, a short stage, no message, stamped now) is checked
-        # inline: this is the producers' hot path. Anything else takes the full check.
+        # The common case (a float percent, a short stage, no message, stamped now or by the
+        # producer, as HTTP ingest does) is checked inline: this is the producers' hot path.
+        # Anything else takes the full check.
         if (
             type(percent) is float
             and 0.0 <= percent <= 100.0
@@ -192,7 +194,7 @@ class UpdateBuffer:
             and len(stage) <= MAX_STAGE_LENGTH
             and stage.isascii()
             and message is None
-            and reported_at is None
+            and (reported_at is None or (type(reported_at) is float and 0.0 <= reported_at < _INF))
             and eta_seconds is None
             and reset is False
             and type(job_id) is str
@@ -203,7 +205,7 @@ class UpdateBuffer:
                 percent,
                 stage,
                 None,
-                _WALL_CLOCK_OFFSET + _monotonic(),
+                _WALL_CLOCK_OFFSET + _monotonic() if reported_at is None else reported_at,
                 None,
                 False,
             )

@@ -16,12 +16,12 @@ from ._ingest import install_ingest_routes
 from ._ingest_asgi import ASGIApp, IngestFastPath
 from ._job_routes import install_job_routes
 from ._openapi import install_openapi
-from ._ops_routes import install_ops_routes
+from ._ops_routes import ops
 from ._read_routes import install_read_routes
 from ._request import ApiRequest
 from ._seam import EndOfResponse
-from ._services import Services
-from ._web import install_web_routes
+from ._services import SERVICES_KEY, Services
+from ._web import web
 from .sse._refusal import install_stream_refusal
 from .sse._routes import install_stream_routes
 
@@ -57,7 +57,8 @@ def create_app(services: Services) -> QuartTrio:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     install_error_handlers(app)
     install_cors(app, config.cors_origins)
-    install_web_routes(app, config)
+    app.extensions[SERVICES_KEY] = services
+    app.register_blueprint(web)
     install_stream_refusal(app, config)
     auth = install_auth(app, config)
     ingest = install_ingest_routes(app, services, auth)
@@ -65,7 +66,7 @@ def create_app(services: Services) -> QuartTrio:
     install_job_routes(app, services, auth)
     install_read_routes(app, services)
     install_stream_routes(app, services)
-    install_ops_routes(app, services)
+    app.register_blueprint(ops)
     # Quart's documented way to wrap its ASGI app in middleware; mypy sees a method
     # IngestFastPath speaks plain ASGI dicts; the casts meet Hypercorn's TypedDict signature.
     fast_path = IngestFastPath(

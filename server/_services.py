@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from typing import cast
 
 from progress_sync import (
     DEMO_KIND,
@@ -22,6 +23,7 @@ from progress_sync import (
     open_lease_reaper,
     open_update_sink,
 )
+from quart import current_app
 
 from ._config import ServerConfig
 from ._metrics import Metrics
@@ -105,3 +107,12 @@ async def _open_pipeline(config: ServerConfig, store: ExportStore) -> AsyncItera
             streams=streams,
             metrics=metrics,
         )
+
+
+SERVICES_KEY = "progress_sync.services"
+"""Where ``create_app`` keeps the app's ``Services`` (``app.extensions``)."""
+
+
+def current_services() -> Services:
+    """The services of the app handling the current request (module-level routes read them)."""
+    return cast(Services, current_app.extensions[SERVICES_KEY])

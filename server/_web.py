@@ -15,10 +15,11 @@ from progress_sync._contract import (
     WEB_PAGE_PATH,
     quart_rule,
 )
-from quart import Quart, Response, request
+from quart import Blueprint, Response, request
 from quart_schema import hide
 
 from ._config import ServerConfig
+from ._services import current_services
 
 STATIC_DIR = Path(__file__).parent / "static"
 """Where the page's files are: ``index.html``, ``app.css``, ``app.js``, ``progress-client.js``."""
@@ -33,20 +34,21 @@ def render_page(config: ServerConfig) -> bytes:
     return page.replace(MAX_STREAM_JOBS_MARKER, str(config.max_stream_jobs)).encode()
 
 
-def install_web_routes(app: Quart, config: ServerConfig) -> None:
-    """Register ``GET /``: the page that starts demo jobs and follows them live.
+web = Blueprint("web", __name__)
+"""``GET /``: the page that starts demo jobs and follows them live.
 
-    The page's own assets come from Quart's static route (``/static/...``); the page reads its
-    settings from its URL's query (``sseTimeoutMs``, ``pollIntervalMs``, ``sseRetryMs``,
-    ``maxStreams``; see ``static/progress-client.js``) and the server's ``max_stream_jobs``
-    from a ``<meta name="progress-sync-max-stream-jobs">`` in the page.
-    """
+The page's own assets come from Quart's static route (``/static/...``); the page reads its
+settings from its URL's query (``sseTimeoutMs``, ``pollIntervalMs``, ``sseRetryMs``,
+``maxStreams``; see ``static/progress-client.js``) and the server's ``max_stream_jobs`` from a
+``<meta name="progress-sync-max-stream-jobs">`` in the page.
+"""
 
-    @app.get(quart_rule(WEB_PAGE_PATH))
-    @hide
-    async def web_page() -> Response:
-        """The web page (``static/index.html``); revalidated on every load (ETag)."""
-        body = render_page(config)
-        response = Response(body, 200, {"Cache-Control": "no-cache"}, mimetype="text/html")
-        response.set_etag(hashlib.sha256(body).hexdigest()[:32])
-        return await response.make_conditional(request)
+
+@web.get(quart_rule(WEB_PAGE_PATH))
+@hide
+async def web_page() -> Response:
+    """The web page (``static/index.html``); revalidated on every load (ETag)."""
+    body = render_page(current_services().config)
+    response = Response(body, 200, {"Cache-Control": "no-cache"}, mimetype="text/html")
+    response.set_etag(hashlib.sha256(body).hexdigest()[:32])
+    return await response.make_conditional(request)

@@ -28,7 +28,7 @@ SETTINGS = {
     "subscribe secret": {"subscribe_secret": SECRET},
     "both": {"producer_token": PRODUCER, "subscribe_secret": SECRET},
 }
-HIDDEN = {"static", "openapi", "swagger_ui", "web_page"}
+HIDDEN = {"static", "openapi", "swagger_ui", "web.web_page"}
 """Endpoints left out of the document: the web page, its files, and the document itself."""
 
 # The statuses of each operation with no credentials configured.
