@@ -197,11 +197,19 @@ class AsyncProgressClient:
 
     async def _finish(self, job_id: str, template: str, body: dict[str, Any]) -> dict[str, Any]:
         async with self._send_lock:
-            self._leases.drop(job_id)
+            # As the sync client: the last report goes with the terminal write over plain
+            # HTTP, and is kept (lease still heartbeated) when the server cannot be reached.
             line = self._pending.take(job_id)
-            if line is not None:
-                await self._post_batch([line])
-            return await self._request(path(template, jobId=job_id), body, job_id)
+            try:
+                if line is not None:
+                    self._accounting.record(await self._request(PROGRESS_PATH, [line]))
+                answer = await self._request(path(template, jobId=job_id), body, job_id)
+            except ServerUnavailableError:
+                if line is not None:
+                    self._pending.put_back([line])
+                raise
+            self._leases.drop(job_id)
+            return answer
 
     async def _post_batch(self, batch: list[dict[str, Any]]) -> None:
         answer = await self._socket.send_batch(batch)

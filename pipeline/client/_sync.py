@@ -304,11 +304,21 @@ class ProgressClient:
     def _finish(self, job_id: str, template: str, body: dict[str, Any]) -> dict[str, Any]:
         self._check_usable()
         with self._send_lock:
-            self._leases.drop(job_id)
+            # The job's last report goes with its terminal write over plain HTTP (not the
+            # WebSocket, which may be waiting out a reconnect backoff); if the server cannot
+            # be reached, the report is kept and the lease still heartbeated, so a retry of
+            # the terminal call carries it.
             line = self._pending.take(job_id)
-            if line is not None:
-                self._post_batch([line])
-            return self._request("POST", path(template, jobId=job_id), body, job_id)
+            try:
+                if line is not None:
+                    self._accounting.record(self._request("POST", PROGRESS_PATH, [line]))
+                answer = self._request("POST", path(template, jobId=job_id), body, job_id)
+            except ServerUnavailableError:
+                if line is not None:
+                    self._pending.put_back([line])
+                raise
+            self._leases.drop(job_id)
+            return answer
 
     def _send_pending(self, lines: list[dict[str, Any]]) -> None:
         for start in range(0, len(lines), self._max_batch):
