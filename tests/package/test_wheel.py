@@ -83,6 +83,16 @@ def test_the_wheel_holds_only_progress_sync(wheel: Path):
     assert top - {dist_info} == {"progress_sync"}
     assert "progress_sync/server/static/index.html" in names
     assert "progress_sync/py.typed" in names
+    # Every package folder of the checkout is in the wheel (pyproject's list is explicit).
+    folders = {
+        "pipeline": "progress_sync",
+        "server": "progress_sync/server",
+        "bench": "progress_sync/bench",
+    }
+    for folder, package in folders.items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            inside = init.relative_to(ROOT / folder).as_posix()
+            assert f"{package}/{inside}" in names, f"{init} is missing from the wheel"
     entry_points = zipfile.ZipFile(wheel).read(f"{dist_info}/entry_points.txt").decode()
     assert "progress_sync = progress_sync.testing" in entry_points
 
